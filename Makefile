@@ -1,0 +1,34 @@
+# smpsim: everything a fresh machine needs comes from here and pyproject.toml.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test test-slow bench install clean
+
+# The virtual environment, with smpsim (and its C extension) installed editable.
+$(STAMP): pyproject.toml setup.py smpsim/_atomics.c
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# A short demonstration on the default machine.
+demo: $(STAMP)
+	$(PY) -m smpsim demo
+
+# The default suite (under 5 minutes on 2 cores).
+test: $(STAMP)
+	$(PY) -m pytest -q
+
+# The long suites: fault-injection loops, full benchmarks.
+test-slow: $(STAMP)
+	$(PY) -m pytest -q -m slow
+
+bench: $(STAMP)
+	$(VENV)/bin/smpsim bench
+
+clean:
+	rm -rf $(VENV) build *.egg-info smpsim/*.so

@@ -1,0 +1,90 @@
+"""smpsim's errors. Every error of smpsim's own derives from SmpsimError; a caller's bad argument
+is a ValueError (BadArgument derives from both), as API.md says."""
+
+__all__ = ["SmpsimError", "BadArgument", "OutOfMemory", "InvalidFree", "InvalidCache",
+           "CacheNotEmpty", "InvariantError", "CPUError", "LockTimeout", "LockOrderError",
+           "DebugError"]
+
+
+class SmpsimError(Exception):
+    """Base of every error smpsim raises of its own."""
+
+
+class BadArgument(SmpsimError, ValueError):
+    """An argument out of its range; the message names the function and the argument."""
+
+
+class OutOfMemory(SmpsimError):
+    """No frames left, even after reclaim (and the request did not carry FRAME_ATOMIC)."""
+
+
+class InvalidFree(SmpsimError):
+    """An address that is not a live object of the cache given (or of a malloc cache, for kfree):
+    freed twice, inside an object, of another cache, outside memory. Nothing was changed."""
+
+
+class InvalidCache(SmpsimError):
+    """A handle of a cache that was destroyed."""
+
+
+class CacheNotEmpty(SmpsimError):
+    """slab_cache_destroy of a cache that still has allocated objects. Nothing was changed."""
+
+
+class InvariantError(SmpsimError):
+    """Machine.check found violations; the message lists every one, `violations` holds them."""
+
+    def __init__(self, violations):
+        self.violations = list(violations)
+        super().__init__(f"{len(self.violations)} invariant violation(s):\n"
+                         + "\n".join(f"  - {v}" for v in self.violations))
+
+
+class LockTimeout(SmpsimError):
+    """The lock watchdog: a lock was held longer than Machine(lock_timeout=...) seconds."""
+
+    def __init__(self, lock, holder, seconds):
+        self.lock, self.holder, self.seconds = lock, holder, seconds
+        who = "nobody (it was released as we gave up)" if holder is None else f"CPU {holder}"
+        super().__init__(f"lock {lock} not acquired within {seconds:g} s: held by {who}")
+
+
+class LockOrderError(SmpsimError):
+    """Debugging mode: a lock taken against the lock order (see smpsim/locks.py)."""
+
+
+class DebugError(SmpsimError):
+    """Debugging mode found corruption: a write after free or a red zone overrun."""
+
+
+class CPUError(SmpsimError):
+    """A CPU of Machine.run failed: it raised (`reason` "exception"), died ("died") or the run ran
+    out of time ("timeout"). `inside` tells whether it was inside allocator code, `locks` names
+    the locks it held (from the holder ids in the lock words), `traceback` is the remote
+    traceback text when it raised."""
+
+    def __init__(self, cpu, reason, detail="", *, traceback=None, inside=False, locks=()):
+        self.cpu, self.reason, self.traceback = cpu, reason, traceback
+        self.inside, self.locks = bool(inside), list(locks)
+        msg = f"CPU {cpu} {_REASONS.get(reason, reason)}"
+        if detail:
+            msg += f": {detail}"
+        if inside:
+            msg += "; it was inside allocator code"
+            msg += f", holding {', '.join(self.locks)}" if self.locks else ", holding no lock"
+            msg += " (m.check() reports what its unfinished operation left)"
+        super().__init__(msg)
+
+    def __reduce__(self):
+        return (_rebuild_cpu_error, (self.cpu, self.reason, self.args[0], self.traceback,
+                                     self.inside, self.locks))
+
+
+_REASONS = {"exception": "raised an exception", "died": "died", "timeout": "timed out"}
+
+
+def _rebuild_cpu_error(cpu, reason, message, traceback, inside, locks):
+    e = CPUError.__new__(CPUError)
+    e.cpu, e.reason, e.traceback, e.inside, e.locks = cpu, reason, traceback, inside, locks
+    Exception.__init__(e, message)
+    return e

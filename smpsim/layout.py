@@ -1,0 +1,192 @@
+"""The shape of shared memory: every shared structure, declared once as a table of fields.
+
+One `multiprocessing.shared_memory` segment holds the whole machine:
+
+    0 .. memory               simulated physical memory, addressed by byte offset (0 is NULL).
+                              Frame 0 is reserved at boot and holds the kernel's static data
+                              (KERNEL: the cache list and its lock, the two static caches of the
+                              seed, `mag_cache` and `slab_cache_cache`). Slabs, slab descriptors,
+                              magazines and cache descriptors all live in the frames above it,
+                              exactly where the seed's allocator puts them.
+    memory .. end             bookkeeping, outside simulated memory (Regions below): the machine
+                              header, the frame allocator's lock and free lists, one control line
+                              per CPU, the cache-id table, the frame table (FRAME, one per page)
+                              and the object table (one uint16 per 8-byte granule).
+
+Addresses are byte offsets into the segment, so an address of simulated memory and a bookkeeping
+offset are the same kind of int, and the lists of list.h link either. Every field is a whole
+8-byte word (the simulated machine is a 64-bit build, SPEC.md section 2), except the free-list
+index in a free object (the seed's `int`, 4 bytes) and the object table entries (2 bytes).
+
+Code reads and writes fields as `base + STRUCT.field`; no literal offsets appear anywhere else.
+Per-CPU data sits on its own 64-byte line (LINE) so that CPUs do not share cache lines.
+"""
+
+__all__ = ["WORD", "LINE", "PAGE_SIZE", "PAGE_WIDTH", "MAX_ORDER", "Struct", "SPINLOCK", "LINK",
+           "SLAB", "MAGAZINE", "CPU_MAGS", "CACHE", "KERNEL", "HEADER", "CPU_CTL", "FRAME",
+           "Regions", "MAX_CACHES", "OBJ_INTERNAL", "NAME_MAX"]
+
+WORD = 8
+LINE = 64
+PAGE_WIDTH = 12
+PAGE_SIZE = 1 << PAGE_WIDTH
+# Largest buddy block: 2**MAX_ORDER frames (4 MiB), as Linux's default MAX_ORDER.
+MAX_ORDER = 10
+# Live caches at once; ids index the cache-id table and fill the object table (uint16).
+MAX_CACHES = 4096
+# Object-table bit marking an object the allocator itself uses (a magazine, an external slab
+# descriptor, a cache descriptor): never a caller's to free.
+OBJ_INTERNAL = 0x8000
+NAME_MAX = 32
+
+
+class Struct:
+    """A C struct in shared memory: its fields in order, each with its size in bytes.
+
+    Each field becomes an attribute holding its byte offset; `size` is the total, rounded up to
+    `align`. A field named "_" is padding; PAD_TO_LINE pads to the next 64-byte line.
+    """
+
+    def __init__(self, cname, fields, *, align=WORD):
+        self.cname = cname
+        self.fields = {}
+        off = 0
+        for name, size in fields:
+            if size is PAD_TO_LINE:
+                size = -off % LINE
+            if name != "_":
+                if off % WORD and size >= WORD:
+                    raise AssertionError(f"{cname}.{name} is not word aligned")
+                self.fields[name] = off
+                setattr(self, name, off)
+            off += size
+        self.size = off + (-off % align)
+
+    def __repr__(self):
+        inner = ", ".join(f"{n}@{o}" for n, o in self.fields.items())
+        return f"<{self.cname} size={self.size}: {inner}>"
+
+
+PAD_TO_LINE = object()
+
+# A spinlock (spinlock_t): the word C's test-and-set works on, then counters updated by the
+# holder. smpsim/_atomics.c declares the same struct (tests/test_atomics.py checks the two agree).
+SPINLOCK = Struct("spinlock_t", [("holder", 8), ("acquisitions", 8), ("contended", 8), ("spins", 8)])
+
+# A link of HelenOS's circular doubly linked lists (list.h); a list head is a bare link.
+LINK = Struct("link_t", [("prev", 8), ("next", 8)])
+
+# The seed's slab descriptor, 48 bytes on a 64-bit build (SPEC.md section 2).
+SLAB = Struct("slab_t", [("cache", 8), ("link", LINK.size), ("start", 8), ("available", 8),
+                         ("nextavail", 8)])
+
+# A magazine, 32 bytes; `objs[size]` (8 bytes each) follows at MAGAZINE.objs.
+MAGAZINE = Struct("slab_magazine_t", [("link", LINK.size), ("busy", 8), ("size", 8), ("objs", 0)])
+
+# One CPU's magazine pair in one cache: its own line, touched only under its `lock` (the seed's
+# mag_cache[cpu]). `allocated` and `cached` are this CPU's share of the cache's counters when the
+# machine runs with per-CPU counters (Machine(counters="percpu")); unused otherwise.
+CPU_MAGS = Struct("slab_mag_cache_t", [("lock", SPINLOCK.size), ("current", 8), ("last", 8),
+                                       ("allocated", 8), ("cached", 8)], align=LINE)
+
+# A cache descriptor (slab_cache_t). Ours to define (SPEC.md section 2): the name is stored in
+# it, each lock shares a line only with what it guards, and the per-CPU entries follow on lines
+# of their own at `mag_cache` (only for caches with magazines).
+CACHE = Struct("slab_cache_t", [
+    ("link", LINK.size),            # in the cache list (KERNEL.slab_cache_list)
+    ("name", NAME_MAX),             # NUL padded
+    ("size", 8), ("align", 8), ("flags", 8), ("order", 8), ("objects", 8),
+    ("magazine_size", 8),           # objects per magazine (Machine(magazine_size))
+    ("id", 8),                      # 1..MAX_CACHES-1, the object table's mark for this cache
+    ("gen", 8),                     # unique per created cache; 0 once destroyed
+    ("_", PAD_TO_LINE),
+    ("slablock", SPINLOCK.size),    # guards full_slabs, partial_slabs and every slab's fields
+    ("full_slabs", LINK.size),
+    ("partial_slabs", LINK.size),
+    ("maglock", SPINLOCK.size),     # guards magazines
+    ("magazines", LINK.size),       # the shared list of full magazines
+    ("magazine_counter", 8),        # atomic: length of `magazines`
+    ("_", PAD_TO_LINE),
+    ("allocated_objs", 8),          # atomic
+    ("cached_objs", 8),             # atomic
+    ("allocated_slabs", 8),         # atomic
+    ("_", PAD_TO_LINE),
+    ("mag_cache", 0),               # CPU_MAGS[cpus] follow
+], align=LINE)
+
+# The kernel's static data, in reserved frame 0. The first line stays unused so that no field
+# has address 0.
+KERNEL = Struct("kernel_static", [
+    ("_", LINE),
+    ("slab_cache_lock", SPINLOCK.size),  # guards slab_cache_list, the cache-id table, next_gen
+    ("slab_cache_list", LINK.size),
+    ("next_gen", 8),
+    ("_", PAD_TO_LINE),
+    ("mag_cache", CACHE.size),           # the seed's static `mag_cache` ("slab_magazine")
+    ("slab_cache_cache", CACHE.size),    # the seed's static `slab_cache_cache` ("slab_cache")
+])
+assert KERNEL.size <= PAGE_SIZE
+
+# --- bookkeeping, outside simulated memory ---------------------------------------------------
+
+HEADER = Struct("machine_header", [
+    ("magic", 8), ("memory", 8), ("nframes", 8), ("cpus", 8), ("magazine_size", 8),
+    ("options", 8),                      # Machine option bits (OPT_* in machine.py)
+    ("creator_pid", 8),
+    ("_", PAD_TO_LINE),
+    ("frames_lock", SPINLOCK.size),      # guards free_lists, free_frames and the frame table
+    ("free_frames", 8),
+    ("_", PAD_TO_LINE),
+    ("free_lists", LINK.size * (MAX_ORDER + 1)),  # buddy free lists, one per order
+    ("_", PAD_TO_LINE),
+    # A run's control line: the start gate, the barrier and the stop flag.
+    ("run_cpus", 8),                     # CPUs taking part in the current run
+    ("barrier_count", 8),                # atomic: arrivals in the current barrier round
+    ("barrier_round", 8),                # atomic: rounds completed
+    ("stop", 8),                         # set when the run is being stopped
+    ("_", PAD_TO_LINE),
+], align=LINE)
+
+# One CPU's control line, written by that CPU, read by the supervisor.
+CPU_CTL = Struct("cpu_ctl", [
+    ("in_kernel", 8),   # nonzero while inside allocator code: the public operation under way
+    ("ops", 8),         # allocations and frees done (progress, audit)
+    ("pid", 8),
+    ("_", PAD_TO_LINE),
+], align=LINE)
+
+# A frame table entry (frame_t): `link` in a buddy free list, `parent` the slab owning the frame
+# (the seed's frame->parent), `info` the state and order (FRAME_* in frames.py).
+FRAME = Struct("frame_t", [("link", LINK.size), ("parent", 8), ("info", 8)])
+
+
+class Regions:
+    """Where each part lies in the segment of a machine with `memory` bytes and `cpus` CPUs."""
+
+    def __init__(self, memory, cpus):
+        self.memory = memory
+        self.nframes = memory // PAGE_SIZE
+        off = memory
+        self.header = off
+        off += HEADER.size
+        self.cpu_ctl = off
+        off += CPU_CTL.size * cpus
+        self.cache_ids = off
+        off += WORD * MAX_CACHES
+        self.frame_table = off
+        off += FRAME.size * self.nframes
+        self.object_table = off              # uint16 per 8-byte granule of simulated memory
+        off += 2 * (memory // WORD)
+        self.size = off + (-off % PAGE_SIZE)
+
+    def cpu(self, i):
+        """The control line of CPU i."""
+        return self.cpu_ctl + i * CPU_CTL.size
+
+    def frame(self, pfn):
+        """The frame table entry of frame number pfn."""
+        return self.frame_table + pfn * FRAME.size
+
+    def granule(self, addr):
+        """The object table entry (a byte offset) of the 8-byte granule at addr."""
+        return self.object_table + (addr >> 2)

@@ -1,0 +1,85 @@
+"""A slabtop-style live view of a running machine: totals at the top, then the caches sorted by
+active objects, redrawn in place from the run's monitor callback (experiment.Sampler).
+
+Columns follow slabtop (OBJS ACTIVE USE OBJ SIZE SLABS OBJ/SLAB CACHE SIZE NAME) with CACHED
+added: objects sitting in magazines. The values are read while the CPUs run, so they may be a
+little racy, as /proc/slabinfo's are.
+"""
+
+import shutil
+import sys
+import time
+
+__all__ = ["render", "LiveView"]
+
+_CLEAR = "\x1b[H\x1b[2J"
+
+
+def _pct(a, b):
+    return f"{100.0 * a / b:.1f}%" if b else "0.0%"
+
+
+def _size(nbytes):
+    for unit in ("K", "M", "G"):
+        nbytes /= 1024
+        if nbytes < 1024 or unit == "G":
+            return f"{nbytes:.1f}{unit}"
+
+
+def render(stats, cpu_stats, elapsed, ops, label="", rows=20, page_size=4096):
+    """The screen as text for one sample of Machine.stats() and Machine.cpu_stats()."""
+    caches = stats["caches"]
+    active = sum(c["allocated"] for c in caches.values())
+    total = sum(c["slabs"] * c["objects"] for c in caches.values())
+    slabs = sum(c["slabs"] for c in caches.values())
+    used_caches = sum(1 for c in caches.values() if c["slabs"])
+    frames = stats["frames"]
+    fused = frames["total"] - frames["free"]
+    hits = sum(c["hits"] for c in cpu_stats)
+    misses = sum(c["misses"] for c in cpu_stats)
+    rec = stats.get("reclaim", {})
+    rate = ops / elapsed if elapsed else 0.0
+    lines = [
+        f" smpsim {label}   {elapsed:7.1f} s   {ops:,} ops   {rate:,.0f} ops/s",
+        f" Active / Total Objects (% used)    : {active} / {total} ({_pct(active, total)})",
+        f" Active / Total Slabs (% used)      : {slabs} / {slabs} ({_pct(slabs, slabs)})",
+        f" Active / Total Caches (% used)     : {used_caches} / {len(caches)} "
+        f"({_pct(used_caches, len(caches))})",
+        f" Frames in use / total              : {fused} / {frames['total']} "
+        f"({_pct(fused, frames['total'])})",
+        f" Magazine hit rate                  : {_pct(hits, hits + misses)}"
+        f"   reclaim: {rec.get('calls', 0)} calls, {rec.get('frames', 0)} frames",
+        " CPUs: " + "  ".join(f"{c['cpu']}:{c['ops']:,}" for c in cpu_stats[:16])
+        + (" ..." if len(cpu_stats) > 16 else ""),
+        "",
+        f"{'OBJS':>7} {'ACTIVE':>7} {'USE':>5} {'OBJ SIZE':>8} {'SLABS':>6} {'OBJ/SLAB':>8} "
+        f"{'CACHED':>7} {'CACHE SIZE':>10} NAME",
+    ]
+    order = sorted(caches.items(), key=lambda kv: (-kv[1]["allocated"], kv[0]))
+    for name, c in order[:rows]:
+        objs = c["slabs"] * c["objects"]
+        lines.append(f"{objs:7d} {c['allocated']:7d} {_pct(c['allocated'], objs):>5} "
+                     f"{_size(c['size']):>8} {c['slabs']:6d} {c['objects']:8d} "
+                     f"{c['cached']:7d} {_size(c['slabs'] * c['pages'] * page_size):>10} "
+                     f"{name}")
+    return "\n".join(lines) + "\n"
+
+
+class LiveView:
+    """Redraws the screen on `stream` at every sample: in place on a terminal, else appended."""
+
+    def __init__(self, stream=None, every=5.0):
+        self.stream = stream or sys.stdout
+        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.every, self.last = (0.0 if self.tty else every), None
+
+    def draw(self, stats, cpu_stats, elapsed, ops, label=""):
+        """Draws one sample; off a terminal, at most one every `every` seconds."""
+        now = time.monotonic()
+        if self.last is not None and now - self.last < self.every:
+            return
+        self.last = now
+        rows = max(5, shutil.get_terminal_size((100, 30)).lines - 11) if self.tty else 20
+        text = render(stats, cpu_stats, elapsed, ops, label, rows)
+        self.stream.write((_CLEAR if self.tty else "\n") + text)
+        self.stream.flush()

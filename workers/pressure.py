@@ -1,0 +1,71 @@
+"""pressure: drives the machine out of memory so that reclaim runs. Each round, on every CPU:
+
+    1. fill: allocate `size_a` objects until an allocation fails (or `limit` objects)
+    2. barrier; free a random `free_fraction` of them: the objects go to magazines and partial
+       slabs, so few frames come free by themselves
+    3. barrier; allocate `size_b` objects (another malloc cache) until one fails (or `limit`):
+       the frame allocator must reclaim magazines to find frames
+    4. barrier; free everything; barrier
+
+Failed allocations are the expected outcome here and are reported in `failed`; the frames that
+reclaim freed show in the run's statistics (`reclaim`). Allocations carry FRAME_ATOMIC, so the
+frame allocator reclaims before it gives up. Use a small machine (a few MiB): a fill touches all
+of memory. With `cache_b` the second phase allocates from that cache instead of kalloc(size_b).
+"""
+
+import time
+
+from workers.common import COMMON, Heap, Param, cpu_rng, resolve
+
+__all__ = ["PARAMS", "run"]
+
+PARAMS = {
+    **COMMON,
+    "rounds": Param("int", 2, lo=1, hi=1000, doc="fill / free / refill rounds"),
+    "size_a": Param("int", 256, lo=1, hi=131072, doc="object size of the fill (kalloc)"),
+    "size_b": Param("int", 2048, lo=1, hi=131072, doc="object size of the refill (kalloc)"),
+    "cache_b": Param("str", "", doc="a cache for the refill instead of kalloc(size_b)"),
+    "free_fraction": Param("float", 0.5, lo=0, hi=1, doc="share of the fill freed in step 2"),
+    "limit": Param("int", 0, lo=0, hi=10**8, doc="most objects per phase per CPU; 0: no limit"),
+}
+
+
+def _fill(heap, size, limit):
+    objs = []
+    while not limit or len(objs) < limit:
+        a = heap.alloc(size)
+        if not a:
+            break
+        objs.append(a)
+    return objs
+
+
+def run(k, params=None, **overrides):
+    """`rounds` of fill, partial free and refill; every phase ends at a barrier."""
+    p = resolve(PARAMS, params, overrides)
+    rng = cpu_rng(p, k)
+    heap_a, heap_b = Heap(k, p["cache"]), Heap(k, p["cache_b"])
+    start = time.perf_counter()
+    filled = refilled = 0
+    for _ in range(p["rounds"]):
+        a_objs = _fill(heap_a, p["size_a"], p["limit"])
+        filled += len(a_objs)
+        k.barrier()
+        rng.shuffle(a_objs)
+        cut = int(len(a_objs) * p["free_fraction"])
+        for a in a_objs[:cut]:
+            heap_a.free(a)
+        a_objs = a_objs[cut:]
+        k.barrier()
+        b_objs = _fill(heap_b, p["size_b"], p["limit"])
+        refilled += len(b_objs)
+        k.barrier()
+        for a in a_objs:
+            heap_a.free(a)
+        for b in b_objs:
+            heap_b.free(b)
+        k.barrier()
+    r = heap_a.result("pressure", time.perf_counter() - start, filled=filled, refilled=refilled)
+    for key in ("ops", "allocs", "frees", "failed", "remote_frees", "corrupt", "bytes"):
+        r[key] += getattr(heap_b, "remote" if key == "remote_frees" else key)
+    return r

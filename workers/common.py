@@ -42,10 +42,11 @@ class Param:
             return "one of " + ", ".join(repr(c) for c in self.choices)
         noun = {"int": "an integer", "float": "a number", "bool": "true or false",
                 "str": "a string"}[self.kind]
+        fmt = "d" if self.kind == "int" else "g"
         if self.lo is not None and self.hi is not None:
-            return f"{noun} {self.lo:g}..{self.hi:g}"
+            return f"{noun} {self.lo:{fmt}}..{self.hi:{fmt}}"
         if self.lo is not None:
-            return f"{noun} >= {self.lo:g}"
+            return f"{noun} >= {self.lo:{fmt}}"
         return noun
 
     def check(self, value):

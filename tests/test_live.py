@@ -1,0 +1,43 @@
+"""The live view: totals and caches sorted by active objects, as slabtop shows them."""
+
+import io
+
+from smpsim import live
+
+STATS = {
+    "frames": {"total": 1024, "free": 1000},
+    "caches": {
+        "a": {"size": 64, "pages": 1, "objects": 63, "slabs": 1, "cached": 4, "allocated": 10,
+              "inside": True},
+        "b": {"size": 4096, "pages": 1, "objects": 1, "slabs": 20, "cached": 0,
+              "allocated": 20, "inside": False},
+        "idle": {"size": 8, "pages": 1, "objects": 506, "slabs": 0, "cached": 0,
+                 "allocated": 0, "inside": True},
+    },
+    "reclaim": {"calls": 2, "frames": 7},
+}
+CPU = [{"cpu": 0, "ops": 1000, "hits": 90, "misses": 10},
+       {"cpu": 1, "ops": 500, "hits": 90, "misses": 10}]
+
+
+def test_render():
+    text = live.render(STATS, CPU, 2.0, 1500, "run-1")
+    lines = text.splitlines()
+    assert lines[0].split() == ["smpsim", "run-1", "2.0", "s", "1,500", "ops", "750", "ops/s"]
+    assert "Active / Total Objects (% used)    : 30 / 83 (36.1%)" in lines[1]
+    assert "Active / Total Caches (% used)     : 2 / 3 (66.7%)" in lines[3]
+    assert "Frames in use / total              : 24 / 1024 (2.3%)" in lines[4]
+    assert "90.0%" in lines[5] and "2 calls, 7 frames" in lines[5]
+    assert lines[6] == " CPUs: 0:1,000  1:500"
+    assert lines[8].split() == ["OBJS", "ACTIVE", "USE", "OBJ", "SIZE", "SLABS", "OBJ/SLAB",
+                                "CACHED", "CACHE", "SIZE", "NAME"]
+    assert [ln.split()[-1] for ln in lines[9:]] == ["b", "a", "idle"]
+    assert lines[9].split() == ["20", "20", "100.0%", "4.0K", "20", "1", "0", "80.0K", "b"]
+
+
+def test_live_view_off_a_terminal_throttles():
+    out = io.StringIO()
+    view = live.LiveView(out, every=60)
+    view.draw(STATS, CPU, 1.0, 10)
+    view.draw(STATS, CPU, 1.2, 20)
+    assert out.getvalue().count("OBJ/SLAB") == 1

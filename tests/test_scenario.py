@@ -1,0 +1,188 @@
+"""Scenario files: every shipped one loads; bad keys, types and ranges are refused with a message
+naming the file, the key and what was expected."""
+
+import glob
+import os
+
+import pytest
+
+from smpsim import scenario
+from smpsim.scenario import ScenarioError
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHIPPED = sorted(glob.glob(os.path.join(ROOT, "scenarios", "*.toml")))
+
+GOOD = """
+[machine]
+cpus = 4
+memory = "16M"
+[[caches]]
+name = "obj"
+size = 100
+[workload]
+name = "threadtest"
+cache = "obj"
+ops = 100
+"""
+
+
+def write(tmp_path, text, name="s.toml"):
+    p = tmp_path / name
+    p.write_text(text)
+    return str(p)
+
+
+def error(tmp_path, text):
+    path = write(tmp_path, text)
+    with pytest.raises(ScenarioError) as e:
+        scenario.load(path)
+    return path, str(e.value)
+
+
+def test_every_shipped_scenario_loads():
+    assert len(SHIPPED) >= 7
+    for path in SHIPPED:
+        s = scenario.load(path)
+        assert s.points(s.sweep["cpus"]), path
+
+
+def test_defaults_and_points(tmp_path):
+    s = scenario.load(write(tmp_path, GOOD))
+    assert s.name == "s"
+    assert s.machine == {"cpus": 4, "memory": 16 << 20, "magazine_size": 4, "debug": False,
+                         "counters": "shared", "lock_timeout": None}
+    assert s.run == {"timeout": 600.0, "interval": 0.25, "pin": False}
+    assert s.sweep == {"cpus": [4], "repeat": 1}
+    [p] = s.points()
+    assert (p.id, p.cpus, p.label) == ("base-c4-r0", 4, "base")
+    assert p.caches == [{"name": "obj", "size": 100, "align": 0, "flags": []}]
+    assert p.workload == {"name": "threadtest", "cache": "obj", "ops": 100}
+    assert [q.id for q in s.points([1, 2], 2)] == ["base-c1-r0", "base-c1-r1", "base-c2-r0",
+                                                   "base-c2-r1"]
+
+
+def test_variants_merge_over_the_base(tmp_path):
+    s = scenario.load(write(tmp_path, GOOD + """
+[[variants]]
+label = "mag"
+[[variants]]
+label = "no mag"
+machine = { magazine_size = 8 }
+workload = { batch = 3 }
+caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
+"""))
+    a, b = s.points()
+    assert (a.label, a.caches[0]["flags"], a.machine["magazine_size"]) == ("mag", [], 4)
+    assert (b.id, b.caches[0]["flags"], b.machine["magazine_size"]) == ("no-mag-c4-r0",
+                                                                        ["NOMAGAZINE"], 8)
+    assert b.workload["batch"] == 3 and a.workload.get("batch") is None
+
+
+@pytest.mark.parametrize("text, message", [
+    ("x = 1\n" + GOOD,
+     "unknown key 'x'; expected one of caches, description, machine, name, run, sweep, "
+     "variants, workload"),
+    (GOOD.replace("ops = 100", "opps = 100"),
+     "unknown key 'workload.opps'; expected a parameter of threadtest: batch, cache, ops, "
+     "order, seconds, seed, size"),
+    (GOOD.replace("cpus = 4", "cpus = \"four\""),
+     "key 'machine.cpus': expected an integer 1..256, got 'four'"),
+    (GOOD.replace("cpus = 4", "cpus = 0"), "key 'machine.cpus': expected an integer 1..256, got 0"),
+    (GOOD.replace("cpus = 4", "cpus = 300"),
+     "key 'machine.cpus': expected an integer 1..256, got 300"),
+    (GOOD.replace("\"16M\"", "\"12K\""),
+     "key 'machine.memory': expected bytes or a string like '64M' (>= 1M), a multiple of 4096, "
+     "got '12K'"),
+    (GOOD.replace("[machine]", "[machine]\nmagazine_size = 2000"),
+     "key 'machine.magazine_size': expected an integer 1..1024, got 2000"),
+    (GOOD.replace("[machine]", "[machine]\ncounters = \"global\""),
+     "key 'machine.counters': expected one of 'shared', 'percpu', got 'global'"),
+    (GOOD.replace("[machine]", "[machine]\nspeed = 3"),
+     "unknown key 'machine.speed'; expected one of counters, cpus, debug, lock_timeout, "
+     "magazine_size, memory"),
+    (GOOD.replace("size = 100", "size = 0"),
+     "key 'caches[1].size': expected an integer 1..4194304, got 0"),
+    (GOOD.replace("size = 100", "size = 100\nalign = 24"),
+     "key 'caches[1].align': expected 0 or a power of two up to 4096, got 24"),
+    (GOOD.replace("size = 100", "size = 100\nflags = [\"FAST\"]"),
+     "key 'caches[1].flags': expected a list of NOMAGAZINE, SLINSIDE, got ['FAST']"),
+    (GOOD.replace("name = \"obj\"", "name = \"malloc-64\""),
+     "key 'caches[1].name': expected a name not used by another cache, got 'malloc-64'"),
+    (GOOD.replace("name = \"obj\"", "name = \"two words\""),
+     "key 'caches[1].name': expected 1..32 printable characters without whitespace, "
+     "got 'two words'"),
+    (GOOD.replace("size = 100\n", ""),
+     "missing key 'caches[1].size'; expected an integer >= 1"),
+    (GOOD.replace("name = \"threadtest\"", "name = \"nope\""),
+     "key 'workload.name': expected one of kalloc_mix, larson, pressure, scratch, threadtest, "
+     "xmalloc, got 'nope'"),
+    (GOOD.replace("name = \"threadtest\"\n", ""),
+     "missing key 'workload.name'; expected a workload: kalloc_mix, larson, pressure, scratch, "
+     "threadtest, xmalloc"),
+    (GOOD.replace("ops = 100", "ops = -5"),
+     "key 'workload.ops': expected an integer 1..1000000000, got -5"),
+    (GOOD.replace("ops = 100", "ops = 1.5"),
+     "key 'workload.ops': expected an integer 1..1000000000, got 1.5"),
+    (GOOD.replace("ops = 100", "order = \"sideways\""),
+     "key 'workload.order': expected one of 'lifo', 'fifo', 'random', got 'sideways'"),
+    (GOOD.replace("cache = \"obj\"", "cache = \"other\""),
+     "key 'workload.cache': expected a cache declared in [[caches]] or a boot cache, "
+     "got 'other'"),
+    ("[workload]\nname = \"larson\"\nmin_size = 2000\n",
+     "key 'workload.min_size': expected at most max_size, got 2000"),
+    ("[workload]\nname = \"kalloc_mix\"\nsizes = [[0, 1]]\n",
+     "key 'workload.sizes': expected a list of [size, weight] pairs, sizes 1..131072, "
+     "weights > 0, got [[0, 1]]"),
+    ("[workload]\nname = \"pressure\"\nfree_fraction = 1.5\n",
+     "key 'workload.free_fraction': expected a number 0..1, got 1.5"),
+    (GOOD + "[run]\ntimeout = 0\n",
+     "key 'run.timeout': expected a number > 0 and <= 86400, got 0"),
+    (GOOD + "[sweep]\ncpus = [1, 2, 999]\n",
+     "key 'sweep.cpus': expected an integer 1..256, got 999"),
+    (GOOD + "[sweep]\ncpus = []\n",
+     "key 'sweep.cpus': expected a list of CPU counts 1..256, got []"),
+    (GOOD + "[sweep]\nrepeat = true\n", "key 'sweep.repeat': expected an integer 1..100, got True"),
+    (GOOD + "[[variants]]\nlabel = \"a\"\nmachine = { cpus = -1 }\n",
+     "key 'variants[1].machine.cpus': expected an integer 1..256, got -1"),
+    (GOOD + "[[variants]]\nlabel = \"a\"\n[[variants]]\nlabel = \"a\"\n",
+     "key 'variants[2].label': expected a label no other variant has, got 'a'"),
+    (GOOD + "[[variants]]\nmachine = { cpus = 1 }\n",
+     "missing key 'variants[1].label'; expected a string"),
+    (GOOD + "[[variants]]\nlabel = \"a\"\nworkload = { batch = 0 }\n",
+     "key 'variants[1].workload.batch': expected an integer 1..100000, got 0"),
+    ("[machine]\ncpus = 2\n", "missing key 'workload'; expected a table with 'name'"),
+    ("workload = 3\n", "key 'workload': expected a table, got 3"),
+])
+def test_bad_files_are_refused_naming_file_and_key(tmp_path, text, message):
+    path, got = error(tmp_path, text)
+    assert got == f"{path}: {message}"
+
+
+def test_not_toml_and_missing_file(tmp_path):
+    path, got = error(tmp_path, "[workload\nname = 1\n")
+    assert got.startswith(f"{path}: is not valid TOML: ")
+    assert "line 1" in got
+    missing = str(tmp_path / "nope.toml")
+    with pytest.raises(ScenarioError, match=r"nope\.toml: cannot be read"):
+        scenario.load(missing)
+
+
+def test_scenario_error_is_a_value_error_with_fields(tmp_path):
+    path = write(tmp_path, GOOD.replace("cpus = 4", "cpus = 0"))
+    with pytest.raises(ValueError) as e:
+        scenario.load(path)
+    assert (e.value.file, e.value.key, e.value.expected) == (path, "machine.cpus",
+                                                             "an integer 1..256")
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("64M", 64 << 20), ("1G", 1 << 30), ("2048K", 2 << 20), (1 << 20, 1 << 20),
+    ("4MiB", 4 << 20), ("1048576", 1 << 20)])
+def test_parse_memory(value, expected):
+    assert scenario.parse_memory(value) == expected
+
+
+@pytest.mark.parametrize("value", ["12K", "1.5M", "lots", 4095, True, 1 << 20 | 8])
+def test_parse_memory_refuses(value):
+    with pytest.raises(ValueError, match="memory"):
+        scenario.parse_memory(value)

@@ -43,7 +43,7 @@ NAME_MAX = 32
 class Struct:
     """A C struct in shared memory: its fields in order, each with its size in bytes.
 
-    Each field becomes an attribute holding its byte offset; `size` is the total, rounded up to
+    Each field becomes an attribute holding its byte offset; `sizeof` is the total, rounded up to
     `align`. A field named "_" is padding; PAD_TO_LINE pads to the next 64-byte line.
     """
 
@@ -54,17 +54,19 @@ class Struct:
         for name, size in fields:
             if size is PAD_TO_LINE:
                 size = -off % LINE
+            if name in ("cname", "fields", "sizeof"):
+                raise AssertionError(f"{cname}.{name} would hide Struct.{name}")
             if name != "_":
                 if off % WORD and size >= WORD:
                     raise AssertionError(f"{cname}.{name} is not word aligned")
                 self.fields[name] = off
                 setattr(self, name, off)
             off += size
-        self.size = off + (-off % align)
+        self.sizeof = off + (-off % align)
 
     def __repr__(self):
         inner = ", ".join(f"{n}@{o}" for n, o in self.fields.items())
-        return f"<{self.cname} size={self.size}: {inner}>"
+        return f"<{self.cname} sizeof={self.sizeof}: {inner}>"
 
 
 PAD_TO_LINE = object()
@@ -77,34 +79,35 @@ SPINLOCK = Struct("spinlock_t", [("holder", 8), ("acquisitions", 8), ("contended
 LINK = Struct("link_t", [("prev", 8), ("next", 8)])
 
 # The seed's slab descriptor, 48 bytes on a 64-bit build (SPEC.md section 2).
-SLAB = Struct("slab_t", [("cache", 8), ("link", LINK.size), ("start", 8), ("available", 8),
+SLAB = Struct("slab_t", [("cache", 8), ("link", LINK.sizeof), ("start", 8), ("available", 8),
                          ("nextavail", 8)])
 
 # A magazine, 32 bytes; `objs[size]` (8 bytes each) follows at MAGAZINE.objs.
-MAGAZINE = Struct("slab_magazine_t", [("link", LINK.size), ("busy", 8), ("size", 8), ("objs", 0)])
+MAGAZINE = Struct("slab_magazine_t", [("link", LINK.sizeof), ("busy", 8), ("size", 8), ("objs", 0)])
 
 # One CPU's magazine pair in one cache: its own line, touched only under its `lock` (the seed's
 # mag_cache[cpu]). `allocated` and `cached` are this CPU's share of the cache's counters when the
 # machine runs with per-CPU counters (Machine(counters="percpu")); unused otherwise.
-CPU_MAGS = Struct("slab_mag_cache_t", [("lock", SPINLOCK.size), ("current", 8), ("last", 8),
+CPU_MAGS = Struct("slab_mag_cache_t", [("lock", SPINLOCK.sizeof), ("current", 8), ("last", 8),
                                        ("allocated", 8), ("cached", 8)], align=LINE)
 
 # A cache descriptor (slab_cache_t). Ours to define (SPEC.md section 2): the name is stored in
 # it, each lock shares a line only with what it guards, and the per-CPU entries follow on lines
 # of their own at `mag_cache` (only for caches with magazines).
 CACHE = Struct("slab_cache_t", [
-    ("link", LINK.size),            # in the cache list (KERNEL.slab_cache_list)
+    ("link", LINK.sizeof),            # in the cache list (KERNEL.slab_cache_list)
     ("name", NAME_MAX),             # NUL padded
     ("size", 8), ("align", 8), ("flags", 8), ("order", 8), ("objects", 8),
     ("magazine_size", 8),           # objects per magazine (Machine(magazine_size))
     ("id", 8),                      # 1..MAX_CACHES-1, the object table's mark for this cache
     ("gen", 8),                     # unique per created cache; 0 once destroyed
+    ("objsize", 8),                 # the size the creator asked for (debugging mode checks it)
     ("_", PAD_TO_LINE),
-    ("slablock", SPINLOCK.size),    # guards full_slabs, partial_slabs and every slab's fields
-    ("full_slabs", LINK.size),
-    ("partial_slabs", LINK.size),
-    ("maglock", SPINLOCK.size),     # guards magazines
-    ("magazines", LINK.size),       # the shared list of full magazines
+    ("slablock", SPINLOCK.sizeof),    # guards full_slabs, partial_slabs and every slab's fields
+    ("full_slabs", LINK.sizeof),
+    ("partial_slabs", LINK.sizeof),
+    ("maglock", SPINLOCK.sizeof),     # guards magazines
+    ("magazines", LINK.sizeof),       # the shared list of full magazines
     ("magazine_counter", 8),        # atomic: length of `magazines`
     ("_", PAD_TO_LINE),
     ("allocated_objs", 8),          # atomic
@@ -118,14 +121,19 @@ CACHE = Struct("slab_cache_t", [
 # has address 0.
 KERNEL = Struct("kernel_static", [
     ("_", LINE),
-    ("slab_cache_lock", SPINLOCK.size),  # guards slab_cache_list, the cache-id table, next_gen
-    ("slab_cache_list", LINK.size),
+    ("slab_cache_lock", SPINLOCK.sizeof),  # guards slab_cache_list, the cache-id table, next_gen
+    ("slab_cache_list", LINK.sizeof),
     ("next_gen", 8),
     ("_", PAD_TO_LINE),
-    ("mag_cache", CACHE.size),           # the seed's static `mag_cache` ("slab_magazine")
-    ("slab_cache_cache", CACHE.size),    # the seed's static `slab_cache_cache` ("slab_cache")
+    ("reclaim_calls", 8),                # atomic: slab_reclaim calls
+    ("reclaim_frames", 8),               # atomic: frames they returned (the seed's count)
+    ("slab_extern", 8),                  # the seed's slab_extern_cache
+    ("malloc_caches", 8 * 15),           # the seed's malloc_caches[], malloc-8 .. malloc-128K
+    ("_", PAD_TO_LINE),
+    ("mag_cache", CACHE.sizeof),           # the seed's static `mag_cache` ("slab_magazine")
+    ("slab_cache_cache", CACHE.sizeof),    # the seed's static `slab_cache_cache` ("slab_cache")
 ])
-assert KERNEL.size <= PAGE_SIZE
+assert KERNEL.sizeof <= PAGE_SIZE
 
 # --- bookkeeping, outside simulated memory ---------------------------------------------------
 
@@ -134,10 +142,10 @@ HEADER = Struct("machine_header", [
     ("options", 8),                      # Machine option bits (OPT_* in machine.py)
     ("creator_pid", 8),
     ("_", PAD_TO_LINE),
-    ("frames_lock", SPINLOCK.size),      # guards free_lists, free_frames and the frame table
+    ("frames_lock", SPINLOCK.sizeof),      # guards free_lists, free_frames and the frame table
     ("free_frames", 8),
     ("_", PAD_TO_LINE),
-    ("free_lists", LINK.size * (MAX_ORDER + 1)),  # buddy free lists, one per order
+    ("free_lists", LINK.sizeof * (MAX_ORDER + 1)),  # buddy free lists, one per order
     ("_", PAD_TO_LINE),
     # A run's control line: the start gate, the barrier and the stop flag.
     ("run_cpus", 8),                     # CPUs taking part in the current run
@@ -151,13 +159,17 @@ HEADER = Struct("machine_header", [
 CPU_CTL = Struct("cpu_ctl", [
     ("in_kernel", 8),   # nonzero while inside allocator code: the public operation under way
     ("ops", 8),         # allocations and frees done (progress, audit)
+    ("allocs", 8),
+    ("frees", 8),
+    ("hits", 8),        # operations served by this CPU's own magazine pair
+    ("misses", 8),      # operations that went past it (shared magazine list, slab layer)
     ("pid", 8),
     ("_", PAD_TO_LINE),
 ], align=LINE)
 
 # A frame table entry (frame_t): `link` in a buddy free list, `parent` the slab owning the frame
 # (the seed's frame->parent), `info` the state and order (FRAME_* in frames.py).
-FRAME = Struct("frame_t", [("link", LINK.size), ("parent", 8), ("info", 8)])
+FRAME = Struct("frame_t", [("link", LINK.sizeof), ("parent", 8), ("info", 8)])
 
 
 class Regions:
@@ -168,24 +180,24 @@ class Regions:
         self.nframes = memory // PAGE_SIZE
         off = memory
         self.header = off
-        off += HEADER.size
+        off += HEADER.sizeof
         self.cpu_ctl = off
-        off += CPU_CTL.size * cpus
+        off += CPU_CTL.sizeof * cpus
         self.cache_ids = off
         off += WORD * MAX_CACHES
         self.frame_table = off
-        off += FRAME.size * self.nframes
+        off += FRAME.sizeof * self.nframes
         self.object_table = off              # uint16 per 8-byte granule of simulated memory
         off += 2 * (memory // WORD)
         self.size = off + (-off % PAGE_SIZE)
 
     def cpu(self, i):
         """The control line of CPU i."""
-        return self.cpu_ctl + i * CPU_CTL.size
+        return self.cpu_ctl + i * CPU_CTL.sizeof
 
     def frame(self, pfn):
         """The frame table entry of frame number pfn."""
-        return self.frame_table + pfn * FRAME.size
+        return self.frame_table + pfn * FRAME.sizeof
 
     def granule(self, addr):
         """The object table entry (a byte offset) of the 8-byte granule at addr."""

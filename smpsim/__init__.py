@@ -1,0 +1,27 @@
+"""smpsim: a multi-process SMP simulator of the HelenOS kernel slab allocator.
+
+Each simulated CPU is an OS process; all share one shared-memory segment holding the simulated
+physical memory, the frame table, every cache, slab and magazine, and the spinlocks. The public
+interface is API.md's: Machine, Kernel (from Machine.cpu), SlabCache, the constants and errors.
+
+    with smpsim.Machine(cpus=4, memory="64M") as m:
+        k = m.cpu(0)
+        c = k.slab_cache_create("node", 100)
+        a = k.slab_alloc(c)
+        k.slab_free(c, a)
+        m.check()
+"""
+
+from .errors import (BadArgument, CacheNotEmpty, CPUError, DebugError, InvalidCache, InvalidFree,
+                     InvariantError, LockOrderError, LockTimeout, OutOfMemory, SmpsimError)
+from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM
+from .kernel import Kernel, SlabCache
+from .layout import PAGE_SIZE
+from .machine import Machine
+from .slab import SLAB_CACHE_NOMAGAZINE, SLAB_CACHE_SLINSIDE, SLAB_RECLAIM_ALL, geometry
+
+__all__ = ["Machine", "Kernel", "SlabCache", "geometry", "PAGE_SIZE", "FRAME_ATOMIC",
+           "FRAME_NO_RECLAIM", "SLAB_CACHE_NOMAGAZINE", "SLAB_CACHE_SLINSIDE", "SLAB_RECLAIM_ALL",
+           "SmpsimError", "BadArgument", "OutOfMemory", "InvalidFree", "InvalidCache",
+           "CacheNotEmpty", "InvariantError", "CPUError", "LockTimeout", "LockOrderError",
+           "DebugError"]

@@ -1,0 +1,288 @@
+"""CPUs as processes: Machine.run forks one process per simulated CPU and supervises them.
+
+Start: each CPU process is forked (fork is the start method: it is ten times faster than spawn,
+and multiprocessing-logging needs it), asks the kernel to kill it when its parent dies
+(prctl PR_SET_PDEATHSIG), builds its own Kernel on the inherited segment, reports ready and waits
+at the start gate, a pipe whose write end the parent closes once every CPU is ready: all CPUs
+enter the program together, and fork time stays out of what they measure.
+
+Supervision: the parent waits on every CPU's result pipe and process sentinel at once. The first
+failure (an exception in the program, a process that exits without a result, or the timeout)
+stops the run: the stop flag is set and every other CPU gets STOP_SIGNAL. A CPU outside
+allocator code exits at once; one inside finishes its operation first (Kernel.on_stop_signal).
+After GRACE seconds the rest are killed. The caller gets CPUError naming the CPU, whether it
+was inside allocator code and the locks it held (the lock words hold their holder's id).
+
+Results and rusage (CPU time, voluntary and involuntary context switches) come back through the
+result pipes; Machine.last_run keeps the timing and rusage of the last run.
+"""
+
+import importlib
+import logging
+import multiprocessing
+import multiprocessing.connection
+import os
+import signal
+import time
+import traceback
+
+from . import _atomics
+from .errors import BadArgument, CPUError
+from .layout import CPU_CTL, HEADER, SPINLOCK
+from .kernel import OPS
+
+__all__ = ["run", "all_stopped", "STOP_SIGNAL", "GRACE"]
+
+STOP_SIGNAL = signal.SIGUSR1
+GRACE = 2.0             # seconds a stopped CPU gets to leave allocator code
+START_TIMEOUT = 60.0    # seconds for every CPU to get ready
+
+
+def _resolve(program):
+    if isinstance(program, str):
+        mod, sep, name = program.partition(":")
+        if not sep or not mod or not name:
+            raise BadArgument(f"Machine.run: 'program' string must be 'module:function', "
+                              f"got {program!r}")
+        try:
+            return getattr(importlib.import_module(mod), name)
+        except (ImportError, AttributeError) as e:
+            raise BadArgument(f"Machine.run: cannot find program {program!r}: {e}") from None
+    if not callable(program):
+        raise BadArgument(f"Machine.run: 'program' must be callable or 'module:function', "
+                          f"got {program!r}")
+    return program
+
+
+def _cpu_ids(cpus, n):
+    if cpus is None:
+        return list(range(n))
+    try:
+        ids = list(cpus)
+    except TypeError:
+        raise BadArgument(f"Machine.run: 'cpus' must be a list of CPU ids, got {cpus!r}") from None
+    if not ids or len(set(ids)) != len(ids) or \
+            any(type(i) is not int or not 0 <= i < n for i in ids):
+        raise BadArgument(f"Machine.run: 'cpus' must be distinct CPU ids from 0 to {n - 1}, "
+                          f"got {cpus!r}")
+    return ids
+
+
+def _usage():
+    import resource
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return {"user": ru.ru_utime, "system": ru.ru_stime, "voluntary": ru.ru_nvcsw,
+            "involuntary": ru.ru_nivcsw}
+
+
+def _tag_log_records(cpu):
+    """Log records made in this CPU process carry record.cpu (the parent's carry "-")."""
+    old = logging.getLogRecordFactory()
+
+    def factory(*a, **kw):
+        record = old(*a, **kw)
+        record.cpu = cpu
+        return record
+    logging.setLogRecordFactory(factory)
+
+
+def _cpu_main(machine, cpu, program, args, conn, gate_r, gate_w, pin, parent):
+    """The body of a CPU process."""
+    _atomics.set_parent_death_signal(signal.SIGKILL)
+    if os.getppid() != parent:              # the parent died before prctl took effect
+        os._exit(1)
+    os.close(gate_w)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the supervisor's to handle
+    k = machine._new_kernel(cpu)
+    k.in_run = True
+    signal.signal(STOP_SIGNAL, k.on_stop_signal)
+    if pin:
+        os.sched_setaffinity(0, {cpu % os.cpu_count()})
+    _tag_log_records(cpu)
+    k.st(k.ctl + CPU_CTL.pid, os.getpid())
+    conn.send(("ready",))
+    os.read(gate_r, 1)                      # returns at EOF: the gate is open
+    try:
+        msg = ("ok", program(k, *args))
+    except BaseException as e:              # noqa: BLE001 - everything goes back to the caller
+        msg = ("error", traceback.format_exc(), f"{type(e).__name__}: {e}")
+    try:
+        conn.send(msg + (_usage(),))
+    except Exception as e:                  # noqa: BLE001 - e.g. a result that cannot pickle
+        conn.send(("error", traceback.format_exc(),
+                   f"its result cannot be sent back: {type(e).__name__}: {e}", _usage()))
+    conn.close()
+
+
+def held_locks(k, cpu):
+    """Names of the locks whose word says CPU cpu holds them."""
+    return [name for name, lock in k.all_locks() if k.ld(lock + SPINLOCK.holder) == cpu + 1]
+
+
+def _inside(k, cpu):
+    """The allocator operation CPU cpu was in (its control line's in_kernel), or None."""
+    op = k.ld(k.regions.cpu(cpu) + CPU_CTL.in_kernel)
+    return OPS[op] if 0 < op < len(OPS) else (f"operation {op}" if op else None)
+
+
+def all_stopped(machine):
+    return not getattr(machine, "_procs", None) or \
+        all(not p.is_alive() for p in machine._procs.values())
+
+
+def run(machine, program, args, *, cpus, timeout, monitor, interval, pin):
+    ids = _cpu_ids(cpus, machine.cpus)
+    program = _resolve(program)
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+        raise BadArgument(f"Machine.run: 'timeout' must be a positive number of seconds, "
+                          f"got {timeout!r}")
+    k = machine.cpu(0)
+    hdr = machine.regions.header
+    k.st(hdr + HEADER.run_cpus, len(ids))
+    k.st(hdr + HEADER.barrier_count, 0)
+    k.st(hdr + HEADER.stop, 0)
+    ctx = multiprocessing.get_context("fork")
+    gate_r, gate_w = os.pipe()
+    procs, conns = {}, {}
+    machine._procs = procs
+    results, usage = {}, {}
+    failure = None
+    t0 = time.perf_counter()
+    try:
+        for cpu in ids:
+            r, w = ctx.Pipe(duplex=False)
+            p = ctx.Process(target=_cpu_main, name=f"smpsim-cpu{cpu}", daemon=True,
+                            args=(machine, cpu, program, args, w, gate_r, gate_w, pin,
+                                  os.getpid()))
+            p.start()
+            w.close()
+            procs[cpu], conns[cpu] = p, r
+        os.close(gate_r)
+        gate_r = None
+        failure = _wait_ready(procs, conns, machine)
+        if failure is None:
+            os.close(gate_w)                 # open the gate: every CPU starts now
+            gate_w = None
+            t0 = time.perf_counter()
+            failure = _supervise(machine, procs, conns, results, usage, t0, timeout, monitor,
+                                 interval)
+    except BaseException:
+        _stop(machine, procs)
+        raise
+    finally:
+        for fd in (gate_r, gate_w):
+            if fd is not None:
+                os.close(fd)
+        if failure is not None:
+            _stop(machine, procs)
+        for p in procs.values():
+            p.join()
+        for c in conns.values():
+            c.close()
+        machine.last_run = {
+            "elapsed": time.perf_counter() - t0,
+            "cpus": [dict(cpu=c, pid=procs[c].pid, **usage[c]) for c in ids if c in usage]}
+        machine._procs = None
+    if failure is not None:
+        raise failure
+    return [results[c] for c in ids]
+
+
+def _wait_ready(procs, conns, machine):
+    """Wait until every CPU has reported ready; a CPUError if one died first."""
+    waiting = set(procs)
+    deadline = time.monotonic() + START_TIMEOUT
+    while waiting:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return CPUError(min(waiting), "timeout", f"not ready within {START_TIMEOUT:g} s")
+        by_obj = {conns[c]: c for c in waiting}
+        by_obj.update({procs[c].sentinel: c for c in waiting})
+        for obj in multiprocessing.connection.wait(list(by_obj), timeout=left):
+            c = by_obj[obj]
+            if c not in waiting:
+                continue
+            if conns[c].poll():
+                try:
+                    conns[c].recv()
+                    waiting.discard(c)
+                    continue
+                except EOFError:
+                    pass
+            return _died(machine, c, procs[c])
+    return None
+
+
+def _died(machine, cpu, proc):
+    proc.join(1.0)
+    code = proc.exitcode
+    how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
+           else f"exited with status {code} without a result")
+    k = machine.cpu(0)
+    op = _inside(k, cpu)
+    detail = how + (f" during {op}" if op else "")
+    return CPUError(cpu, "died", detail, inside=bool(op), locks=held_locks(k, cpu))
+
+
+def _supervise(machine, procs, conns, results, usage, t0, timeout, monitor, interval):
+    """Collect every CPU's result; the first failure as a CPUError, or None."""
+    k = machine.cpu(0)
+    pending = set(procs)
+    deadline = t0 + timeout if timeout else None
+    next_tick = t0 + interval
+    while pending:
+        now = time.perf_counter()
+        wake = next_tick if monitor else now + 1.0
+        if deadline is not None:
+            wake = min(wake, deadline)
+        by_obj = {conns[c]: c for c in pending}
+        by_obj.update({procs[c].sentinel: c for c in pending})
+        ready = multiprocessing.connection.wait(list(by_obj), timeout=max(0.0, wake - now))
+        for c in sorted({by_obj[o] for o in ready}):
+            msg = None
+            if conns[c].poll():
+                try:
+                    msg = conns[c].recv()
+                except EOFError:
+                    msg = None
+            if msg is None:
+                if procs[c].is_alive() and not procs[c].sentinel in ready:
+                    continue
+                return _died(machine, c, procs[c])
+            pending.discard(c)
+            usage[c] = msg[-1]
+            if msg[0] == "ok":
+                results[c] = msg[1]
+            else:
+                op = _inside(k, c)
+                return CPUError(c, "exception", msg[2], traceback=msg[1], inside=bool(op),
+                                locks=held_locks(k, c))
+        now = time.perf_counter()
+        if monitor and now >= next_tick:
+            monitor(machine)
+            next_tick = now + interval
+        if deadline is not None and now >= deadline and pending:
+            c = min(pending)
+            op = _inside(k, c)
+            return CPUError(c, "timeout", f"still running after {timeout:g} s",
+                            inside=bool(op), locks=held_locks(k, c))
+    return None
+
+
+def _stop(machine, procs):
+    """Stop every CPU process: STOP_SIGNAL, then SIGKILL for those still there after GRACE."""
+    k = machine.cpu(0)
+    k.st(machine.regions.header + HEADER.stop, 1)
+    alive = [p for p in procs.values() if p.is_alive()]
+    for p in alive:
+        try:
+            os.kill(p.pid, STOP_SIGNAL)
+        except ProcessLookupError:
+            pass
+    deadline = time.monotonic() + GRACE
+    for p in alive:
+        p.join(max(0.0, deadline - time.monotonic()))
+    for p in alive:
+        if p.is_alive():
+            p.kill()
+            p.join()

@@ -1,0 +1,386 @@
+"""The Kernel: one simulated CPU's public interface to the allocator (API.md), and boot.
+
+A Kernel checks every argument before it changes anything (a caller's mistake raises a typed
+error and leaves shared state as it was), then brackets the seed's code between _enter and
+_leave. The bracket records the operation in the CPU's control line (`in_kernel`), so that
+
+- a stop request (Machine.run stopping the CPUs) that arrives inside allocator code waits until
+  the operation is done: the signal handler only sets `_stop_pending`, and _leave exits;
+- after a CPU dies, the supervisor can tell whether it died inside allocator code.
+
+An exception that escapes the allocator's own code (a LockTimeout, a bug) leaves `in_kernel`
+set and its locks held on purpose: the state is half done and the checker will say so.
+
+Live objects are tracked in the object table (one uint16 per 8-byte granule, outside simulated
+memory): the id of the cache whose live object starts there. One read of it rejects double,
+interior, wrong-cache and out-of-range frees; a compare-and-swap claims the entry, so two CPUs
+freeing one object at once cannot both succeed.
+"""
+
+import os
+
+from .errors import BadArgument, CacheNotEmpty, InvalidCache, InvalidFree, OutOfMemory, SmpsimError
+from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM
+from .layout import (CACHE, CPU_CTL, CPU_MAGS, HEADER, KERNEL, LINE, MAGAZINE, OBJ_INTERNAL,
+                     PAGE_SIZE, SLAB, WORD)
+from .slab import (MALLOC_NAMES, SLAB_CACHE_NOMAGAZINE, SLAB_CACHE_SLINSIDE, SLAB_MAX_MALLOC_W,
+                   SLAB_MIN_MALLOC_W, SLAB_RECLAIM_ALL, SlabAllocator, check_cache_args, fnzb)
+
+__all__ = ["Kernel", "SlabCache", "boot", "OPS", "EXIT_STOPPED"]
+
+# What a CPU is doing inside allocator code (CPU_CTL.in_kernel); index 0 is "outside".
+OPS = [None, "slab_alloc", "slab_free", "kalloc", "kfree", "slab_cache_create",
+       "slab_cache_destroy", "slab_reclaim", "slab_print_list", "cache", "boot"]
+_OP = {name: i for i, name in enumerate(OPS) if name}
+
+# Exit status of a CPU process stopped by its supervisor.
+EXIT_STOPPED = 75
+# Generations of caches start here, so a stale handle never matches a word of other data.
+GEN_BASE = 0x5AB0_0000_0000_0001
+ALLOC_FLAGS = FRAME_ATOMIC | FRAME_NO_RECLAIM
+KALLOC_MAX = 1 << SLAB_MAX_MALLOC_W
+
+
+class SlabCache:
+    """A handle of a slab cache: picklable, usable from every CPU of its machine.
+
+    `size` is the aligned object size, `order` and `objects` the slab geometry, `flags` the
+    cache's flags (with SLAB_CACHE_SLINSIDE when the geometry chose it). Once the cache is
+    destroyed, every use raises InvalidCache.
+    """
+
+    __slots__ = ("name", "size", "order", "objects", "flags", "_addr", "_gen")
+
+    def __init__(self, name, size, order, objects, flags, addr, gen):
+        self.name, self.size, self.order, self.objects, self.flags = name, size, order, objects, flags
+        self._addr, self._gen = addr, gen
+
+    def __eq__(self, other):
+        return isinstance(other, SlabCache) and (self._addr, self._gen) == (other._addr, other._gen)
+
+    def __hash__(self):
+        return hash((self._addr, self._gen))
+
+    def __repr__(self):
+        return (f"<SlabCache {self.name!r} size={self.size} order={self.order} "
+                f"objects={self.objects} flags={self.flags}>")
+
+
+class Kernel(SlabAllocator):
+    """The allocator as CPU `cpu_id` runs it (API.md, "Kernel"). One per CPU and process."""
+
+    _stop_pending = False
+    in_run = False           # set in a CPU process of Machine.run (barrier() needs it)
+
+    def __init__(self, buf, regions, cpu_id, cpus, **kw):
+        super().__init__(buf, regions, cpu_id, cpus, **kw)
+        self._in_kernel = (self.ctl + CPU_CTL.in_kernel) >> 3
+        self._ctl_ops = (self.ctl + CPU_CTL.ops) >> 3
+        self._ctl_allocs = (self.ctl + CPU_CTL.allocs) >> 3
+        self._ctl_frees = (self.ctl + CPU_CTL.frees) >> 3
+        self._ctl_hits = (self.ctl + CPU_CTL.hits) >> 3
+        self._ctl_misses = (self.ctl + CPU_CTL.misses) >> 3
+        self._malloc_ids = None
+
+    # --- the bracket around allocator code ----------------------------------------------
+
+    def _enter(self, op):
+        self.q[self._in_kernel] = _OP[op]
+
+    def _leave(self):
+        self.q[self._in_kernel] = 0
+        if self._stop_pending:
+            os._exit(EXIT_STOPPED)
+
+    def on_stop_signal(self, signum, frame):
+        """Signal handler of a CPU process asked to stop: exit now, or at _leave."""
+        if self.q[self._in_kernel]:
+            self._stop_pending = True
+        else:
+            os._exit(EXIT_STOPPED)
+
+    def _counted(self, hit, alloc):
+        q = self.q
+        q[self._ctl_ops] += 1
+        q[self._ctl_allocs if alloc else self._ctl_frees] += 1
+        q[self._ctl_hits if hit else self._ctl_misses] += 1
+
+    # --- argument checks --------------------------------------------------------------------
+
+    def _desc(self, cache, fn):
+        """The descriptor address of a live cache handle, else InvalidCache / BadArgument."""
+        if type(cache) is not SlabCache:
+            raise BadArgument(f"{fn}: 'cache' must be a SlabCache, got {cache!r}")
+        if self.q[(cache._addr + CACHE.gen) >> 3] != cache._gen:
+            raise InvalidCache(f"{fn}: cache {cache.name!r} was destroyed")
+        return cache._addr
+
+    @staticmethod
+    def _check_flags(flags, allowed, fn, what):
+        if type(flags) is not int or flags & ~allowed:
+            raise BadArgument(f"{fn}: 'flags' may hold only {what}, got {flags!r}")
+
+    def _check_addr(self, addr, fn):
+        if type(addr) is not int:
+            raise InvalidFree(f"{fn}: address {addr!r} is not an int")
+        if not PAGE_SIZE <= addr < self.regions.memory:
+            raise InvalidFree(f"{fn}: address {addr:#x} is outside the simulated memory's "
+                              f"objects ({PAGE_SIZE:#x}..{self.regions.memory:#x})")
+        if addr % WORD:
+            raise InvalidFree(f"{fn}: address {addr:#x} is not 8-byte aligned, so no object "
+                              f"starts there")
+
+    def _claim(self, addr, cid, fn, name):
+        """Take the live object at addr of the cache with id cid out of the object table, or
+        raise InvalidFree saying what is there instead (nothing changed)."""
+        if self.arena.cas16(self.regions.granule(addr), cid, 0):
+            return
+        cur = self.h[self.regions.granule(addr) >> 1]
+        if cur & OBJ_INTERNAL:
+            what = "an object the allocator uses itself"
+        elif cur:
+            other = self.ld(self.regions.cache_ids + cur * WORD)
+            what = f"a live object of cache {self.cache_name(other)!r}"
+        else:
+            what = "not a live object (freed already, never allocated, or inside an object)"
+        raise InvalidFree(f"{fn}: address {addr:#x} is {what}, not a live object of {name!r}")
+
+    def _mark(self, obj, cid):
+        self.h[self.regions.granule(obj) >> 1] = cid
+
+    # --- public interface ---------------------------------------------------------------------
+
+    def slab_cache_create(self, name, size, align=0, flags=0):
+        """A new cache (the seed's slab_cache_create). BadArgument for a bad argument or a name
+        already used; OutOfMemory when its descriptor cannot be allocated."""
+        check_cache_args(name, size, align, flags, self.cpus)
+        self._enter("slab_cache_create")
+        cache = self._alloc_internal(self.slab_cache_cache, 0)
+        if not cache:
+            self._leave()
+            raise OutOfMemory("slab_cache_create: no memory left for the cache descriptor")
+        self._slab_cache_init_desc(cache, name, size, align, flags)
+        self.lock(KERNEL.slab_cache_lock)
+        problem = None
+        if self.find_cache(name):
+            problem = BadArgument(f"slab_cache_create: 'name' {name!r} is already used by a "
+                                  f"live cache")
+        elif not self._link_cache(cache):
+            problem = OutOfMemory("slab_cache_create: every cache id is in use")
+        self.unlock(KERNEL.slab_cache_lock)
+        if problem:
+            self._free_internal(self.slab_cache_cache, cache)
+            self._leave()
+            raise problem
+        self._leave()
+        return self._handle(cache)
+
+    def _handle(self, cache):
+        ld = self.ld
+        return SlabCache(self.cache_name(cache), ld(cache + CACHE.size), ld(cache + CACHE.order),
+                         ld(cache + CACHE.objects), ld(cache + CACHE.flags), cache,
+                         ld(cache + CACHE.gen))
+
+    def cache(self, name):
+        """The handle of the live cache called name; KeyError if there is none."""
+        self._enter("cache")
+        self.lock(KERNEL.slab_cache_lock)
+        cache = self.find_cache(name) if isinstance(name, str) else 0
+        handle = self._handle(cache) if cache else None
+        self.unlock(KERNEL.slab_cache_lock)
+        self._leave()
+        if handle is None:
+            raise KeyError(name)
+        return handle
+
+    def _boot_caches(self):
+        return {self.mag_cache, self.slab_cache_cache, self.slab_extern,
+                *self._malloc_caches()}
+
+    def slab_cache_destroy(self, cache):
+        """Remove a cache: CacheNotEmpty (nothing changed) while it has allocated objects."""
+        c = self._desc(cache, "slab_cache_destroy")
+        if c in self._boot_caches():
+            raise BadArgument(f"slab_cache_destroy: {cache.name!r} is a boot cache of the "
+                              f"allocator and cannot be destroyed")
+        self._enter("slab_cache_destroy")
+        allocated = self.counter(c, "allocated")
+        if allocated:
+            self._leave()
+            raise CacheNotEmpty(f"slab_cache_destroy: cache {cache.name!r} still has "
+                                f"{allocated} allocated object(s)")
+        self.lock(KERNEL.slab_cache_lock)
+        self._unlink_cache(c)
+        self.unlock(KERNEL.slab_cache_lock)
+        self._slab_reclaim(c, SLAB_RECLAIM_ALL)
+        assert self.list_empty(c + CACHE.full_slabs) and self.list_empty(c + CACHE.partial_slabs), \
+            f"slab_cache_destroy: cache {cache.name!r} has slabs left after a full reclaim"
+        self._free_internal(self.slab_cache_cache, c)
+        self._leave()
+
+    def slab_alloc(self, cache, flags=0):
+        """An object of cache (an int address). Out of memory: None with FRAME_ATOMIC, else
+        OutOfMemory."""
+        c = self._desc(cache, "slab_alloc")
+        self._check_flags(flags, ALLOC_FLAGS, "slab_alloc", "FRAME_ATOMIC | FRAME_NO_RECLAIM")
+        self._enter("slab_alloc")
+        obj = self._alloc(c, flags)
+        if obj:
+            self._mark(obj, self.ld(c + CACHE.id))
+            self._counted(self.hit, True)
+        self._leave()
+        if obj:
+            return obj
+        if flags & FRAME_ATOMIC:
+            return None
+        raise OutOfMemory(f"slab_alloc: no memory left for an object of {cache.name!r}")
+
+    def slab_free(self, cache, addr):
+        """Free a live object of cache; InvalidFree (nothing changed) for anything else."""
+        c = self._desc(cache, "slab_free")
+        self._check_addr(addr, "slab_free")
+        self._enter("slab_free")
+        try:
+            self._claim(addr, self.ld(c + CACHE.id), "slab_free", cache.name)
+        except InvalidFree:
+            self._leave()
+            raise
+        self._free(c, addr)
+        self._counted(self.hit, False)
+        self._leave()
+
+    def _malloc_caches(self):
+        return [self.ld(KERNEL.malloc_caches + i * WORD) for i in range(len(MALLOC_NAMES))]
+
+    def kalloc(self, size, flags=0):
+        """An object of at least size bytes (1..131072) from the malloc caches."""
+        if type(size) is not int or not 1 <= size <= KALLOC_MAX:
+            raise BadArgument(f"kalloc: 'size' must be an int from 1 to {KALLOC_MAX}, got {size!r}")
+        self._check_flags(flags, ALLOC_FLAGS, "kalloc", "FRAME_ATOMIC | FRAME_NO_RECLAIM")
+        idx = fnzb(max(size, 1 << SLAB_MIN_MALLOC_W) - 1) - SLAB_MIN_MALLOC_W + 1
+        c = self.ld(KERNEL.malloc_caches + idx * WORD)
+        self._enter("kalloc")
+        obj = self._alloc(c, flags)
+        if obj:
+            self._mark(obj, self.ld(c + CACHE.id))
+            self._counted(self.hit, True)
+        self._leave()
+        if obj:
+            return obj
+        if flags & FRAME_ATOMIC:
+            return None
+        raise OutOfMemory(f"kalloc: no memory left for {size} bytes")
+
+    def kfree(self, addr):
+        """Free what kalloc returned; 0 and None do nothing; InvalidFree for anything else."""
+        if addr is None or addr == 0:
+            return
+        self._check_addr(addr, "kfree")
+        if self._malloc_ids is None:
+            self._malloc_ids = {self.ld(c + CACHE.id): c for c in self._malloc_caches()}
+        cid = self.h[self.regions.granule(addr) >> 1]
+        c = self._malloc_ids.get(cid)
+        if c is None:
+            what = ("not a live object" if not cid else "the allocator's own object"
+                    if cid & OBJ_INTERNAL else "a live object of a cache kalloc does not use")
+            raise InvalidFree(f"kfree: address {addr:#x} is {what}, not an object kalloc gave")
+        self._enter("kfree")
+        try:
+            self._claim(addr, cid, "kfree", self.cache_name(c))
+        except InvalidFree:
+            self._leave()
+            raise
+        self._free(c, addr)
+        self._counted(self.hit, False)
+        self._leave()
+
+    def slab_reclaim(self, flags=0):
+        """The seed's reclaim over all caches; the frames freed as the seed counts them."""
+        self._check_flags(flags, SLAB_RECLAIM_ALL, "slab_reclaim", "SLAB_RECLAIM_ALL")
+        self._enter("slab_reclaim")
+        frames = self.slab_reclaim_all_caches(flags)
+        self._leave()
+        return frames
+
+    def slab_print_list(self):
+        """The seed's table of caches, tab separated, header first."""
+        self._enter("slab_print_list")
+        self.lock(KERNEL.slab_cache_lock)
+        lines = ["SLAB name\tOsize\tPages\tObj/pg\tSlabs\tCached\tAllocobjs\tCtl"]
+        for c in self.caches():
+            ld = self.ld
+            lines.append("\t".join(map(str, [
+                self.cache_name(c), ld(c + CACHE.size), 1 << ld(c + CACHE.order),
+                ld(c + CACHE.objects), self.signed(c + CACHE.allocated_slabs),
+                self.counter(c, "cached"), self.counter(c, "allocated"), "",
+                "In" if ld(c + CACHE.flags) & SLAB_CACHE_SLINSIDE else "Out"])))
+        self.unlock(KERNEL.slab_cache_lock)
+        self._leave()
+        return "\n".join(lines) + "\n"
+
+    def barrier(self):
+        """Inside Machine.run: wait until every CPU of the run has reached this barrier."""
+        if not self.in_run:
+            raise SmpsimError("barrier: only CPUs inside Machine.run can wait at a barrier")
+        hdr = self.regions.header
+        n = self.ld(hdr + HEADER.run_cpus)
+        rnd = self.arena.load(hdr + HEADER.barrier_round)
+        if self.fetch_add(hdr + HEADER.barrier_count, 1) == n - 1:
+            self.arena.store(hdr + HEADER.barrier_count, 0)
+            self.fetch_add(hdr + HEADER.barrier_round, 1)
+            return
+        spins = 0
+        while self.arena.load(hdr + HEADER.barrier_round) == rnd:
+            spins += 1
+            os.sched_yield() if spins < 1000 else _nap()
+
+    # --- atomics on simulated memory, for workloads ---------------------------------------
+
+    def _word(self, addr, fn):
+        if type(addr) is not int or not WORD <= addr <= self.regions.memory - WORD or addr % WORD:
+            raise BadArgument(f"{fn}: 'addr' must be an 8-byte aligned address of simulated "
+                              f"memory, got {addr!r}")
+        return addr
+
+    def atomic_load(self, addr):
+        """The word at addr (an acquire load)."""
+        return self.arena.load(self._word(addr, "atomic_load"))
+
+    def atomic_store(self, addr, value):
+        """Store value at addr (a release store)."""
+        self.arena.store(self._word(addr, "atomic_store"), value)
+
+    def atomic_add(self, addr, delta):
+        """Fetch-and-add on the word at addr; returns the old value."""
+        return self.arena.fetch_add(self._word(addr, "atomic_add"), delta)
+
+    def atomic_cas(self, addr, old, new):
+        """Compare-and-swap on the word at addr; True when it swapped."""
+        return self.arena.cas(self._word(addr, "atomic_cas"), old, new)
+
+
+def _nap():
+    import time
+    time.sleep(0.0002)
+
+
+def boot(k: Kernel, magazine_size):
+    """The seed's slab_cache_init, run once by CPU 0 on a machine whose frames are booted."""
+    k._enter("boot")
+    k.list_init(KERNEL.slab_cache_list)
+    k.st(KERNEL.next_gen, GEN_BASE)
+    statics = [(KERNEL.mag_cache, "slab_magazine", MAGAZINE.sizeof + WORD * magazine_size, WORD),
+               (KERNEL.slab_cache_cache, "slab_cache",
+                CACHE.sizeof + k.cpus * CPU_MAGS.sizeof, LINE)]
+    for cache, name, size, align in statics:
+        k._slab_cache_init_desc(cache, name, size, align,
+                                SLAB_CACHE_NOMAGAZINE | SLAB_CACHE_SLINSIDE)
+        k.lock(KERNEL.slab_cache_lock)
+        k._link_cache(cache)
+        k.unlock(KERNEL.slab_cache_lock)
+    k._leave()
+    extern = k.slab_cache_create("slab_extern", SLAB.sizeof, 0, SLAB_CACHE_SLINSIDE)
+    k.st(KERNEL.slab_extern, extern._addr)
+    for i, name in enumerate(MALLOC_NAMES):
+        c = k.slab_cache_create(name, 1 << (SLAB_MIN_MALLOC_W + i))
+        k.st(KERNEL.malloc_caches + i * WORD, c._addr)

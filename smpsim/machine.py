@@ -1,0 +1,240 @@
+"""The Machine: the shared-memory segment, boot, per-CPU kernels, runs, checks and statistics.
+
+Lifecycle (like multiprocessing.shared_memory.SharedMemory): the constructor creates the segment
+(named smpsim_<pid>_<random>, so a segment whose creator died can be told apart and swept at the
+next start) and boots the allocator, cleaning up if any step fails; close() stops nothing that
+is not already stopped (Machine.run always stops its CPUs before it returns or raises), drops
+every view, closes and unlinks the segment, and is safe to repeat. A finalizer unlinks the
+segment if the Machine is dropped without close().
+"""
+
+import os
+import re
+import secrets
+import weakref
+from multiprocessing import shared_memory
+
+from . import cpu as _cpu
+from .check import check_machine
+from .errors import BadArgument, InvariantError, SmpsimError
+from .frames import boot_frames
+from .kernel import Kernel, boot
+from .layout import CACHE, HEADER, KERNEL, PAGE_SIZE, SPINLOCK, CPU_CTL, Regions
+from .slab import SLAB_CACHE_SLINSIDE
+
+__all__ = ["Machine", "parse_memory", "sweep_stale_segments"]
+
+SHM_PREFIX = "smpsim_"
+SHM_DIR = "/dev/shm"
+MAGIC = 0x534D5053494D3031      # "SMPSIM01"
+OPT_DEBUG, OPT_PERCPU = 1, 2
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+
+
+def parse_memory(memory):
+    """Bytes from an int or a string with a K/M/G suffix (binary units): "64M" -> 67108864."""
+    if isinstance(memory, str):
+        m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", memory, re.IGNORECASE)
+        if not m:
+            raise BadArgument(f"Machine: 'memory' must be an int or a string like '64M', "
+                              f"got {memory!r}")
+        memory = int(m.group(1)) * _UNITS[m.group(2).upper()]
+    if type(memory) is not int:
+        raise BadArgument(f"Machine: 'memory' must be an int or a string like '64M', got {memory!r}")
+    if memory < 1 << 20 or memory % PAGE_SIZE:
+        raise BadArgument(f"Machine: 'memory' must be a multiple of {PAGE_SIZE} bytes and at "
+                          f"least 1M, got {memory}")
+    return memory
+
+
+def sweep_stale_segments():
+    """Unlink smpsim segments whose creating process no longer exists; returns their names."""
+    swept = []
+    try:
+        names = os.listdir(SHM_DIR)
+    except OSError:
+        return swept
+    for name in names:
+        m = re.fullmatch(SHM_PREFIX + r"(\d+)_[0-9a-f]+", name)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            try:
+                os.unlink(os.path.join(SHM_DIR, name))
+                swept.append(name)
+            except OSError:
+                pass
+        except PermissionError:
+            pass
+    return swept
+
+
+def _unlink_segment(shm):
+    try:
+        shm.unlink()
+    except (FileNotFoundError, OSError):
+        pass
+
+
+class Machine:
+    """A simulated SMP machine running the seed's slab allocator (API.md, "Machine")."""
+
+    _shm = None
+    _kernels = None
+    _running = False
+    last_run = None
+
+    def __init__(self, cpus, memory="64M", *, magazine_size=4, debug=False, counters="shared",
+                 lock_timeout=None):
+        if type(cpus) is not int or not 1 <= cpus <= 256:
+            raise BadArgument(f"Machine: 'cpus' must be an int from 1 to 256, got {cpus!r}")
+        memory = parse_memory(memory)
+        if type(magazine_size) is not int or not 1 <= magazine_size <= 1024:
+            raise BadArgument(f"Machine: 'magazine_size' must be an int from 1 to 1024, "
+                              f"got {magazine_size!r}")
+        if counters not in ("shared", "percpu"):
+            raise BadArgument(f"Machine: 'counters' must be 'shared' or 'percpu', got {counters!r}")
+        if lock_timeout is not None and (not isinstance(lock_timeout, (int, float))
+                                         or not lock_timeout > 0):
+            raise BadArgument(f"Machine: 'lock_timeout' must be a positive number of seconds "
+                              f"or None, got {lock_timeout!r}")
+        self.cpus, self.memory, self.magazine_size = cpus, memory, magazine_size
+        self.debug, self.counters, self.lock_timeout = bool(debug), counters, lock_timeout
+        self.regions = Regions(memory, cpus)
+        sweep_stale_segments()
+        self.name = f"{SHM_PREFIX}{os.getpid()}_{secrets.token_hex(6)}"
+        self._shm = shared_memory.SharedMemory(name=self.name, create=True,
+                                               size=self.regions.size)
+        self._finalizer = weakref.finalize(self, _unlink_segment, self._shm)
+        self._kernels = {}
+        try:
+            self._boot()
+        except BaseException:
+            self.close()
+            raise
+
+    def _boot(self):
+        k = self.cpu(0)
+        h = self.regions.header
+        for field, value in (("magic", MAGIC), ("memory", self.memory),
+                             ("nframes", self.regions.nframes), ("cpus", self.cpus),
+                             ("magazine_size", self.magazine_size),
+                             ("options", (OPT_DEBUG if self.debug else 0)
+                              | (OPT_PERCPU if self.counters == "percpu" else 0)),
+                             ("creator_pid", os.getpid())):
+            k.st(h + getattr(HEADER, field), value)
+        boot_frames(k)
+        boot(k, self.magazine_size)
+
+    # --- kernels ----------------------------------------------------------------------------
+
+    def _new_kernel(self, i):
+        return Kernel(self._shm.buf, self.regions, i, self.cpus, debug=self.debug,
+                      lock_timeout=self.lock_timeout, percpu_counters=self.counters == "percpu")
+
+    def cpu(self, i):
+        """A Kernel for CPU i, usable in the calling process."""
+        self._check_open()
+        if type(i) is not int or not 0 <= i < self.cpus:
+            raise BadArgument(f"Machine.cpu: CPU id must be an int from 0 to {self.cpus - 1}, "
+                              f"got {i!r}")
+        k = self._kernels.get(i)
+        if k is None:
+            k = self._kernels[i] = self._new_kernel(i)
+        return k
+
+    def _check_open(self):
+        if self._shm is None:
+            raise SmpsimError("Machine is closed")
+
+    # --- runs, checks, statistics -----------------------------------------------------------
+
+    def run(self, program, *args, cpus=None, timeout=None, monitor=None, interval=0.25,
+            pin=False):
+        """Run program(kernel, *args) on CPUs as processes; their return values, in order."""
+        self._check_open()
+        if self._running:
+            raise SmpsimError("Machine.run: a run is already in progress on this machine")
+        self._running = True
+        try:
+            return _cpu.run(self, program, args, cpus=cpus, timeout=timeout, monitor=monitor,
+                            interval=interval, pin=pin)
+        finally:
+            self._running = False
+
+    def check(self):
+        """Walk all shared state; raise InvariantError listing every violation."""
+        self._check_open()
+        if self._running and not _cpu.all_stopped(self):
+            raise SmpsimError("Machine.check: CPUs are running; check after Machine.run returns")
+        violations = check_machine(self.cpu(0))
+        if violations:
+            raise InvariantError(violations)
+
+    def stats(self):
+        """Counters of frames, caches and locks (API.md); racy while CPUs run."""
+        self._check_open()
+        k = self.cpu(0)
+        caches, locks = {}, {}
+        for c in k.caches():
+            ld = k.ld
+            name = k.cache_name(c)
+            caches[name] = {
+                "size": ld(c + CACHE.size), "pages": 1 << ld(c + CACHE.order),
+                "objects": ld(c + CACHE.objects), "slabs": k.signed(c + CACHE.allocated_slabs),
+                "cached": k.counter(c, "cached"), "allocated": k.counter(c, "allocated"),
+                "inside": bool(ld(c + CACHE.flags) & SLAB_CACHE_SLINSIDE),
+                "flags": ld(c + CACHE.flags), "order": ld(c + CACHE.order),
+                "magazines": ld(c + CACHE.magazine_counter),
+            }
+        for name, lock in k.all_locks():
+            locks[name] = {"acquisitions": k.ld(lock + SPINLOCK.acquisitions),
+                           "contended": k.ld(lock + SPINLOCK.contended),
+                           "spins": k.ld(lock + SPINLOCK.spins)}
+        return {"frames": {"total": self.regions.nframes, "free": k.free_frames()},
+                "caches": caches, "locks": locks,
+                "reclaim": {"calls": k.ld(KERNEL.reclaim_calls),
+                            "frames": k.ld(KERNEL.reclaim_frames)},
+                "cpus": self.cpu_stats()}
+
+    def cpu_stats(self):
+        """Per CPU: operations, allocations, frees, magazine hits and misses since boot."""
+        self._check_open()
+        k = self.cpu(0)
+        out = []
+        for i in range(self.cpus):
+            ctl = self.regions.cpu(i)
+            row = {"cpu": i}
+            for f in ("ops", "allocs", "frees", "hits", "misses"):
+                row[f] = k.ld(ctl + getattr(CPU_CTL, f))
+            out.append(row)
+        return out
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def close(self):
+        """Drop every view, close and unlink the segment. Safe to call twice."""
+        if self._shm is None:
+            return
+        for k in (self._kernels or {}).values():
+            k.release()
+        self._kernels = {}
+        shm, self._shm = self._shm, None
+        try:
+            shm.close()
+        except BufferError:
+            pass                 # a caller still holds a view; the mapping goes with it
+        _unlink_segment(shm)
+        self._finalizer.detach()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __repr__(self):
+        state = "closed" if self._shm is None else self.name
+        return f"<Machine cpus={self.cpus} memory={self.memory} {state}>"

@@ -1,0 +1,161 @@
+"""One CPU's view of the machine's shared memory: word access, HelenOS lists, spinlocks.
+
+Memory is the bottom layer of a Kernel (Memory -> FrameAllocator -> SlabAllocator -> Kernel).
+It holds the typed views of the segment, reads and writes fields at `base + STRUCT.field`
+(smpsim/layout.py), implements HelenOS's circular doubly linked lists (list.h) on addresses,
+and takes and releases the spinlocks through the C extension.
+
+The lock order (smpsim/locks.py states it and what each lock guards) is checked here when the
+machine runs in debugging mode: taking a lock whose rank is not above every lock this CPU holds
+raises LockOrderError before anything is taken.
+"""
+
+from ._atomics import Arena
+from .errors import LockOrderError, LockTimeout, SmpsimError
+from .layout import FRAME, LINK, SPINLOCK, Regions
+
+__all__ = ["Memory"]
+
+
+class Memory:
+    """Views of the segment for CPU `cpu_id` (the owner id in lock words is cpu_id + 1).
+
+    `buf` is a writable memoryview of the whole segment; Memory makes its own casts of it and
+    drops them in release(), which must run before the segment can be closed.
+    """
+
+    arena = None
+
+    def __init__(self, buf, regions: Regions, cpu_id, *, debug=False, lock_timeout=None):
+        self.regions = regions
+        self.cpu_id = cpu_id
+        self.owner = cpu_id + 1
+        self.debug = debug
+        self.lock_timeout = float(lock_timeout or 0.0)
+        self.arena = Arena(buf)
+        self.q = buf.cast("Q")          # 8-byte words: every field
+        self.i32 = buf.cast("I")        # 4-byte words: the free-list index in a free object
+        self.h = buf.cast("H")          # 2-byte words: the object table
+        self.memory = buf[:regions.memory]
+        self._views = [self.q, self.i32, self.h, self.memory]
+        self._held = []                 # debug mode: (rank, off) of the locks held, in order
+
+    def release(self):
+        """Drop every view of the segment (safe to repeat)."""
+        if self.arena is not None:
+            self.arena.release()
+            for v in self._views:
+                v.release()
+            self.arena = None
+
+    # --- fields -------------------------------------------------------------------------------
+
+    def ld(self, addr):
+        """The 8-byte word at addr (a plain load: the caller holds what guards it)."""
+        return self.q[addr >> 3]
+
+    def st(self, addr, value):
+        """Store an 8-byte word at addr (a plain store: the caller holds what guards it)."""
+        self.q[addr >> 3] = value
+
+    def fetch_add(self, addr, delta):
+        """The seed's atomic_inc/atomic_dec: SEQ_CST fetch-and-add; returns the old value."""
+        return self.arena.fetch_add(addr, delta)
+
+    def signed(self, addr):
+        """The word at addr read as a signed 64-bit int (counters that were decremented)."""
+        v = self.q[addr >> 3]
+        return v - (1 << 64) if v >> 63 else v
+
+    def frame_entry(self, addr):
+        """The frame table entry of the frame holding addr."""
+        return self.regions.frame(addr >> 12)
+
+    def frame_parent(self, addr):
+        """The seed's frame->parent: the slab owning the frame that holds addr."""
+        return self.q[(self.frame_entry(addr) + FRAME.parent) >> 3]
+
+    # --- HelenOS lists (list.h): a head and its members are LINK structs --------------------
+
+    def list_init(self, head):
+        self.st(head + LINK.prev, head)
+        self.st(head + LINK.next, head)
+
+    def list_empty(self, head):
+        return self.ld(head + LINK.next) == head
+
+    def list_prepend(self, link, head):
+        """Insert link first in the list at head."""
+        first = self.ld(head + LINK.next)
+        self.st(link + LINK.prev, head)
+        self.st(link + LINK.next, first)
+        self.st(first + LINK.prev, link)
+        self.st(head + LINK.next, link)
+
+    def list_append(self, link, head):
+        """Insert link last in the list at head."""
+        last = self.ld(head + LINK.prev)
+        self.st(link + LINK.prev, last)
+        self.st(link + LINK.next, head)
+        self.st(last + LINK.next, link)
+        self.st(head + LINK.prev, link)
+
+    def list_remove(self, link):
+        prev, nxt = self.ld(link + LINK.prev), self.ld(link + LINK.next)
+        self.st(prev + LINK.next, nxt)
+        self.st(nxt + LINK.prev, prev)
+        self.st(link + LINK.prev, 0)
+        self.st(link + LINK.next, 0)
+
+    def list_links(self, head, limit=1 << 40):
+        """The links of the list at head, first to last (at most `limit`, for walking a list
+        that may be corrupt)."""
+        cur = self.ld(head + LINK.next)
+        while cur != head and limit > 0:
+            yield cur
+            cur = self.ld(cur + LINK.next)
+            limit -= 1
+
+    # --- spinlocks ------------------------------------------------------------------------------
+
+    def lock(self, lock):
+        """Acquire the spinlock at `lock` (test-and-test-and-set in C; see smpsim/_atomics.c).
+
+        Raises LockTimeout when the machine has a lock_timeout and the lock stays taken longer.
+        """
+        if self.debug:
+            self._check_order(lock)
+        if self.arena.lock(lock, self.owner, self.lock_timeout) < 0:
+            holder = self.ld(lock + SPINLOCK.holder)
+            raise LockTimeout(self.lock_name(lock), holder - 1 if holder else None,
+                              self.lock_timeout)
+        if self.debug:
+            self._held.append((self.lock_rank(lock), lock))
+
+    def unlock(self, lock):
+        """Release the spinlock at `lock`, which this CPU must hold."""
+        if not self.arena.unlock(lock, self.owner):
+            raise SmpsimError(f"CPU {self.cpu_id} released lock {self.lock_name(lock)}, "
+                              f"which it does not hold")
+        if self.debug:
+            self._held = [h for h in self._held if h[1] != lock]
+
+    def holds(self, lock):
+        """True when this CPU holds the spinlock at `lock` (for precondition checks)."""
+        return self.q[(lock + SPINLOCK.holder) >> 3] == self.owner
+
+    def _check_order(self, lock):
+        rank = self.lock_rank(lock)
+        if self._held and self._held[-1][0] >= rank:
+            top = self._held[-1][1]
+            raise LockOrderError(
+                f"CPU {self.cpu_id} takes {self.lock_name(lock)} (rank {rank}) while holding "
+                f"{self.lock_name(top)} (rank {self._held[-1][0]}): against the lock order "
+                f"of smpsim/locks.py")
+
+    # The slab layer knows which structure a lock guards; these name and rank it.
+    def lock_name(self, lock):
+        return f"lock@{lock:#x}"
+
+    def lock_rank(self, lock):
+        return 0

@@ -1,0 +1,544 @@
+"""The slab allocator of HelenOS (kernel/generic/src/mm/slab.c, revision 781), on one CPU.
+
+Modelled, like the seed, on Bonwick's slab allocator with per-CPU magazines (USENIX 1994, 2001).
+The behaviour is the seed's, step for step (SPEC.md section 4):
+
+- Allocation tries the CPU's magazine pair (current, then last), then a full magazine from the
+  cache's shared list (the old `last` is destroyed), then a partial slab, then a new slab.
+- Free puts the object in the current or last magazine; when both are full it first gets a new
+  empty magazine from `slab_magazine` with FRAME_ATOMIC | FRAME_NO_RECLAIM, and only then moves
+  `last` to the shared list; without one, the object goes straight back to its slab.
+- A slab whose objects are all free is returned to the frame allocator at once.
+- Inside a slab, a free object's first int holds the index of the next free object.
+- Reclaim: light reclaim destroys shared magazines (from the tail, up to the count read at the
+  start) until a cache gives frames back; SLAB_RECLAIM_ALL also empties every CPU's pair.
+
+Where smpsim differs from the seed: cache descriptors hold their name and line-padded per-CPU
+entries; the magazine size is the machine's `magazine_size`; caches get a small id so that the
+object table (outside simulated memory) can say which cache's live object starts at an address;
+the counters can be per-CPU (Machine(counters="percpu")). The seed stores no constructor or
+destructor calls, and neither do we.
+
+Locks: see smpsim/locks.py. The seed updates its atomic counters after releasing locks
+(magazine_obj_get, slab_alloc) and drops `slablock` while it allocates a new slab: a CPU that
+dies there holds no lock and still leaves counters or a slab half done, which the checker sees.
+
+Sections follow the seed: slab space, slab objects, CPU magazines, caches, reclaim.
+"""
+
+from .errors import BadArgument
+from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM, FrameAllocator
+from .layout import (CACHE, CPU_MAGS, FRAME, HEADER, KERNEL, LINK, MAGAZINE, MAX_CACHES, MAX_ORDER,
+                     NAME_MAX, OBJ_INTERNAL, PAGE_SIZE, PAGE_WIDTH, SLAB, SPINLOCK, WORD)
+from .locks import (RANK_CACHE_LIST, RANK_FRAMES, TIER_CLIENT, TIER_EXTERN, TIER_INTERNAL,
+                    cache_lock_rank)
+
+__all__ = ["SlabAllocator", "geometry", "fnzb", "SLAB_CACHE_NOMAGAZINE", "SLAB_CACHE_SLINSIDE",
+           "SLAB_RECLAIM_ALL", "SLAB_MIN_MALLOC_W", "SLAB_MAX_MALLOC_W", "MALLOC_NAMES"]
+
+SLAB_CACHE_NOMAGAZINE = 1
+SLAB_CACHE_SLINSIDE = 2
+SLAB_RECLAIM_ALL = 1
+SLAB_INSIDE_SIZE = PAGE_SIZE >> 3
+SLAB_MIN_MALLOC_W = 3
+SLAB_MAX_MALLOC_W = 17
+MALLOC_NAMES = ["malloc-8", "malloc-16", "malloc-32", "malloc-64", "malloc-128", "malloc-256",
+                "malloc-512", "malloc-1K", "malloc-2K", "malloc-4K", "malloc-8K", "malloc-16K",
+                "malloc-32K", "malloc-64K", "malloc-128K"]
+
+
+def fnzb(x):
+    """HelenOS bitops: the index of the most significant set bit of x > 0."""
+    return x.bit_length() - 1
+
+
+def _comp_objects(size, order, flags):
+    """Objects that fit in a slab of 2**order pages (the seed's comp_objects)."""
+    space = PAGE_SIZE << order
+    if flags & SLAB_CACHE_SLINSIDE:
+        space -= SLAB.sizeof
+    return space // size
+
+
+def _badness(size, order, flags):
+    """Bytes a slab wastes (the seed's badness)."""
+    space = PAGE_SIZE << order
+    if flags & SLAB_CACHE_SLINSIDE:
+        space -= SLAB.sizeof
+    return space - _comp_objects(size, order, flags) * size
+
+
+def geometry(size, align=0, flags=0):
+    """The seed's slab geometry (SPEC.md section 3): (size, order, objects, flags) of a cache
+    created with this size, alignment and flags."""
+    align = max(align, WORD)
+    size = -(-size // align) * align
+    if size < SLAB_INSIDE_SIZE:
+        flags |= SLAB_CACHE_SLINSIDE
+    order = fnzb(((size - 1) >> PAGE_WIDTH) + 1)
+    while _badness(size, order, flags) > (PAGE_SIZE << order) >> 2:   # SLAB_MAX_BADNESS
+        order += 1
+    objects = _comp_objects(size, order, flags)
+    if _badness(size, order, flags) > SLAB.sizeof:      # the descriptor fits in the waste
+        flags |= SLAB_CACHE_SLINSIDE
+    return size, order, objects, flags
+
+
+class SlabAllocator(FrameAllocator):
+    """The seed's allocator run by CPU `cpu_id`. Caches are addresses of CACHE descriptors.
+
+    Internal entry points keep the seed's names with a leading underscore; they take no
+    argument checks (the Kernel does those) and signal running out of memory by returning 0.
+    """
+
+    RECLAIM_ALL = SLAB_RECLAIM_ALL
+    hit = False        # whether the last _alloc/_free was served by this CPU's magazines
+
+    def __init__(self, buf, regions, cpu_id, cpus, *, percpu_counters=False, **kw):
+        super().__init__(buf, regions, cpu_id, **kw)
+        self.cpus = cpus
+        self.percpu = percpu_counters
+        self.mag_cache = KERNEL.mag_cache
+        self.slab_cache_cache = KERNEL.slab_cache_cache
+        self.ctl = regions.cpu(cpu_id)
+
+    @property
+    def slab_extern(self):
+        return self.ld(KERNEL.slab_extern)
+
+    def _mags(self, cache, cpu=None):
+        """The CPU_MAGS entry of `cpu` (default: this CPU) in `cache`."""
+        return cache + CACHE.mag_cache + (self.cpu_id if cpu is None else cpu) * CPU_MAGS.sizeof
+
+    def _magazines(self, cache):
+        return not self.ld(cache + CACHE.flags) & SLAB_CACHE_NOMAGAZINE
+
+    # --- counters -------------------------------------------------------------------------------
+
+    def _count(self, cache, shared_field, percpu_field, delta):
+        """Add delta to one of the seed's atomic counters, or to this CPU's share of it."""
+        if self.percpu and self._magazines(cache):
+            self.fetch_add(self._mags(cache) + percpu_field, delta)
+        else:
+            self.fetch_add(cache + shared_field, delta)
+
+    def counter(self, cache, which):
+        """The value of "allocated" (allocated_objs) or "cached" (cached_objs) of cache."""
+        shared, percpu = {"allocated": (CACHE.allocated_objs, CPU_MAGS.allocated),
+                          "cached": (CACHE.cached_objs, CPU_MAGS.cached)}[which]
+        total = self.signed(cache + shared)
+        if self._magazines(cache):
+            total += sum(self.signed(self._mags(cache, i) + percpu) for i in range(self.cpus))
+        return total
+
+    # --- slab space -------------------------------------------------------------------------
+
+    def _slab_space_alloc(self, cache, flags):
+        """Frames for a new slab, its descriptor and its free list; 0 when out of memory."""
+        order = self.ld(cache + CACHE.order)
+        data = self.frame_alloc(order, flags)
+        if not data:
+            return 0
+        if self.ld(cache + CACHE.flags) & SLAB_CACHE_SLINSIDE:
+            slab = data + (PAGE_SIZE << order) - SLAB.sizeof
+        else:
+            slab = self._alloc_internal(self.slab_extern, flags)
+            if not slab:
+                self.frame_free(data)
+                return 0
+        for i in range(1 << order):
+            self.st(self.frame_entry(data + i * PAGE_SIZE) + FRAME.parent, slab)
+        size, objects = self.ld(cache + CACHE.size), self.ld(cache + CACHE.objects)
+        self.st(slab + SLAB.start, data)
+        self.st(slab + SLAB.available, objects)
+        self.st(slab + SLAB.nextavail, 0)
+        self.st(slab + SLAB.cache, cache)
+        i32 = self.i32
+        for i in range(objects):                  # free object i points to i + 1
+            i32[(data + i * size) >> 2] = i + 1
+        self.fetch_add(cache + CACHE.allocated_slabs, 1)
+        return slab
+
+    def _slab_space_free(self, cache, slab):
+        """Give a slab's frames (and its outside descriptor) back; returns the frames freed."""
+        order = self.ld(cache + CACHE.order)
+        start = self.ld(slab + SLAB.start)
+        for i in range(1 << order):
+            self.st(self.frame_entry(start + i * PAGE_SIZE) + FRAME.parent, 0)
+        self.frame_free(start)
+        if not self.ld(cache + CACHE.flags) & SLAB_CACHE_SLINSIDE:
+            self._free_internal(self.slab_extern, slab)
+        self.fetch_add(cache + CACHE.allocated_slabs, -1)
+        return 1 << order
+
+    # --- slab objects -----------------------------------------------------------------------
+
+    def _slab_obj_destroy(self, cache, obj, slab=0):
+        """Return obj to its slab; free the slab when it becomes empty. Returns frames freed."""
+        if not slab:
+            slab = self.frame_parent(obj)
+        assert self.ld(slab + SLAB.cache) == cache, f"object {obj:#x} is not of this cache"
+        lock = cache + CACHE.slablock
+        self.lock(lock)
+        start, nextavail = self.ld(slab + SLAB.start), self.ld(slab + SLAB.nextavail)
+        self.i32[obj >> 2] = nextavail
+        self.st(slab + SLAB.nextavail, (obj - start) // self.ld(cache + CACHE.size))
+        available = self.ld(slab + SLAB.available) + 1
+        self.st(slab + SLAB.available, available)
+        frames = 0
+        if available == self.ld(cache + CACHE.objects):
+            # Empty: free it now. Holding slablock is safe: freeing the outside descriptor may
+            # allocate a magazine, and that never reclaims (see smpsim/locks.py).
+            self.list_remove(slab + SLAB.link)
+            frames = self._slab_space_free(cache, slab)
+        elif available == 1:                       # it was full: move it to partial
+            self.list_remove(slab + SLAB.link)
+            self.list_prepend(slab + SLAB.link, cache + CACHE.partial_slabs)
+        self.unlock(lock)
+        return frames
+
+    def _slab_obj_create(self, cache, flags):
+        """Take an object from a partial slab, or from a new one; 0 when out of memory."""
+        lock = cache + CACHE.slablock
+        self.lock(lock)
+        if self.list_empty(cache + CACHE.partial_slabs):
+            # The seed drops slablock while it allocates a slab: frame_alloc may reclaim, and
+            # the descriptor may come from slab_extern (one level of recursion at most).
+            self.unlock(lock)
+            slab = self._slab_space_alloc(cache, flags)
+            if not slab:
+                return 0
+            self.lock(lock)
+        else:
+            slab = self.ld(cache + CACHE.partial_slabs + LINK.next) - SLAB.link
+            self.list_remove(slab + SLAB.link)
+        obj = self.ld(slab + SLAB.start) + self.ld(slab + SLAB.nextavail) * self.ld(cache + CACHE.size)
+        self.st(slab + SLAB.nextavail, self.i32[obj >> 2])
+        available = self.ld(slab + SLAB.available) - 1
+        self.st(slab + SLAB.available, available)
+        self.list_prepend(slab + SLAB.link,
+                          cache + (CACHE.partial_slabs if available else CACHE.full_slabs))
+        self.unlock(lock)
+        return obj
+
+    # --- CPU magazines ----------------------------------------------------------------------
+
+    def _get_mag_from_cache(self, cache, first):
+        """Take the first (or last) full magazine off the cache's shared list; 0 if none."""
+        lock = cache + CACHE.maglock
+        self.lock(lock)
+        head = cache + CACHE.magazines
+        mag = 0
+        if not self.list_empty(head):
+            mag = self.ld(head + (LINK.next if first else LINK.prev)) - MAGAZINE.link
+            self.list_remove(mag + MAGAZINE.link)
+            self.fetch_add(cache + CACHE.magazine_counter, -1)
+        self.unlock(lock)
+        return mag
+
+    def _put_mag_to_cache(self, cache, mag):
+        """Prepend a full magazine to the cache's shared list."""
+        lock = cache + CACHE.maglock
+        self.lock(lock)
+        self.list_prepend(mag + MAGAZINE.link, cache + CACHE.magazines)
+        self.fetch_add(cache + CACHE.magazine_counter, 1)
+        self.unlock(lock)
+
+    def _magazine_destroy(self, cache, mag):
+        """Return every object of mag to its slab and free mag; returns the frames freed."""
+        frames = 0
+        for i in range(self.ld(mag + MAGAZINE.busy)):
+            frames += self._slab_obj_destroy(cache, self.ld(mag + MAGAZINE.objs + i * WORD))
+            self._count(cache, CACHE.cached_objs, CPU_MAGS.cached, -1)
+        self._free_internal(self.mag_cache, mag)
+        return frames
+
+    def _get_full_current_mag(self, cache, mags):
+        """Make `current` a magazine with objects in it and return it; 0 if none can be had.
+        The CPU's magazine lock must be held."""
+        assert self.holds(mags + CPU_MAGS.lock)
+        cmag, lastmag = self.ld(mags + CPU_MAGS.current), self.ld(mags + CPU_MAGS.last)
+        if cmag:                                   # first try the local magazines
+            if self.ld(cmag + MAGAZINE.busy):
+                self.hit = True
+                return cmag
+            if lastmag and self.ld(lastmag + MAGAZINE.busy):
+                self.st(mags + CPU_MAGS.current, lastmag)
+                self.st(mags + CPU_MAGS.last, cmag)
+                self.hit = True
+                return lastmag
+        newmag = self._get_mag_from_cache(cache, True)   # local ones are empty: import one
+        if not newmag:
+            return 0
+        if lastmag:
+            self._magazine_destroy(cache, lastmag)
+        self.st(mags + CPU_MAGS.last, cmag)
+        self.st(mags + CPU_MAGS.current, newmag)
+        return newmag
+
+    def _magazine_obj_get(self, cache):
+        """An object from this CPU's magazines (or the shared list); 0 if none."""
+        mags = self._mags(cache)
+        self.lock(mags + CPU_MAGS.lock)
+        self.hit = False
+        mag = self._get_full_current_mag(cache, mags)
+        hit = self.hit
+        if not mag:
+            self.unlock(mags + CPU_MAGS.lock)
+            return 0
+        busy = self.ld(mag + MAGAZINE.busy) - 1
+        self.st(mag + MAGAZINE.busy, busy)
+        obj = self.ld(mag + MAGAZINE.objs + busy * WORD)
+        self.unlock(mags + CPU_MAGS.lock)
+        self._count(cache, CACHE.cached_objs, CPU_MAGS.cached, -1)
+        self.hit = hit
+        return obj
+
+    def _make_empty_current_mag(self, cache, mags):
+        """Make `current` a magazine with room and return it; 0 if no new one can be had.
+        The CPU's magazine lock must be held."""
+        assert self.holds(mags + CPU_MAGS.lock)
+        cmag, lastmag = self.ld(mags + CPU_MAGS.current), self.ld(mags + CPU_MAGS.last)
+        if cmag:
+            if self.ld(cmag + MAGAZINE.busy) < self.ld(cmag + MAGAZINE.size):
+                self.hit = True
+                return cmag
+            if lastmag and self.ld(lastmag + MAGAZINE.busy) < self.ld(lastmag + MAGAZINE.size):
+                self.st(mags + CPU_MAGS.last, cmag)
+                self.st(mags + CPU_MAGS.current, lastmag)
+                self.hit = True
+                return lastmag
+        # Both full or absent: a new one, without sleeping and without reclaim (reclaim takes
+        # this CPU's magazine lock, which we hold).
+        newmag = self._alloc_internal(self.mag_cache, FRAME_ATOMIC | FRAME_NO_RECLAIM)
+        if not newmag:
+            return 0
+        self.st(newmag + MAGAZINE.size, self.ld(cache + CACHE.magazine_size))
+        self.st(newmag + MAGAZINE.busy, 0)
+        if lastmag:
+            self._put_mag_to_cache(cache, lastmag)
+        self.st(mags + CPU_MAGS.last, cmag)
+        self.st(mags + CPU_MAGS.current, newmag)
+        return newmag
+
+    def _magazine_obj_put(self, cache, obj):
+        """Put obj in this CPU's magazines; False when no magazine could be had."""
+        mags = self._mags(cache)
+        self.lock(mags + CPU_MAGS.lock)
+        self.hit = False
+        mag = self._make_empty_current_mag(cache, mags)
+        hit = self.hit
+        if not mag:
+            self.unlock(mags + CPU_MAGS.lock)
+            return False
+        busy = self.ld(mag + MAGAZINE.busy)
+        self.st(mag + MAGAZINE.objs + busy * WORD, obj)
+        self.st(mag + MAGAZINE.busy, busy + 1)
+        self.unlock(mags + CPU_MAGS.lock)
+        self._count(cache, CACHE.cached_objs, CPU_MAGS.cached, 1)
+        self.hit = hit
+        return True
+
+    # --- allocation and free (the seed's slab_alloc and _slab_free) -------------------------
+
+    def _alloc(self, cache, flags):
+        """The seed's slab_alloc: magazines first, then the slab layer. 0 when out of memory."""
+        obj, hit = 0, False
+        if self._magazines(cache):
+            obj = self._magazine_obj_get(cache)
+            hit = self.hit
+        if not obj:
+            obj = self._slab_obj_create(cache, flags)
+        if obj:
+            self._count(cache, CACHE.allocated_objs, CPU_MAGS.allocated, 1)
+        self.hit = hit
+        return obj
+
+    def _free(self, cache, obj, slab=0):
+        """The seed's _slab_free: into the magazines if one can be had, else to the slab."""
+        hit = False
+        if self._magazines(cache) and self._magazine_obj_put(cache, obj):
+            hit = self.hit
+        else:
+            self._slab_obj_destroy(cache, obj, slab)
+        self._count(cache, CACHE.allocated_objs, CPU_MAGS.allocated, -1)
+        self.hit = hit
+
+    def _alloc_internal(self, cache, flags):
+        """An object the allocator uses itself, marked so in the object table."""
+        obj = self._alloc(cache, flags)
+        if obj:
+            self.h[self.regions.granule(obj) >> 1] = self.ld(cache + CACHE.id) | OBJ_INTERNAL
+        return obj
+
+    def _free_internal(self, cache, obj):
+        self.h[self.regions.granule(obj) >> 1] = 0
+        self._free(cache, obj)
+
+    # --- caches -------------------------------------------------------------------------------
+
+    def _slab_cache_init_desc(self, cache, name, size, align, flags):
+        """Fill in a cache descriptor (the seed's _slab_cache_create, up to linking it)."""
+        objsize = size
+        size, order, objects, flags = geometry(size, align, flags)
+        encoded = name.encode()
+        self.memory[cache + CACHE.name:cache + CACHE.name + NAME_MAX] = \
+            encoded + bytes(NAME_MAX - len(encoded))
+        for field, value in (("size", size), ("align", max(align, WORD)), ("flags", flags),
+                             ("order", order), ("objects", objects),
+                             ("magazine_size", self.ld(self.regions.header + HEADER.magazine_size)),
+                             ("objsize", objsize), ("allocated_objs", 0), ("cached_objs", 0), ("allocated_slabs", 0),
+                             ("magazine_counter", 0), ("id", 0), ("gen", 0)):
+            self.st(cache + getattr(CACHE, field), value)
+        for lock in (CACHE.slablock, CACHE.maglock):
+            self.memory[cache + lock:cache + lock + SPINLOCK.sizeof] = bytes(SPINLOCK.sizeof)
+        for head in (CACHE.full_slabs, CACHE.partial_slabs, CACHE.magazines):
+            self.list_init(cache + head)
+        if not flags & SLAB_CACHE_NOMAGAZINE:
+            base = cache + CACHE.mag_cache
+            self.memory[base:base + self.cpus * CPU_MAGS.sizeof] = bytes(self.cpus * CPU_MAGS.sizeof)
+
+    def _link_cache(self, cache):
+        """Give cache an id and a generation and append it to the cache list; returns False when
+        every id is taken. slab_cache_lock must be held."""
+        assert self.holds(KERNEL.slab_cache_lock)
+        ids = self.regions.cache_ids
+        for cid in range(1, MAX_CACHES):
+            if not self.ld(ids + cid * WORD):
+                break
+        else:
+            return False
+        gen = self.ld(KERNEL.next_gen)
+        self.st(KERNEL.next_gen, gen + 1)
+        self.st(ids + cid * WORD, cache)
+        self.st(cache + CACHE.id, cid)
+        self.st(cache + CACHE.gen, gen)
+        self.list_append(cache + CACHE.link, KERNEL.slab_cache_list)
+        return True
+
+    def _unlink_cache(self, cache):
+        """Remove cache from the list and the id table. slab_cache_lock must be held."""
+        assert self.holds(KERNEL.slab_cache_lock)
+        self.list_remove(cache + CACHE.link)
+        self.st(self.regions.cache_ids + self.ld(cache + CACHE.id) * WORD, 0)
+        self.st(cache + CACHE.gen, 0)
+
+    def caches(self):
+        """Descriptor addresses of the live caches, in creation order (read without the lock:
+        callers that need a stable list hold slab_cache_lock)."""
+        return [link - CACHE.link for link in self.list_links(KERNEL.slab_cache_list, MAX_CACHES)]
+
+    def cache_name(self, cache):
+        raw = bytes(self.memory[cache + CACHE.name:cache + CACHE.name + NAME_MAX])
+        return raw.rstrip(b"\0").decode(errors="replace")
+
+    def find_cache(self, name):
+        """The descriptor of the live cache called name, or 0. slab_cache_lock must be held."""
+        for cache in self.caches():
+            if self.cache_name(cache) == name:
+                return cache
+        return 0
+
+    # --- reclaim ----------------------------------------------------------------------------
+
+    def _slab_reclaim(self, cache, flags):
+        """Give back what one cache's magazines hold; returns the seed's frame count."""
+        if not self._magazines(cache):
+            return 0
+        frames = 0
+        # Count up to the magazines there were at the start, so that this ends.
+        magcount = self.ld(cache + CACHE.magazine_counter)
+        while magcount > 0:
+            magcount -= 1
+            mag = self._get_mag_from_cache(cache, False)
+            if not mag:
+                break
+            frames += self._magazine_destroy(cache, mag)
+            if not flags & SLAB_RECLAIM_ALL and frames:
+                break
+        if flags & SLAB_RECLAIM_ALL:               # also every CPU's magazine pair
+            for cpu in range(self.cpus):
+                mags = self._mags(cache, cpu)
+                self.lock(mags + CPU_MAGS.lock)
+                for field in (CPU_MAGS.current, CPU_MAGS.last):
+                    mag = self.ld(mags + field)
+                    if mag:
+                        frames += self._magazine_destroy(cache, mag)
+                    self.st(mags + field, 0)
+                self.unlock(mags + CPU_MAGS.lock)
+        return frames
+
+    def slab_reclaim_all_caches(self, flags):
+        """The seed's slab_reclaim: every cache, in creation order, under slab_cache_lock."""
+        self.lock(KERNEL.slab_cache_lock)
+        frames = 0
+        for cache in self.caches():
+            frames += self._slab_reclaim(cache, flags)
+        self.unlock(KERNEL.slab_cache_lock)
+        self.fetch_add(KERNEL.reclaim_calls, 1)
+        self.fetch_add(KERNEL.reclaim_frames, frames)
+        return frames
+
+    # --- lock names and ranks ---------------------------------------------------------------
+
+    def cache_locks(self, cache):
+        """(kind, lock address) of each lock of a cache; kind is "slablock", "maglock", "cpu<N>"."""
+        locks = [("slablock", cache + CACHE.slablock), ("maglock", cache + CACHE.maglock)]
+        if self._magazines(cache):
+            locks += [(f"cpu{i}", self._mags(cache, i) + CPU_MAGS.lock) for i in range(self.cpus)]
+        return locks
+
+    def all_locks(self):
+        """(name, address) of every lock of the machine, as Machine.stats names them."""
+        yield "slab_cache_lock", KERNEL.slab_cache_lock
+        yield "frames", self.frames_lock
+        for cache in self.caches():
+            name = self.cache_name(cache)
+            for kind, lock in self.cache_locks(cache):
+                yield f"{name}.{kind}", lock
+
+    def _locate_lock(self, lock):
+        if lock == KERNEL.slab_cache_lock:
+            return "slab_cache_lock", RANK_CACHE_LIST
+        if lock == self.frames_lock:
+            return "frames", RANK_FRAMES
+        for cache in [self.mag_cache, self.slab_cache_cache] + self.caches():
+            end = cache + CACHE.mag_cache + (self.cpus * CPU_MAGS.sizeof
+                                             if self._magazines(cache) else 0)
+            if cache <= lock < end:
+                for kind, addr in self.cache_locks(cache):
+                    if addr == lock:
+                        tier = (TIER_INTERNAL if cache in (self.mag_cache, self.slab_cache_cache)
+                                else TIER_EXTERN if cache == self.slab_extern else TIER_CLIENT)
+                        rank = cache_lock_rank(tier, "cpu" if kind.startswith("cpu") else kind)
+                        return f"{self.cache_name(cache)}.{kind}", rank
+        return f"lock@{lock:#x}", 0
+
+    def lock_name(self, lock):
+        return self._locate_lock(lock)[0]
+
+    def lock_rank(self, lock):
+        return self._locate_lock(lock)[1]
+
+
+def check_cache_args(name, size, align, flags, cpus):
+    """Validate slab_cache_create's arguments (BadArgument naming the one that is wrong)."""
+    if not isinstance(name, str) or not 1 <= len(name) <= NAME_MAX or \
+            not name.isprintable() or any(c.isspace() for c in name) or \
+            len(name.encode()) > NAME_MAX:
+        raise BadArgument(f"slab_cache_create: 'name' must be 1 to {NAME_MAX} printable "
+                          f"characters without whitespace, got {name!r}")
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise BadArgument(f"slab_cache_create: 'size' must be an int of at least 1, got {size!r}")
+    if not isinstance(align, int) or isinstance(align, bool) or align < 0 or \
+            align > PAGE_SIZE or (align & (align - 1)):
+        raise BadArgument(f"slab_cache_create: 'align' must be 0 or a power of two up to "
+                          f"{PAGE_SIZE}, got {align!r}")
+    if not isinstance(flags, int) or isinstance(flags, bool) or \
+            flags & ~(SLAB_CACHE_NOMAGAZINE | SLAB_CACHE_SLINSIDE):
+        raise BadArgument(f"slab_cache_create: 'flags' may hold only SLAB_CACHE_NOMAGAZINE and "
+                          f"SLAB_CACHE_SLINSIDE, got {flags!r}")
+    order = geometry(size, align, flags)[1]
+    if order > MAX_ORDER:
+        raise BadArgument(f"slab_cache_create: 'size' {size} needs slabs of order {order}, above "
+                          f"the frame allocator's largest block (order {MAX_ORDER})")

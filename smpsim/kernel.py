@@ -81,6 +81,10 @@ class Kernel(SlabAllocator):
         self._ctl_hits = (self.ctl + CPU_CTL.hits) >> 3
         self._ctl_misses = (self.ctl + CPU_CTL.misses) >> 3
         self._malloc_ids = None
+        self._debug = None
+        if self.debug:
+            from .debug import Debugger       # debugging mode only (smpsim/debug.py)
+            self._debug = Debugger(self)
 
     # --- the bracket around allocator code ----------------------------------------------
 
@@ -228,6 +232,8 @@ class Kernel(SlabAllocator):
         if obj:
             self._mark(obj, self.ld(c + CACHE.id))
             self._counted(self.hit, True)
+            if self._debug:
+                self._debug.on_alloc(c, obj)
         self._leave()
         if obj:
             return obj
@@ -242,6 +248,8 @@ class Kernel(SlabAllocator):
         self._enter("slab_free")
         try:
             self._claim(addr, self.ld(c + CACHE.id), "slab_free", cache.name)
+            if self._debug:
+                self._debug.on_free(c, addr)
         except InvalidFree:
             self._leave()
             raise
@@ -264,6 +272,8 @@ class Kernel(SlabAllocator):
         if obj:
             self._mark(obj, self.ld(c + CACHE.id))
             self._counted(self.hit, True)
+            if self._debug:
+                self._debug.on_alloc(c, obj)
         self._leave()
         if obj:
             return obj
@@ -287,6 +297,8 @@ class Kernel(SlabAllocator):
         self._enter("kfree")
         try:
             self._claim(addr, cid, "kfree", self.cache_name(c))
+            if self._debug:
+                self._debug.on_free(c, addr)
         except InvalidFree:
             self._leave()
             raise

@@ -65,12 +65,12 @@ def _expected_ops(workload, cpus):
 
 class Sampler:
     """The monitor callback of Machine.run: samples the machine every interval into a time
-    series, keeps the caches at their fullest, and drives the progress bar or the live view."""
+    series, keeps the caches at their fullest (most slabs, then most allocated objects), and drives the progress bar or the live view."""
 
     def __init__(self, label, baseline_ops, bar=None, view=None):
         self.label, self.base_ops, self.bar, self.view = label, baseline_ops, bar, view
         self.start = time.perf_counter()
-        self.series, self.peak, self.peak_allocated, self.peak_frames = [], None, -1, 0
+        self.series, self.peak, self.peak_key, self.peak_frames = [], None, None, 0
 
     def __call__(self, m):
         stats, cpu = m.stats(), m.cpu_stats()
@@ -78,7 +78,6 @@ class Sampler:
         ops = sum(c["ops"] for c in cpu) - self.base_ops
         caches = stats["caches"]
         used = stats["frames"]["total"] - stats["frames"]["free"]
-        allocated = sum(c["allocated"] - c["cached"] for c in caches.values())
         self.series.append({
             "t": round(t, 4), "ops": ops, "frames_used": used,
             "slabs": sum(c["slabs"] for c in caches.values()),
@@ -88,8 +87,9 @@ class Sampler:
             "reclaim_calls": stats.get("reclaim", {}).get("calls", 0),
         })
         self.peak_frames = max(self.peak_frames, used)
-        if allocated > self.peak_allocated:
-            self.peak_allocated, self.peak = allocated, _annotate(stats)
+        key = (self.series[-1]["slabs"], self.series[-1]["allocated"])
+        if self.peak_key is None or key > self.peak_key:
+            self.peak_key, self.peak = key, _annotate(stats)
         if self.bar is not None:
             self.bar.update(max(0, ops - self.bar.n))
         if self.view is not None:
@@ -97,13 +97,17 @@ class Sampler:
 
 
 def _annotate(stats):
-    """The caches of a stats() dict, each marked with whether it has magazines and how many full
-    magazines its shared list holds."""
-    locks, shared = stats.get("locks", {}), stats.get("magazines", {})
+    """The caches of a stats() dict, each with `has_magazines` (per-CPU magazines: not
+    NOMAGAZINE) and `shared` (full magazines on its shared list) added."""
+    locks, top = stats.get("locks", {}), stats.get("magazines", {})
     out = {}
     for name, c in stats["caches"].items():
-        out[name] = dict(c, magazines=f"{name}.cpu0" in locks,
-                         shared=shared.get(name, {}).get("shared", 0))
+        flags = c.get("flags")
+        has = not flags & 1 if flags is not None else f"{name}.cpu0" in locks
+        shared = c.get("magazines")
+        if not isinstance(shared, int):
+            shared = top.get(name, {}).get("shared", 0)
+        out[name] = dict(c, has_magazines=has, shared=shared)
     return out
 
 
@@ -142,6 +146,7 @@ def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=Non
         total = _expected_ops(point.workload, point.cpus)
         bar = bar_factory(total, point.id) if bar_factory else None
         sampler = Sampler(point.id, sum(c["ops"] for c in cpu_before), bar, view)
+        sampler(m)
         outcome = None
         try:
             outcome = m.run(f"{mod.__name__}:run", params, timeout=timeout, monitor=sampler,

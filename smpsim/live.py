@@ -2,7 +2,8 @@
 active objects, redrawn in place from the run's monitor callback (experiment.Sampler).
 
 Columns follow slabtop (OBJS ACTIVE USE OBJ SIZE SLABS OBJ/SLAB CACHE SIZE NAME) with CACHED
-added: objects sitting in magazines. The values are read while the CPUs run, so they may be a
+added: objects sitting in magazines. ACTIVE counts objects out of their slabs (allocated plus
+cached), as slabtop counts objects in per-CPU arrays as active. The values are read while the CPUs run, so they may be a
 little racy, as /proc/slabinfo's are.
 """
 
@@ -29,7 +30,7 @@ def _size(nbytes):
 def render(stats, cpu_stats, elapsed, ops, label="", rows=20, page_size=4096):
     """The screen as text for one sample of Machine.stats() and Machine.cpu_stats()."""
     caches = stats["caches"]
-    active = sum(c["allocated"] for c in caches.values())
+    active = sum(c["allocated"] + c["cached"] for c in caches.values())
     total = sum(c["slabs"] * c["objects"] for c in caches.values())
     slabs = sum(c["slabs"] for c in caches.values())
     used_caches = sum(1 for c in caches.values() if c["slabs"])
@@ -55,10 +56,10 @@ def render(stats, cpu_stats, elapsed, ops, label="", rows=20, page_size=4096):
         f"{'OBJS':>7} {'ACTIVE':>7} {'USE':>5} {'OBJ SIZE':>8} {'SLABS':>6} {'OBJ/SLAB':>8} "
         f"{'CACHED':>7} {'CACHE SIZE':>10} NAME",
     ]
-    order = sorted(caches.items(), key=lambda kv: (-kv[1]["allocated"], kv[0]))
+    order = sorted(caches.items(), key=lambda kv: (-kv[1]["allocated"] - kv[1]["cached"], kv[0]))
     for name, c in order[:rows]:
-        objs = c["slabs"] * c["objects"]
-        lines.append(f"{objs:7d} {c['allocated']:7d} {_pct(c['allocated'], objs):>5} "
+        objs, act = c["slabs"] * c["objects"], c["allocated"] + c["cached"]
+        lines.append(f"{objs:7d} {act:7d} {_pct(act, objs):>5} "
                      f"{_size(c['size']):>8} {c['slabs']:6d} {c['objects']:8d} "
                      f"{c['cached']:7d} {_size(c['slabs'] * c['pages'] * page_size):>10} "
                      f"{name}")

@@ -3,11 +3,12 @@ slab_print_list format, per-run summary rows, the sweep table (CSV and Markdown)
 result folder back.
 
 A cache snapshot is the "caches" dict of Machine.stats() ({name: {size, pages, objects, slabs,
-cached, allocated, inside}}), optionally with "magazines" (bool: the cache has per-CPU magazines)
-and "shared" (full magazines on its shared list), which experiment.py adds.
+cached, allocated, inside}}), optionally with "has_magazines" (bool: the cache has per-CPU
+magazines) and "shared" (full magazines on its shared list), which experiment.py adds. As in the
+seed, `allocated` counts objects held by callers and `cached` objects sitting in magazines.
 
 Mapping onto slabinfo 2.1 (Linux's SLAB allocator, whose per-CPU arrays are Bonwick's
-magazines): active_objs = allocated (objects out of slabs, magazines included, as Linux counts
+magazines): active_objs = allocated + cached (objects out of their slabs: Linux counts objects in
 per-CPU arrays as active); num_objs = slabs * objects per slab; limit = objects one CPU can hold
 (two magazines), batchcount = a magazine (what moves to and from the shared list at once),
 sharedfactor = 1 for caches with a shared list, all 0 for NOMAGAZINE caches; sharedavail =
@@ -34,10 +35,11 @@ def slabinfo(caches, magazine_size):
     """The caches as /proc/slabinfo 2.1 text (Linux's own column widths)."""
     out = [SLABINFO_HEADER]
     for name, c in caches.items():
-        mags = c.get("magazines", True)
+        mags = c.get("has_magazines", True)
         limit, batch, factor = (2 * magazine_size, magazine_size, 1) if mags else (0, 0, 0)
         shared = c.get("shared", 0) * magazine_size if mags else 0
-        out.append(f"{name:<17} {c['allocated']:6d} {c['slabs'] * c['objects']:6d} "
+        active = c["allocated"] + c["cached"]
+        out.append(f"{name:<17} {active:6d} {c['slabs'] * c['objects']:6d} "
                    f"{c['size']:6d} {c['objects']:4d} {c['pages']:4d}"
                    f" : tunables {limit:4d} {batch:4d} {factor:4d}"
                    f" : slabdata {c['slabs']:6d} {c['slabs']:6d} {shared:6d}\n")
@@ -129,7 +131,7 @@ SWEEP_COLUMNS = [("label", "variant"), ("cpus", "CPUs"), ("runs", "runs"),
 
 def aggregate(rows):
     """Sweep rows from summary rows: grouped by (label, cpus), means over repetitions, speed-up
-    against the same variant's smallest CPU count."""
+    against the same variant on 1 CPU (None without a 1-CPU point)."""
     groups = {}
     for r in rows:
         if r.get("error"):
@@ -150,11 +152,9 @@ def aggregate(rows):
             "check": "ok" if all(r["check"] == "ok" for r in rs) else "violations",
         })
     out.sort(key=lambda r: (r["label"], r["cpus"]))
-    base = {}
+    one = {r["label"]: r["throughput"] for r in out if r["cpus"] == 1}
     for r in out:
-        base.setdefault(r["label"], r)
-        b = base[r["label"]]
-        r["speedup"] = r["throughput"] / b["throughput"] * b["cpus"] if b["throughput"] else 0.0
+        r["speedup"] = r["throughput"] / one[r["label"]] if one.get(r["label"]) else None
     return out
 
 

@@ -24,7 +24,7 @@ def test_render():
     text = live.render(STATS, CPU, 2.0, 1500, "run-1")
     lines = text.splitlines()
     assert lines[0].split() == ["smpsim", "run-1", "2.0", "s", "1,500", "ops", "750", "ops/s"]
-    assert "Active / Total Objects (% used)    : 30 / 83 (36.1%)" in lines[1]
+    assert "Active / Total Objects (% used)    : 34 / 83 (41.0%)" in lines[1]
     assert "Active / Total Caches (% used)     : 2 / 3 (66.7%)" in lines[3]
     assert "Frames in use / total              : 24 / 1024 (2.3%)" in lines[4]
     assert "90.0%" in lines[5] and "2 calls, 7 frames" in lines[5]

@@ -10,9 +10,9 @@ from smpsim import report
 
 CACHES = {
     "slab_magazine": {"size": 64, "pages": 1, "objects": 63, "slabs": 1, "cached": 0,
-                      "allocated": 5, "inside": True, "magazines": False, "shared": 0},
+                      "allocated": 5, "inside": True, "has_magazines": False, "shared": 0},
     "malloc-4K": {"size": 4096, "pages": 1, "objects": 1, "slabs": 3, "cached": 2,
-                  "allocated": 3, "inside": False, "magazines": True, "shared": 1},
+                  "allocated": 1, "inside": False, "has_magazines": True, "shared": 1},
 }
 
 
@@ -33,7 +33,7 @@ def test_seed_table():
     assert report.seed_table(CACHES) == (
         "SLAB name\tOsize\tPages\tObj/pg\tSlabs\tCached\tAllocobjs\tCtl\n"
         "slab_magazine\t64\t1\t63\t1\t0\t5\t\tIn\n"
-        "malloc-4K\t4096\t1\t1\t3\t2\t3\t\tOut\n")
+        "malloc-4K\t4096\t1\t1\t3\t2\t1\t\tOut\n")
 
 
 def test_markdown_and_csv(tmp_path):
@@ -59,6 +59,7 @@ def test_aggregate_means_and_speedup():
                                                                  ("n", 1, 1)]
     m1, m2, n1 = out
     assert m2["throughput"] == 200.0 and m2["speedup"] == 2.0 and m1["speedup"] == 1.0
+    assert report.aggregate([row("x", 2, 5.0)])[0]["speedup"] is None
     assert m2["throughput_sd"] == pytest.approx(141.42, abs=0.01)
     assert m2["throughput_per_cpu"] == 100.0
     assert n1["check"] == "violations"

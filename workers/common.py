@@ -11,6 +11,7 @@ Allocations use FRAME_ATOMIC: running out of memory is counted as a failed alloc
 raised, and the workload goes on (the pressure workload depends on it).
 """
 
+import logging
 import os
 import random
 import time
@@ -19,6 +20,8 @@ import smpsim
 
 __all__ = ["Param", "COMMON", "LENGTH", "resolve", "cpu_rng", "Budget", "Heap", "SharedBlock",
            "malloc_cache_name", "MALLOC_MAX", "spin_wait"]
+
+log = logging.getLogger("workers")
 
 MALLOC_MAX = 131072          # the largest kalloc size (malloc-128K)
 TAG = 8                      # bytes of the allocating-CPU tag at the start of every object
@@ -199,6 +202,8 @@ class Heap:
              "frees": self.frees, "failed": self.failed, "remote_frees": self.remote,
              "corrupt": self.corrupt, "bytes": self.bytes, "seconds": seconds}
         r.update(extra)
+        log.info("%s done: %d ops in %.3f s, %d failed, %d remote frees", name, self.ops,
+                 seconds, self.failed, self.remote)
         return r
 
 

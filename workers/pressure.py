@@ -65,7 +65,7 @@ def run(k, params=None, **overrides):
         for b in b_objs:
             heap_b.free(b)
         k.barrier()
-    r = heap_a.result("pressure", time.perf_counter() - start, filled=filled, refilled=refilled)
-    for key in ("ops", "allocs", "frees", "failed", "remote_frees", "corrupt", "bytes"):
-        r[key] += getattr(heap_b, "remote" if key == "remote_frees" else key)
-    return r
+    for key in ("allocs", "frees", "failed", "remote", "corrupt", "bytes"):
+        setattr(heap_a, key, getattr(heap_a, key) + getattr(heap_b, key))
+    return heap_a.result("pressure", time.perf_counter() - start, filled=filled,
+                         refilled=refilled)

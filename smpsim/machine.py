@@ -12,7 +12,7 @@ import os
 import re
 import secrets
 import weakref
-from multiprocessing import shared_memory
+from multiprocessing import resource_tracker, shared_memory
 
 from . import cpu as _cpu
 from .check import check_machine
@@ -71,10 +71,10 @@ def sweep_stale_segments():
     return swept
 
 
-def _unlink_segment(shm):
+def _unlink_segment(name):
     try:
-        shm.unlink()
-    except (FileNotFoundError, OSError):
+        os.unlink(os.path.join(SHM_DIR, name))
+    except OSError:
         pass
 
 
@@ -107,7 +107,11 @@ class Machine:
         self.name = f"{SHM_PREFIX}{os.getpid()}_{secrets.token_hex(6)}"
         self._shm = shared_memory.SharedMemory(name=self.name, create=True,
                                                size=self.regions.size)
-        self._finalizer = weakref.finalize(self, _unlink_segment, self._shm)
+        # smpsim removes its segments itself (close(), the finalizer, and the sweep of segments
+        # whose creator died), so the resource tracker is told to leave this one alone: with
+        # CPU processes forking from this one it warned of leaks that were not there.
+        resource_tracker.unregister(self._shm._name, "shared_memory")
+        self._finalizer = weakref.finalize(self, _unlink_segment, self.name)
         self._kernels = {}
         try:
             self._boot()
@@ -226,7 +230,7 @@ class Machine:
             shm.close()
         except BufferError:
             pass                 # a caller still holds a view; the mapping goes with it
-        _unlink_segment(shm)
+        _unlink_segment(self.name)
         self._finalizer.detach()
 
     def __enter__(self):

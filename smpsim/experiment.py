@@ -72,7 +72,7 @@ class Sampler:
         self.start = time.perf_counter()
         self.series, self.peak, self.peak_key, self.peak_frames = [], None, None, 0
 
-    def __call__(self, m):
+    def __call__(self, m, final=False):
         stats, cpu = m.stats(), m.cpu_stats()
         t = time.perf_counter() - self.start
         ops = sum(c["ops"] for c in cpu) - self.base_ops
@@ -93,7 +93,7 @@ class Sampler:
         if self.bar is not None:
             self.bar.update(max(0, ops - self.bar.n))
         if self.view is not None:
-            self.view.draw(stats, cpu, t, ops, self.label)
+            self.view.draw(stats, cpu, t, ops, self.label, force=final)
 
 
 def _annotate(stats):
@@ -159,7 +159,7 @@ def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=Non
         finally:
             if bar is not None:
                 bar.close()
-        sampler(m)
+        sampler(m, final=True)
         after, cpu_after = m.stats(), m.cpu_stats()
         result["caches_end"] = _annotate(after)
         result["seed_table"] = report.seed_table(result["caches_end"])

@@ -20,13 +20,6 @@ def _pct(a, b):
     return f"{100.0 * a / b:.1f}%" if b else "0.0%"
 
 
-def _size(nbytes):
-    for unit in ("K", "M", "G"):
-        nbytes /= 1024
-        if nbytes < 1024 or unit == "G":
-            return f"{nbytes:.1f}{unit}"
-
-
 def render(stats, cpu_stats, elapsed, ops, label="", rows=20, page_size=4096):
     """The screen as text for one sample of Machine.stats() and Machine.cpu_stats()."""
     caches = stats["caches"]
@@ -60,8 +53,8 @@ def render(stats, cpu_stats, elapsed, ops, label="", rows=20, page_size=4096):
     for name, c in order[:rows]:
         objs, act = c["slabs"] * c["objects"], c["allocated"] + c["cached"]
         lines.append(f"{objs:7d} {act:7d} {_pct(act, objs):>5} "
-                     f"{_size(c['size']):>8} {c['slabs']:6d} {c['objects']:8d} "
-                     f"{c['cached']:7d} {_size(c['slabs'] * c['pages'] * page_size):>10} "
+                     f"{c['size'] / 1024:7.2f}K {c['slabs']:6d} {c['objects']:8d} "
+                     f"{c['cached']:7d} {c['slabs'] * c['pages'] * page_size // 1024:9d}K "
                      f"{name}")
     return "\n".join(lines) + "\n"
 
@@ -74,10 +67,10 @@ class LiveView:
         self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
         self.every, self.last = (0.0 if self.tty else every), None
 
-    def draw(self, stats, cpu_stats, elapsed, ops, label=""):
-        """Draws one sample; off a terminal, at most one every `every` seconds."""
+    def draw(self, stats, cpu_stats, elapsed, ops, label="", force=False):
+        """Draws one sample; off a terminal, at most one every `every` seconds unless `force`."""
         now = time.monotonic()
-        if self.last is not None and now - self.last < self.every:
+        if not force and self.last is not None and now - self.last < self.every:
             return
         self.last = now
         rows = max(5, shutil.get_terminal_size((100, 30)).lines - 11) if self.tty else 20

@@ -32,7 +32,7 @@ def test_render():
     assert lines[8].split() == ["OBJS", "ACTIVE", "USE", "OBJ", "SIZE", "SLABS", "OBJ/SLAB",
                                 "CACHED", "CACHE", "SIZE", "NAME"]
     assert [ln.split()[-1] for ln in lines[9:]] == ["b", "a", "idle"]
-    assert lines[9].split() == ["20", "20", "100.0%", "4.0K", "20", "1", "0", "80.0K", "b"]
+    assert lines[9].split() == ["20", "20", "100.0%", "4.00K", "20", "1", "0", "80K", "b"]
 
 
 def test_live_view_off_a_terminal_throttles():
@@ -41,3 +41,5 @@ def test_live_view_off_a_terminal_throttles():
     view.draw(STATS, CPU, 1.0, 10)
     view.draw(STATS, CPU, 1.2, 20)
     assert out.getvalue().count("OBJ/SLAB") == 1
+    view.draw(STATS, CPU, 1.3, 30, force=True)
+    assert out.getvalue().count("OBJ/SLAB") == 2

@@ -9,10 +9,20 @@ SHM = "/dev/shm"
 
 
 def _segments():
+    """This process's segments (others may run their own tests beside us)."""
+    mine = f"smpsim_{os.getpid()}_"
     try:
-        return {n for n in os.listdir(SHM) if n.startswith("smpsim")}
+        return {n for n in os.listdir(SHM) if n.startswith(mine)}
     except OSError:
         return set()
+
+
+def _is_resource_tracker(proc):
+    """multiprocessing's resource tracker lives as long as the test process, by design."""
+    try:
+        return "resource_tracker" in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
 
 
 @pytest.fixture(autouse=True)
@@ -21,8 +31,7 @@ def no_leaks():
     before = _segments()
     yield
     me = psutil.Process()
-    children = [c for c in me.children(recursive=True)
-                if "resource_tracker" not in " ".join(c.cmdline() if c.is_running() else [])]
+    children = [c for c in me.children(recursive=True) if not _is_resource_tracker(c)]
     _, alive = psutil.wait_procs(children, timeout=5)
     for c in alive:
         c.kill()

@@ -134,7 +134,8 @@ def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=Non
     params = {k: v for k, v in point.workload.items() if k != "name"}
     result = {"scenario": point.scenario.name, "point": point.as_dict(), "error": None,
               "started": datetime.datetime.now().isoformat(timespec="seconds"),
-              "host": {"cores": os.cpu_count(), "python": sys.version.split()[0]}}
+              "host": {"cores": os.cpu_count(), "python": sys.version.split()[0],
+                       "loadavg": list(os.getloadavg())}}
     with _machine(point) as m:
         k = m.cpu(0)
         caches = [k.slab_cache_create(c["name"], c["size"], c["align"],
@@ -178,8 +179,9 @@ def _collect(result, point, outcome, before, after, cpu_before, cpu_after, last,
         d = _delta(ca, cb)
         hm = d.get("hits", 0) + d.get("misses", 0)
         secs = w.get("seconds") or 0.0
-        row = {"cpu": ca["cpu"], "ops": d.get("ops", 0), "seconds": secs,
-               "throughput": d.get("ops", 0) / secs if secs else 0.0,
+        ops = d.get("ops", 0) or w.get("ops", 0)      # the floor workload counts its own
+        row = {"cpu": ca["cpu"], "ops": ops, "seconds": secs,
+               "throughput": ops / secs if secs else 0.0,
                "allocs": d.get("allocs", 0), "frees": d.get("frees", 0),
                "hits": d.get("hits", 0), "misses": d.get("misses", 0),
                "hit_rate": d.get("hits", 0) / hm if hm else 0.0}
@@ -271,7 +273,7 @@ def write_summary(out, scenario, results, *, partial, command=""):
         json.dump(meta, f, indent=1)
     report.write_csv(os.path.join(out, "summary.csv"), rows, report.SUMMARY_COLUMNS)
     report.write_csv(os.path.join(out, "sweep.csv"), sweep,
-                     [k for k, _ in report.SWEEP_COLUMNS] + ["spins_per_op"])
+                     [k for k, _ in report.SWEEP_COLUMNS] + ["workload", "spins_per_op"])
     with open(os.path.join(out, "sweep.md"), "w") as f:
         title = f"{scenario.name}" + (" (partial: interrupted)" if partial else "")
         f.write(f"# {title}\n\n{report.markdown_table(sweep, report.SWEEP_COLUMNS)}")

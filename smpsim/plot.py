@@ -1,8 +1,10 @@
 """PNG plots of results with matplotlib's Agg backend (no display needed).
 
 sweep_plots: from the sweep rows (report.aggregate), one line per variant against the CPU count:
-throughput (with the linear-scaling line from the variant's smallest count), contended lock
-acquisitions per operation, and the magazine hit rate. timeseries_plot: frames and slabs in use
+throughput (with the linear-scaling line from the variant's smallest count), speed-up against
+1 CPU, contended lock acquisitions per operation, and the magazine hit rate. Only the speed-up
+plot shows the `floor` workload (plain Python, the host's ceiling): its throughput is on another
+scale and it has no allocator to measure. timeseries_plot: frames and slabs in use
 and operations done over one run.
 
 matplotlib is imported inside the functions: importing this module does no work.
@@ -30,8 +32,8 @@ def _by_label(rows):
 
 
 def sweep_plots(rows, out_dir, title=""):
-    """Writes throughput.png, contention.png and hit_rate.png under `out_dir`; returns their
-    paths (none when there are no rows)."""
+    """Writes throughput.png, speedup.png, contention.png and hit_rate.png under `out_dir`;
+    returns their paths (none when there are no rows)."""
     if not rows:
         return []
     plt = _pyplot()
@@ -40,6 +42,7 @@ def sweep_plots(rows, out_dir, title=""):
     counts = sorted({r["cpus"] for r in rows})
     specs = [
         ("throughput.png", "throughput (ops/s, all CPUs)", "throughput", True),
+        ("speedup.png", "speed-up against 1 CPU", "speedup", True),
         ("contention.png", "contended lock acquisitions per op", "contended_per_op", False),
         ("hit_rate.png", "magazine hit rate", "hit_rate", False),
     ]
@@ -47,6 +50,11 @@ def sweep_plots(rows, out_dir, title=""):
     for fname, ylabel, key, ideal in specs:
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
         for label, rs in groups.items():
+            if key != "speedup" and rs[0].get("workload") == "floor":
+                continue
+            rs = [r for r in rs if r.get(key) is not None]
+            if not rs:
+                continue
             xs = [r["cpus"] for r in rs]
             ys = [r[key] for r in rs]
             if key == "throughput" and any(r.get("throughput_sd") for r in rs):
@@ -55,10 +63,16 @@ def sweep_plots(rows, out_dir, title=""):
                 color = line[0].get_color()
             else:
                 color = ax.plot(xs, ys, marker="o", label=label)[0].get_color()
-            if ideal and rs[0]["throughput"]:
+            if ideal and key == "throughput" and rs[0]["throughput"]:
                 b = rs[0]
                 ax.plot(xs, [b["throughput"] * x / b["cpus"] for x in xs], linestyle=":",
                         color=color, alpha=0.6, label=f"{label}: linear")
+        if key == "speedup":
+            ax.plot(counts, counts, linestyle=":", color="grey", label="linear")
+            cores = os.cpu_count() or 1
+            ax.axhline(cores, color="grey", linewidth=0.8, alpha=0.5)
+            ax.text(counts[0], cores, f" {cores} host cores", va="bottom", fontsize=8,
+                    color="grey")
         ax.set_xlabel("simulated CPUs")
         ax.set_ylabel(ylabel)
         ax.set_xscale("log", base=2)

@@ -85,7 +85,7 @@ def write_csv(path, rows, columns=None):
 
 
 # One row per run (point) in summary.csv.
-SUMMARY_COLUMNS = ["id", "label", "cpus", "rep", "ops", "elapsed", "throughput",
+SUMMARY_COLUMNS = ["id", "label", "workload", "cpus", "rep", "ops", "elapsed", "throughput",
                    "throughput_per_cpu", "hit_rate", "acquisitions", "contended",
                    "contended_per_op", "spins_per_op", "shared_list_ops", "shared_list_per_op",
                    "failed", "remote_frees", "reclaim_calls", "reclaim_frames", "peak_frames",
@@ -98,7 +98,8 @@ def summary_row(result):
     p, mags, rec = result["point"], result["magazines"], result["reclaim"]
     cpus = result["cpus"]
     return {
-        "id": p["id"], "label": p["label"], "cpus": p["cpus"], "rep": p["rep"],
+        "id": p["id"], "label": p["label"], "workload": p["workload"]["name"],
+        "cpus": p["cpus"], "rep": p["rep"],
         "ops": result["ops"], "elapsed": result["elapsed"],
         "throughput": result["throughput"],
         "throughput_per_cpu": result["throughput"] / p["cpus"],
@@ -141,7 +142,8 @@ def aggregate(rows):
     for (label, cpus), rs in groups.items():
         tp = [r["throughput"] for r in rs]
         out.append({
-            "label": label, "cpus": cpus, "runs": len(rs),
+            "label": label, "workload": rs[0].get("workload", ""), "cpus": cpus,
+            "runs": len(rs),
             "throughput": statistics.fmean(tp),
             "throughput_sd": statistics.stdev(tp) if len(tp) > 1 else 0.0,
             "throughput_per_cpu": statistics.fmean(tp) / cpus,

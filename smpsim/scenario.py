@@ -34,7 +34,7 @@
     label = "no magazines"
     caches = [{ name = "node", size = 100, flags = ["NOMAGAZINE"] }]   # replaces [[caches]]
     machine = { magazine_size = 8 }     # merged over [machine]
-    workload = { batch = 10 }           # merged over [workload]
+    workload = { batch = 10 }           # merged over [workload] (replaces it if `name` differs)
 
 Every error is a ScenarioError naming the file, the key (dotted, `variants[2].caches[1].size`)
 and what was expected; nothing is run before the whole file (every variant included) is valid.
@@ -315,6 +315,8 @@ def _variant(c, doc, v, key):
     if "workload" in v:
         if not isinstance(v["workload"], dict):
             c.fail(f"{key}.workload", "a table", v["workload"])
+        if v["workload"].get("name", wt.get("name")) != wt.get("name"):
+            wt = {}                       # another workload: its parameters start afresh
         wt.update(v["workload"])
     workload = _workload(c, wt, f"{key}.workload" if "workload" in v else "workload", caches)
     return (label, machine, caches, workload)

@@ -61,6 +61,18 @@ def test_defaults_and_points(tmp_path):
                                                    "base-c2-r1"]
 
 
+def test_a_variant_with_another_workload_starts_afresh(tmp_path):
+    s = scenario.load(write(tmp_path, GOOD + """
+[[variants]]
+label = "alloc"
+[[variants]]
+label = "floor"
+workload = { name = "floor", ops = 5 }
+"""))
+    assert [p.workload for p in s.points()] == [
+        {"name": "threadtest", "cache": "obj", "ops": 100}, {"name": "floor", "ops": 5}]
+
+
 def test_variants_merge_over_the_base(tmp_path):
     s = scenario.load(write(tmp_path, GOOD + """
 [[variants]]
@@ -114,11 +126,11 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
     (GOOD.replace("size = 100\n", ""),
      "missing key 'caches[1].size'; expected an integer >= 1"),
     (GOOD.replace("name = \"threadtest\"", "name = \"nope\""),
-     "key 'workload.name': expected one of kalloc_mix, larson, pressure, scratch, threadtest, "
-     "xmalloc, got 'nope'"),
+     "key 'workload.name': expected one of floor, kalloc_mix, larson, pressure, scratch, "
+     "threadtest, xmalloc, got 'nope'"),
     (GOOD.replace("name = \"threadtest\"\n", ""),
-     "missing key 'workload.name'; expected a workload: kalloc_mix, larson, pressure, scratch, "
-     "threadtest, xmalloc"),
+     "missing key 'workload.name'; expected a workload: floor, kalloc_mix, larson, pressure, "
+     "scratch, threadtest, xmalloc"),
     (GOOD.replace("ops = 100", "ops = -5"),
      "key 'workload.ops': expected an integer 1..1000000000, got -5"),
     (GOOD.replace("ops = 100", "ops = 1.5"),

@@ -24,6 +24,7 @@ public API of smpsim (API.md) plus the kernel atomics on simulated memory words.
 | scratch      | small objects written after allocation: false sharing (cache-scratch)      |
 | kalloc_mix   | a working set over a size distribution spanning the malloc caches          |
 | pressure     | fill memory until allocation fails, free part, allocate elsewhere: reclaim  |
+| floor        | plain Python list operations, no allocator: the host's scaling ceiling      |
 """
 
 __all__ = ["WORKLOADS", "module"]
@@ -36,6 +37,7 @@ WORKLOADS = {
     "scratch": "workers.scratch",
     "kalloc_mix": "workers.kalloc_mix",
     "pressure": "workers.pressure",
+    "floor": "workers.floor",
 }
 
 

@@ -1,0 +1,37 @@
+"""floor: the host's own ceiling, no allocator involved. Each CPU does `ops` operations of plain
+Python, a list append or pop each (the floor of SPEC.md section 6), so a sweep that runs it next
+to an allocator workload shows how far the host itself lets N forked Python processes scale
+(2 cores: a 2-CPU speed-up anywhere from 1.2 to 2.75). Judge the allocator's scaling against
+this, measured in the same sweep.
+"""
+
+import time
+
+from workers.common import LENGTH, Param, log, resolve
+
+__all__ = ["PARAMS", "run"]
+
+PARAMS = {
+    **LENGTH,
+    "seed": Param("int", 1, lo=0, doc="unused; accepted like every workload's"),
+    "cache": Param("str", "", doc="unused; accepted like every workload's"),
+}
+
+
+def run(k, params=None, **overrides):
+    """`ops` list operations (append + pop pairs), or as many as fit in `seconds`."""
+    p = resolve(PARAMS, params, overrides)
+    ops, secs = p["ops"], p["seconds"]
+    stack, done = [], 0
+    start = time.perf_counter()
+    while done < ops:
+        for _ in range(500):
+            stack.append(done)
+            stack.pop()
+        done += 1000
+        if secs and time.perf_counter() - start >= secs:
+            break
+    seconds = time.perf_counter() - start
+    log.info("floor done: %d ops in %.3f s", done, seconds)
+    return {"workload": "floor", "cpu": k.cpu_id, "ops": done, "allocs": 0, "frees": 0,
+            "failed": 0, "remote_frees": 0, "corrupt": 0, "bytes": 0, "seconds": seconds}

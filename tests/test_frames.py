@@ -54,17 +54,23 @@ def test_exhaustion_returns_0_and_frees_give_it_back():
         m.check()
 
 
+def _fill_then_cache(m):
+    """Fill memory with objects of a cache, then free them: most go to magazines, not frames."""
+    k = m.cpu(0)
+    c = k.slab_cache_create("fill", 2000)
+    objs = []
+    while (a := k.slab_alloc(c, smpsim.FRAME_ATOMIC)) is not None:
+        objs.append(a)
+    for a in objs:
+        k.slab_free(c, a)
+    assert m.stats()["caches"]["fill"]["cached"] > 0
+    return k
+
+
 def test_running_out_reclaims_magazines():
     """Objects cached in magazines are given back when the frame allocator runs out."""
     with smpsim.Machine(cpus=1, memory="1M") as m:
-        k = m.cpu(0)
-        c = k.slab_cache_create("fill", 2000)
-        objs = []
-        while (a := k.slab_alloc(c, smpsim.FRAME_ATOMIC)) is not None:
-            objs.append(a)
-        for a in objs:
-            k.slab_free(c, a)                          # most go to magazines, not frames
-        assert m.stats()["caches"]["fill"]["cached"] > 0
+        k = _fill_then_cache(m)
         calls = m.stats()["reclaim"]["calls"]
         x = k.kalloc(100 * 1024)                       # 32 frames: only reclaim finds them
         assert m.stats()["reclaim"]["calls"] > calls
@@ -74,13 +80,7 @@ def test_running_out_reclaims_magazines():
 
 def test_no_reclaim_flag_fails_instead():
     with smpsim.Machine(cpus=1, memory="1M") as m:
-        k = m.cpu(0)
-        c = k.slab_cache_create("fill", 2000)
-        objs = []
-        while (a := k.slab_alloc(c, smpsim.FRAME_ATOMIC)) is not None:
-            objs.append(a)
-        for a in objs:
-            k.slab_free(c, a)
+        k = _fill_then_cache(m)
         calls = m.stats()["reclaim"]["calls"]
         assert k.kalloc(100 * 1024, smpsim.FRAME_ATOMIC | smpsim.FRAME_NO_RECLAIM) is None
         assert m.stats()["reclaim"]["calls"] == calls

@@ -72,7 +72,9 @@ class Kernel(SlabAllocator):
     _stop_pending = False
     in_run = False           # set in a CPU process of Machine.run (barrier() needs it)
 
-    def __init__(self, buf, regions, cpu_id, cpus, **kw):
+    _fast = None             # the magazine-hit accelerator (smpsim/fastpath.py), if any
+
+    def __init__(self, buf, regions, cpu_id, cpus, *, accel="off", **kw):
         super().__init__(buf, regions, cpu_id, cpus, **kw)
         self._in_kernel = (self.ctl + CPU_CTL.in_kernel) >> 3
         self._ctl_ops = (self.ctl + CPU_CTL.ops) >> 3
@@ -85,6 +87,19 @@ class Kernel(SlabAllocator):
         if self.debug:
             from .debug import Debugger       # debugging mode only (smpsim/debug.py)
             self._debug = Debugger(self)
+        else:
+            # slab_alloc, slab_free, kalloc and kfree become the accelerator's on this instance:
+            # it serves magazine hits and calls the methods below for everything else.
+            from .fastpath import accelerator, install
+            cls = accelerator(accel)
+            if cls is not None:
+                self._fast = install(self, cls, buf)
+
+    def release(self):
+        """Drop every view of the segment, the accelerator's too (safe to repeat)."""
+        if self._fast is not None:
+            self._fast.release()
+        super().release()
 
     # --- the bracket around allocator code ----------------------------------------------
 

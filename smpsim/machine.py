@@ -17,6 +17,7 @@ from multiprocessing import resource_tracker, shared_memory
 from . import cpu as _cpu
 from .check import check_machine
 from .errors import BadArgument, InvariantError, SmpsimError
+from .fastpath import ACCEL_CHOICES
 from .frames import boot_frames
 from .kernel import Kernel, boot
 from .layout import CACHE, HEADER, KERNEL, PAGE_SIZE, SPINLOCK, CPU_CTL, Regions
@@ -87,7 +88,7 @@ class Machine:
     last_run = None
 
     def __init__(self, cpus, memory="64M", *, magazine_size=4, debug=False, counters="shared",
-                 lock_timeout=None):
+                 lock_timeout=None, accel="c"):
         if type(cpus) is not int or not 1 <= cpus <= 256:
             raise BadArgument(f"Machine: 'cpus' must be an int from 1 to 256, got {cpus!r}")
         memory = parse_memory(memory)
@@ -100,6 +101,12 @@ class Machine:
                                          or not lock_timeout > 0):
             raise BadArgument(f"Machine: 'lock_timeout' must be a positive number of seconds "
                               f"or None, got {lock_timeout!r}")
+        if accel is True or accel is False:
+            accel = "c" if accel else "python"
+        if accel not in ACCEL_CHOICES:
+            raise BadArgument(f"Machine: 'accel' must be one of {', '.join(ACCEL_CHOICES)} (or "
+                              f"True / False for 'c' / 'python'), got {accel!r}")
+        self.accel = accel
         self.cpus, self.memory, self.magazine_size = cpus, memory, magazine_size
         self.debug, self.counters, self.lock_timeout = bool(debug), counters, lock_timeout
         self.regions = Regions(memory, cpus)
@@ -136,7 +143,8 @@ class Machine:
 
     def _new_kernel(self, i):
         return Kernel(self._shm.buf, self.regions, i, self.cpus, debug=self.debug,
-                      lock_timeout=self.lock_timeout, percpu_counters=self.counters == "percpu")
+                      lock_timeout=self.lock_timeout, percpu_counters=self.counters == "percpu",
+                      accel=self.accel)
 
     def cpu(self, i):
         """A Kernel for CPU i, usable in the calling process."""

@@ -31,6 +31,7 @@ import time
 
 import smpsim
 import workers
+import workers.common
 from smpsim import report
 from smpsim.scenario import FLAG_NAMES
 
@@ -56,7 +57,7 @@ def _expected_ops(workload, cpus):
     name = workload["name"]
     if secs or name == "pressure":
         return None
-    ops = ops or workers.module(name).PARAMS["ops"].default
+    ops = ops or workers.common.DEFAULT_OPS
     if name == "xmalloc":
         prod = workload.get("producers") or max(1, cpus // 2)
         return 2 * ops * prod if cpus > 1 else 2 * ops

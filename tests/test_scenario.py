@@ -132,9 +132,9 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
      "missing key 'workload.name'; expected a workload: floor, kalloc_mix, larson, pressure, "
      "scratch, threadtest, xmalloc"),
     (GOOD.replace("ops = 100", "ops = -5"),
-     "key 'workload.ops': expected an integer 1..1000000000, got -5"),
+     "key 'workload.ops': expected an integer 0..1000000000, got -5"),
     (GOOD.replace("ops = 100", "ops = 1.5"),
-     "key 'workload.ops': expected an integer 1..1000000000, got 1.5"),
+     "key 'workload.ops': expected an integer 0..1000000000, got 1.5"),
     (GOOD.replace("ops = 100", "order = \"sideways\""),
      "key 'workload.order': expected one of 'lifo', 'fifo', 'random', got 'sideways'"),
     (GOOD.replace("cache = \"obj\"", "cache = \"other\""),

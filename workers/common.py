@@ -18,11 +18,12 @@ import time
 
 import smpsim
 
-__all__ = ["Param", "COMMON", "LENGTH", "resolve", "cpu_rng", "Budget", "Heap", "SharedBlock",
+__all__ = ["Param", "COMMON", "LENGTH", "DEFAULT_OPS", "resolve", "cpu_rng", "Budget", "Heap", "SharedBlock",
            "malloc_cache_name", "MALLOC_MAX", "spin_wait"]
 
 log = logging.getLogger("workers")
 
+DEFAULT_OPS = 10000
 MALLOC_MAX = 131072          # the largest kalloc size (malloc-128K)
 TAG = 8                      # bytes of the allocating-CPU tag at the start of every object
 _NAMES = ["8", "16", "32", "64", "128", "256", "512", "1K", "2K", "4K", "8K", "16K", "32K",
@@ -88,13 +89,15 @@ def _is_sizes(value):
 
 
 # Parameters every workload takes. `ops` is per CPU (allocations plus frees); with `seconds` too,
-# the run ends at whichever comes first.
+# the run ends at whichever comes first. `ops` 0 means DEFAULT_OPS without `seconds`, and no
+# limit but the time with it.
 COMMON = {
     "seed": Param("int", 1, lo=0, doc="seed; each CPU derives its own from (seed, cpu id)"),
     "cache": Param("str", "", doc="a cache to allocate from; empty: the malloc caches (kalloc)"),
 }
 LENGTH = {
-    "ops": Param("int", 10000, lo=1, hi=10**9, doc="operations per CPU (allocations + frees)"),
+    "ops": Param("int", 0, lo=0, hi=10**9,
+                 doc="operations per CPU (allocations + frees); 0: 10000, or only `seconds`"),
     "seconds": Param("float", 0.0, lo=0, hi=86400, doc="time limit per CPU; 0: none"),
 }
 
@@ -135,8 +138,8 @@ class Budget:
     """The length of a run on one CPU: `ops` operations, or `seconds`, whichever ends first."""
 
     def __init__(self, params):
-        self.ops = params.get("ops", 0) or 0
         self.seconds = params.get("seconds", 0.0) or 0.0
+        self.ops = params.get("ops", 0) or (0 if self.seconds else DEFAULT_OPS)
         self.start = time.perf_counter()
 
     def more(self, ops_done):

@@ -5,9 +5,7 @@ to an allocator workload shows how far the host itself lets N forked Python proc
 this, measured in the same sweep.
 """
 
-import time
-
-from workers.common import LENGTH, Param, log, resolve
+from workers.common import LENGTH, Budget, Param, log, resolve
 
 __all__ = ["PARAMS", "run"]
 
@@ -20,18 +18,14 @@ PARAMS = {
 
 def run(k, params=None, **overrides):
     """`ops` list operations (append + pop pairs), or as many as fit in `seconds`."""
-    p = resolve(PARAMS, params, overrides)
-    ops, secs = p["ops"], p["seconds"]
+    budget = Budget(resolve(PARAMS, params, overrides))
     stack, done = [], 0
-    start = time.perf_counter()
-    while done < ops:
+    while budget.more(done):
         for _ in range(500):
             stack.append(done)
             stack.pop()
         done += 1000
-        if secs and time.perf_counter() - start >= secs:
-            break
-    seconds = time.perf_counter() - start
+    seconds = budget.elapsed()
     log.info("floor done: %d ops in %.3f s", done, seconds)
     return {"workload": "floor", "cpu": k.cpu_id, "ops": done, "allocs": 0, "frees": 0,
             "failed": 0, "remote_frees": 0, "corrupt": 0, "bytes": 0, "seconds": seconds}

@@ -30,6 +30,7 @@ from . import _atomics
 from .errors import BadArgument, CPUError
 from .layout import CPU_CTL, HEADER, SPINLOCK
 from .kernel import OPS
+from .memory import PID_DEAD
 
 __all__ = ["run", "all_stopped", "STOP_SIGNAL", "GRACE"]
 
@@ -175,10 +176,16 @@ def run(machine, program, args, *, cpus, timeout, monitor, interval, pin):
                 os.close(fd)
         if failure is not None:
             _stop(machine, procs)
-        for p in procs.values():
-            p.join()
+            _name_others(machine, failure, procs, conns)
+        else:
+            # Every CPU sent its result; give each a moment to exit, then make sure.
+            deadline = time.monotonic() + GRACE
+            for p in procs.values():
+                p.join(max(0.0, deadline - time.monotonic()))
+            _stop(machine, procs)
         for c in conns.values():
             c.close()
+        _mark_ended(machine, procs)
         machine.last_run = {
             "elapsed": time.perf_counter() - t0,
             "cpus": [dict(cpu=c, pid=procs[c].pid, **usage[c]) for c in ids if c in usage]}
@@ -186,6 +193,49 @@ def run(machine, program, args, *, cpus, timeout, monitor, interval, pin):
     if failure is not None:
         raise failure
     return [results[c] for c in ids]
+
+
+def _mark_ended(machine, procs):
+    """Every CPU process of the run is gone: a CPU that left locks or an unfinished operation
+    keeps its pid marked dead in its control line (waiters for its locks then fail at once,
+    Memory._lock_slow); the others' pids are cleared, so the caller's Kernels may use those
+    CPU ids again."""
+    k = machine.cpu(0)
+    for cpu in procs:
+        field = k.regions.cpu(cpu) + CPU_CTL.pid
+        if _inside(k, cpu) or held_locks(k, cpu):
+            k.st(field, k.ld(field) | PID_DEAD)
+        else:
+            k.st(field, 0)
+
+
+def _name_others(machine, failure, procs, conns):
+    """After a stop: add to the CPUError every other CPU of the run that did not leave
+    allocator code (it waited for what the failed CPU held and was ended after GRACE, or it
+    raised there), with what it left."""
+    if not isinstance(failure, CPUError):
+        return
+    k = machine.cpu(0)
+    for cpu in sorted(procs):
+        if cpu == failure.cpu:
+            continue
+        op = _inside(k, cpu)
+        if not op:
+            continue
+        detail = None
+        try:
+            if conns[cpu].poll():
+                msg = conns[cpu].recv()
+                if msg[0] == "error":
+                    detail = f"during {op} it raised {msg[2]}"
+        except (EOFError, OSError):
+            pass
+        if detail is None:
+            code = procs[cpu].exitcode
+            how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
+                   else f"ended with status {code}")
+            detail = f"during {op} it was {how} after the {GRACE:g} s grace period"
+        failure.add_other(cpu, detail, inside=True, locks=held_locks(k, cpu))
 
 
 def _wait_ready(procs, conns, machine):
@@ -219,6 +269,8 @@ def _died(machine, cpu, proc):
     how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
            else f"exited with status {code} without a result")
     k = machine.cpu(0)
+    pid_field = k.regions.cpu(cpu) + CPU_CTL.pid
+    k.st(pid_field, k.ld(pid_field) | PID_DEAD)     # CPUs waiting for its locks give up now
     op = _inside(k, cpu)
     detail = how + (f" during {op}" if op else "")
     return CPUError(cpu, "died", detail, inside=bool(op), locks=held_locks(k, cpu))
@@ -238,25 +290,31 @@ def _supervise(machine, procs, conns, results, usage, t0, timeout, monitor, inte
         by_obj = {conns[c]: c for c in pending}
         by_obj.update({procs[c].sentinel: c for c in pending})
         ready = multiprocessing.connection.wait(list(by_obj), timeout=max(0.0, wake - now))
+        failures = []
         for c in sorted({by_obj[o] for o in ready}):
             msg = None
             if conns[c].poll():
                 try:
                     msg = conns[c].recv()
-                except EOFError:
+                except (EOFError, OSError):
                     msg = None
             if msg is None:
                 if procs[c].is_alive() and not procs[c].sentinel in ready:
                     continue
-                return _died(machine, c, procs[c])
+                failures.append(_died(machine, c, procs[c]))
+                continue
             pending.discard(c)
             usage[c] = msg[-1]
             if msg[0] == "ok":
                 results[c] = msg[1]
             else:
                 op = _inside(k, c)
-                return CPUError(c, "exception", msg[2], traceback=msg[1], inside=bool(op),
-                                locks=held_locks(k, c))
+                failures.append(CPUError(c, "exception", msg[2], traceback=msg[1],
+                                         inside=bool(op), locks=held_locks(k, c)))
+        if failures:
+            # A death comes first: a CPU that raised at the same moment may only have been
+            # waiting for a lock the dead one held.
+            return min(failures, key=lambda e: e.reason != "died")
         now = time.perf_counter()
         if monitor and now >= next_tick:
             monitor(machine)
@@ -270,19 +328,33 @@ def _supervise(machine, procs, conns, results, usage, t0, timeout, monitor, inte
 
 
 def _stop(machine, procs):
-    """Stop every CPU process: STOP_SIGNAL, then SIGKILL for those still there after GRACE."""
-    k = machine.cpu(0)
-    k.st(machine.regions.header + HEADER.stop, 1)
-    alive = [p for p in procs.values() if p.is_alive()]
-    for p in alive:
-        try:
-            os.kill(p.pid, STOP_SIGNAL)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + GRACE
-    for p in alive:
-        p.join(max(0.0, deadline - time.monotonic()))
-    for p in alive:
-        if p.is_alive():
-            p.kill()
-            p.join()
+    """Stop every CPU process: STOP_SIGNAL, then SIGKILL for those still there after GRACE.
+
+    Ctrl-C is held back while this runs (a second one would otherwise leave CPU processes
+    behind) and delivered when it returns; whatever happens, no CPU process outlives it.
+    """
+    masked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        alive = [p for p in procs.values() if p.exitcode is None]
+        if alive:
+            k = machine.cpu(0)
+            k.st(machine.regions.header + HEADER.stop, 1)
+        for p in alive:
+            try:
+                os.kill(p.pid, STOP_SIGNAL)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + GRACE
+        for p in alive:
+            p.join(max(0.0, deadline - time.monotonic()))
+    finally:
+        for p in procs.values():
+            if p.exitcode is None:
+                try:
+                    p.kill()
+                except ProcessLookupError:
+                    pass
+        for p in procs.values():
+            if p.pid is not None:
+                p.join()
+        signal.pthread_sigmask(signal.SIG_SETMASK, masked)

@@ -41,12 +41,19 @@ class InvariantError(SmpsimError):
 
 
 class LockTimeout(SmpsimError):
-    """The lock watchdog: a lock was held longer than Machine(lock_timeout=...) seconds."""
+    """The lock watchdog: a lock was held longer than Machine(lock_timeout=...) seconds, or its
+    holder is a CPU whose process died (`dead` true: it will never be released), or the CPU
+    waiting is its holder (a CPU process of a run and a Kernel of the caller used one CPU id)."""
 
-    def __init__(self, lock, holder, seconds):
-        self.lock, self.holder, self.seconds = lock, holder, seconds
+    def __init__(self, lock, holder, seconds, why=""):
+        self.lock, self.holder, self.seconds, self.why = lock, holder, seconds, why
+        self.dead = "died" in why
         who = "nobody (it was released as we gave up)" if holder is None else f"CPU {holder}"
-        super().__init__(f"lock {lock} not acquired within {seconds:g} s: held by {who}")
+        super().__init__(f"lock {lock} not acquired within {seconds:g} s: held by {who}"
+                         + (f", {why}" if why else ""))
+
+    def __reduce__(self):
+        return (LockTimeout, (self.lock, self.holder, self.seconds, self.why))
 
 
 class LockOrderError(SmpsimError):
@@ -63,9 +70,12 @@ class CPUError(SmpsimError):
     the locks it held (from the holder ids in the lock words), `traceback` is the remote
     traceback text when it raised."""
 
+    others = ()
+
     def __init__(self, cpu, reason, detail="", *, traceback=None, inside=False, locks=()):
         self.cpu, self.reason, self.traceback = cpu, reason, traceback
         self.inside, self.locks = bool(inside), list(locks)
+        self.others = []
         msg = f"CPU {cpu} {_REASONS.get(reason, reason)}"
         if detail:
             msg += f": {detail}"
@@ -75,16 +85,27 @@ class CPUError(SmpsimError):
             msg += " (m.check() reports what its unfinished operation left)"
         super().__init__(msg)
 
+    def add_other(self, cpu, detail, *, inside, locks):
+        """Record another CPU that the stop left inside allocator code: it could not finish
+        its operation (e.g. it waited for a lock the failed CPU held) and was ended there.
+        `others` holds one CPUError ("died") per such CPU; the message names each."""
+        other = CPUError(cpu, "died", detail, inside=inside, locks=locks)
+        self.others.append(other)
+        held = f"holding {', '.join(other.locks)}" if other.locks else "holding no lock"
+        self.args = (f"{self.args[0]}; the stop left CPU {cpu} inside allocator code, {held} "
+                     f"({detail})",)
+
     def __reduce__(self):
         return (_rebuild_cpu_error, (self.cpu, self.reason, self.args[0], self.traceback,
-                                     self.inside, self.locks))
+                                     self.inside, self.locks, self.others))
 
 
 _REASONS = {"exception": "raised an exception", "died": "died", "timeout": "timed out"}
 
 
-def _rebuild_cpu_error(cpu, reason, message, traceback, inside, locks):
+def _rebuild_cpu_error(cpu, reason, message, traceback, inside, locks, others=()):
     e = CPUError.__new__(CPUError)
     e.cpu, e.reason, e.traceback, e.inside, e.locks = cpu, reason, traceback, inside, locks
+    e.others = list(others)
     Exception.__init__(e, message)
     return e

@@ -161,8 +161,30 @@ class Kernel(SlabAllocator):
             other = self.ld(self.regions.cache_ids + cur * WORD)
             what = f"a live object of cache {self.cache_name(other)!r}"
         else:
-            what = "not a live object (freed already, never allocated, or inside an object)"
+            what = self._not_live(addr)
         raise InvalidFree(f"{fn}: address {addr:#x} is {what}, not a live object of {name!r}")
+
+    def _not_live(self, addr):
+        """What lies at addr, which starts no live object: for InvalidFree's message. Reads
+        the slab's fields without its lock (another CPU may be changing them), so it only
+        words the message; it decides nothing."""
+        try:
+            slab = self.frame_parent(addr)
+            if not slab:
+                return "not in any slab (a free frame or the allocator's own memory)"
+            cache = self.ld(slab + SLAB.cache)
+            start, size = self.ld(slab + SLAB.start), self.ld(cache + CACHE.size)
+            name = self.cache_name(cache)
+            idx, off = divmod(addr - start, size)
+            if not 0 <= idx < self.ld(cache + CACHE.objects):
+                return f"past the last object of a slab of cache {name!r}"
+            if off:
+                obj = start + idx * size
+                state = "live" if self.h[self.regions.granule(obj) >> 1] else "free"
+                return f"{off} bytes inside the {state} object {obj:#x} of cache {name!r}"
+            return f"a free object of cache {name!r} (freed already, or never allocated)"
+        except (IndexError, ValueError):
+            return "not a live object"
 
     def _mark(self, obj, cid):
         self.h[self.regions.granule(obj) >> 1] = cid

@@ -10,11 +10,30 @@ machine runs in debugging mode: taking a lock whose rank is not above every lock
 raises LockOrderError before anything is taken.
 """
 
+import time
+
 from ._atomics import Arena
 from .errors import LockOrderError, LockTimeout, SmpsimError
-from .layout import FRAME, LINK, SPINLOCK, Regions
+from .layout import CPU_CTL, FRAME, LINK, SPINLOCK, Regions
 
-__all__ = ["Memory"]
+__all__ = ["Memory", "PID_DEAD", "pid_alive", "DEAD_HOLDER_POLL"]
+
+# CPU_CTL.pid: the process running as the CPU; the supervisor sets this bit once that process
+# is known dead (so waiters stop at once, whatever became of the pid), and clears the field when
+# a CPU process ended cleanly (then the caller's Kernels may use the CPU id).
+PID_DEAD = 1 << 63
+# A waiter checks every this many seconds whether the lock's holder is still alive.
+DEAD_HOLDER_POLL = 0.5
+
+
+def pid_alive(pid):
+    """True when process pid exists and is not a zombie (a dead child not yet reaped)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
 
 
 class Memory:
@@ -32,6 +51,8 @@ class Memory:
         self.owner = cpu_id + 1
         self.debug = debug
         self.lock_timeout = float(lock_timeout or 0.0)
+        # Seconds of spinning before a waiter first looks at the holder (then once per poll).
+        self._poll = min(DEAD_HOLDER_POLL, self.lock_timeout or DEAD_HOLDER_POLL)
         self.arena = Arena(buf)
         self.q = buf.cast("Q")          # 8-byte words: every field
         self.i32 = buf.cast("I")        # 4-byte words: the free-list index in a free object
@@ -125,12 +146,43 @@ class Memory:
         """
         if self.debug:
             self._check_order(lock)
-        if self.arena.lock(lock, self.owner, self.lock_timeout) < 0:
-            holder = self.ld(lock + SPINLOCK.holder)
-            raise LockTimeout(self.lock_name(lock), holder - 1 if holder else None,
-                              self.lock_timeout)
+        if self.arena.lock(lock, self.owner, self._poll) < 0:
+            self._lock_slow(lock)
         if self.debug:
             self._held.append((self.lock_rank(lock), lock))
+
+    def _lock_slow(self, lock):
+        """A lock not had within one poll interval: every interval, see whether its holder can
+        still release it. LockTimeout when the holder's process died (the lock would never be
+        released), when this very CPU id holds it (a deadlock with itself), or once the
+        machine's lock_timeout has passed; otherwise keep spinning."""
+        t0 = time.monotonic() - self._poll
+        while True:
+            holder = self.ld(lock + SPINLOCK.holder)
+            waited = time.monotonic() - t0
+            if holder:
+                why = self._holder_gone(holder - 1)
+                if why or (self.lock_timeout and waited >= self.lock_timeout):
+                    raise LockTimeout(self.lock_name(lock), holder - 1,
+                                      round(waited, 1) if why else self.lock_timeout, why)
+            step = self._poll
+            if self.lock_timeout:
+                step = max(0.001, min(step, self.lock_timeout - waited))
+            if self.arena.lock(lock, self.owner, step) >= 0:
+                return
+
+    def _holder_gone(self, cpu):
+        """Why CPU cpu will never release a lock it holds, or "" when it may."""
+        if cpu == self.cpu_id:
+            return ("which is this CPU itself (a CPU process of a run and a Kernel of the "
+                    "caller must not use one CPU id at once; or the CPU died holding it)")
+        r = self.regions
+        if not 0 <= cpu < (r.cache_ids - r.cpu_ctl) // CPU_CTL.sizeof:
+            return "which is no CPU of this machine (the lock word is corrupt)"
+        pid = self.q[(r.cpu(cpu) + CPU_CTL.pid) >> 3]
+        if pid & PID_DEAD or (pid and not pid_alive(pid)):
+            return f"which died (process {pid & ~PID_DEAD}) without releasing it"
+        return ""
 
     def unlock(self, lock):
         """Release the spinlock at `lock`, which this CPU must hold."""

@@ -97,8 +97,8 @@ def test_free_checks_leave_everything_as_it_was(machine):
     k.memory[b:b + 100] = b"B" * 100
     before = machine.stats()["caches"]
     cases = [
-        (c, a + 8, "slab_free: address {:#x} is not a live object (freed already, never "
-                   "allocated, or inside an object), not a live object of 'node'".format(a + 8)),
+        (c, a + 8, "slab_free: address {:#x} is 8 bytes inside the live object {:#x} of cache "
+                   "'node', not a live object of 'node'".format(a + 8, a)),
         (c, b, "slab_free: address {:#x} is a live object of cache 'other', not a live object "
                "of 'node'".format(b)),
         (c, a + 4, "slab_free: address {:#x} is not 8-byte aligned, so no object starts "

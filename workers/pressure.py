@@ -1,8 +1,9 @@
 """pressure: drives the machine out of memory so that reclaim runs. Each round, on every CPU:
 
     1. fill: allocate `size_a` objects until an allocation fails (or `limit` objects)
-    2. barrier; free a random `free_fraction` of them: the objects go to magazines and partial
-       slabs, so few frames come free by themselves
+    2. barrier; free `free_fraction` of them, the oldest first (`free_order` "fifo", so that
+       whole slabs empty) or at random ("random": partial slabs, few frames come free): the
+       objects go to magazines while magazines can be had, else straight back to their slabs
     3. barrier; allocate `size_b` objects (another malloc cache) until one fails (or `limit`):
        the frame allocator must reclaim magazines to find frames
     4. barrier; free everything; barrier
@@ -26,6 +27,8 @@ PARAMS = {
     "size_b": Param("int", 2048, lo=1, hi=131072, doc="object size of the refill (kalloc)"),
     "cache_b": Param("str", "", doc="a cache for the refill instead of kalloc(size_b)"),
     "free_fraction": Param("float", 0.5, lo=0, hi=1, doc="share of the fill freed in step 2"),
+    "free_order": Param("str", "fifo", choices=("fifo", "random"),
+                        doc="which objects step 2 frees: the oldest, or random ones"),
     "limit": Param("int", 0, lo=0, hi=10**8, doc="most objects per phase per CPU; 0: no limit"),
 }
 
@@ -51,7 +54,8 @@ def run(k, params=None, **overrides):
         a_objs = _fill(heap_a, p["size_a"], p["limit"])
         filled += len(a_objs)
         k.barrier()
-        rng.shuffle(a_objs)
+        if p["free_order"] == "random":
+            rng.shuffle(a_objs)
         cut = int(len(a_objs) * p["free_fraction"])
         for a in a_objs[:cut]:
             heap_a.free(a)

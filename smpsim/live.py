@@ -46,13 +46,13 @@ def render(stats, cpu_stats, elapsed, ops, label="", rows=20, page_size=4096):
         " CPUs: " + "  ".join(f"{c['cpu']}:{c['ops']:,}" for c in cpu_stats[:16])
         + (" ..." if len(cpu_stats) > 16 else ""),
         "",
-        f"{'OBJS':>7} {'ACTIVE':>7} {'USE':>5} {'OBJ SIZE':>8} {'SLABS':>6} {'OBJ/SLAB':>8} "
+        f"{'OBJS':>7} {'ACTIVE':>7} {'USE':>6} {'OBJ SIZE':>8} {'SLABS':>6} {'OBJ/SLAB':>8} "
         f"{'CACHED':>7} {'CACHE SIZE':>10} NAME",
     ]
     order = sorted(caches.items(), key=lambda kv: (-kv[1]["allocated"] - kv[1]["cached"], kv[0]))
     for name, c in order[:rows]:
         objs, act = c["slabs"] * c["objects"], c["allocated"] + c["cached"]
-        lines.append(f"{objs:7d} {act:7d} {_pct(act, objs):>5} "
+        lines.append(f"{objs:7d} {act:7d} {_pct(act, objs):>6} "
                      f"{c['size'] / 1024:7.2f}K {c['slabs']:6d} {c['objects']:8d} "
                      f"{c['cached']:7d} {c['slabs'] * c['pages'] * page_size // 1024:9d}K "
                      f"{name}")

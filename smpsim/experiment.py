@@ -18,8 +18,9 @@ Result folder:
     OUT/runs/ID/result.json     everything about one run; cpus.csv, locks.csv, timeseries.csv,
                                 slabinfo.txt beside it
 
-Interruption (KeyboardInterrupt) stops the current run; what was finished is written, marked
-partial, and the KeyboardInterrupt goes on to the caller.
+Interruption (KeyboardInterrupt) stops the current run; its counters so far are written as a
+run with error "interrupted", the summary is marked partial, and the KeyboardInterrupt goes on
+to the caller.
 """
 
 import datetime
@@ -35,9 +36,17 @@ import workers.common
 from smpsim import report
 from smpsim.scenario import FLAG_NAMES
 
-__all__ = ["run_point", "run_points", "write_summary", "result_dir", "Sampler"]
+__all__ = ["run_point", "run_points", "write_summary", "result_dir", "Sampler", "Interrupted"]
 
 log = logging.getLogger("smpsim.experiment")
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C; `result` holds what it had done (error "interrupted")."""
+
+    def __init__(self, result):
+        super().__init__("interrupted")
+        self.result = result
 
 
 def result_dir(name, base="results"):
@@ -129,8 +138,9 @@ def _machine(point):
 
 
 def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=None, view=None):
-    """Runs one point; returns its result dict (with `error` set when the run failed). A
-    KeyboardInterrupt propagates after the machine is torn down."""
+    """Runs one point; returns its result dict (with `error` set when the run failed). Ctrl-C
+    during the run raises Interrupted carrying the result so far, after the machine is torn
+    down."""
     mod = workers.module(point.workload["name"])
     params = {k: v for k, v in point.workload.items() if k != "name"}
     result = {"scenario": point.scenario.name, "point": point.as_dict(), "error": None,
@@ -149,10 +159,13 @@ def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=Non
         bar = bar_factory(total, point.id) if bar_factory else None
         sampler = Sampler(point.id, sum(c["ops"] for c in cpu_before), bar, view)
         sampler(m)
-        outcome = None
+        outcome, interrupted = None, False
         try:
             outcome = m.run(f"{mod.__name__}:run", params, timeout=timeout, monitor=sampler,
                             interval=interval, pin=pin)
+        except KeyboardInterrupt:
+            interrupted = True
+            result["error"] = "interrupted"
         except smpsim.CPUError as e:
             result["error"] = str(e)
             result["error_detail"] = {"cpu": e.cpu, "reason": e.reason, "inside": e.inside,
@@ -168,6 +181,8 @@ def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=Non
         _collect(result, point, outcome, before, after, cpu_before, cpu_after,
                  getattr(m, "last_run", None) or {}, sampler)
         result["check"] = _clean_up(m, k, mod, params, caches, result["error"])
+    if interrupted:
+        raise Interrupted(result)
     return result
 
 
@@ -195,7 +210,8 @@ def _collect(result, point, outcome, before, after, cpu_before, cpu_after, last,
     result["cpus"] = cpus
     result["workers"] = outcome
     ops = sum(c["ops"] for c in cpus)
-    elapsed = last.get("elapsed") or max((c["seconds"] for c in cpus), default=0.0)
+    elapsed = (last.get("elapsed") or max((c["seconds"] for c in cpus), default=0.0)
+               or time.perf_counter() - sampler.start)
     result.update(ops=ops, elapsed=elapsed, throughput=ops / elapsed if elapsed else 0.0)
     locks = {}
     for name, a in after.get("locks", {}).items():
@@ -302,7 +318,10 @@ def run_points(scenario, points, out, *, pin=False, bar_factory=None, view=None,
                      r["magazines"]["hit_rate"], r["check"] if r["check"] == "ok" else "FAILED")
             if on_result:
                 on_result(r)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        if isinstance(e, Interrupted):
+            results.append(e.result)
+            _write_run(out, e.result)
         write_summary(out, scenario, results, partial=True, command=command)
         raise
     sweep = write_summary(out, scenario, results, partial=False, command=command)

@@ -145,3 +145,30 @@ def test_a_failing_cpu_is_recorded_and_the_machine_checked(scn, tmp_path):
     assert "KeyError" in r["error_detail"]["traceback"]
     assert r["check"] == "ok"
     assert report.summary_row(r)["error"] == r["error"]
+
+
+class _CtrlC:
+    """A live view that presses Ctrl-C at its second frame (the first one during the run)."""
+
+    def __init__(self):
+        self.frames = 0
+
+    def draw(self, *args, **kwargs):
+        self.frames += 1
+        if self.frames == 2:
+            raise KeyboardInterrupt
+
+
+def test_ctrl_c_during_a_run_keeps_its_counters(scn, tmp_path):
+    out = str(tmp_path / "out")
+    [point] = scn.points()[:1]
+    point.workload = dict(point.workload, ops=0, seconds=30.0)
+    with pytest.raises(experiment.Interrupted):
+        experiment.run_points(scn, [point], out, view=_CtrlC())
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    assert summary["partial"] is True
+    [run] = summary["runs"]
+    assert run["error"] == "interrupted" and run["ops"] > 0 and float(run["elapsed"]) < 30
+    assert summary["sweep"] == []
+    r = json.load(open(os.path.join(out, "runs", run["id"], "result.json")))
+    assert r["error"] == "interrupted" and r["ops"] == run["ops"]

@@ -4,6 +4,7 @@ and the demo and benchmark of the engine.
     smpsim run SCENARIO [--live] [--pin] [--cpus N] [--out DIR]
     smpsim sweep SCENARIO [--cpus 1,2,4,8] [--repeat N] [--pin] [--out DIR]
     smpsim slabinfo RESULT [--at peak|end] [--format both|slabinfo|seed]
+    smpsim workloads                       the workloads and their parameters
     smpsim demo ... / smpsim bench ...
 
 SCENARIO is a TOML file (smpsim/scenario.py) or a Python scenario script, which must define
@@ -72,6 +73,7 @@ def _parser():
     i.add_argument("--at", choices=("peak", "end"), default="peak",
                    help="the caches at their fullest during the run (default) or at its end")
     i.add_argument("--format", choices=("both", "slabinfo", "seed"), default="both")
+    sub.add_parser("workloads", help="list the workloads and their parameters")
     for name, what in (("demo", "a short demonstration (smpsim.demo)"),
                        ("bench", "the engine's benchmarks (smpsim.bench)")):
         d = sub.add_parser(name, help=what, add_help=False)
@@ -218,6 +220,23 @@ def _slabinfo(args):
     return 0
 
 
+def _workloads():
+    """Each workload's description and its [workload] keys, as TOML with their defaults."""
+    import textwrap
+    import workers
+    for name in sorted(workers.WORKLOADS):
+        mod = workers.module(name)
+        first = " ".join(mod.__doc__.strip().split("\n\n")[0].split())
+        print(textwrap.fill(first, 96, initial_indent="# ", subsequent_indent="# "))
+        print(f'name = "{name}"')
+        for pname, p in mod.PARAMS.items():
+            value = json.dumps(p.default) if p.kind != "bool" else str(p.default).lower()
+            line = f"{pname} = {value}"
+            print(f"{line:<22}  # {p.expect}: {p.doc}")
+        print()
+    return 0
+
+
 def _delegate(module, argv):
     import importlib
     try:
@@ -243,6 +262,8 @@ def main(argv=None):
             return _experiment(args)
         if args.command == "slabinfo":
             return _slabinfo(args)
+        if args.command == "workloads":
+            return _workloads()
         return _delegate(args.command, args.args)
     except KeyboardInterrupt:
         print("\nsmpsim: interrupted", file=sys.stderr)

@@ -122,3 +122,16 @@ def test_python_scenario_script(tmp_path, capsys):
     script.write_text("X = 1\n")
     assert cli.main(["run", str(script), "--out", out]) == 2
     assert "a scenario script must define run(out_dir)" in capsys.readouterr().err
+
+
+def test_workloads_lists_each_with_defaults_that_validate(tmp_path, capsys):
+    from smpsim import scenario
+    import workers
+    assert cli.main(["workloads"]) == 0
+    blocks = [b for b in capsys.readouterr().out.split("\n\n") if b.strip()]
+    assert len(blocks) == len(workers.WORKLOADS)
+    for block in blocks:
+        path = tmp_path / "w.toml"
+        path.write_text("[workload]\n" + block + "\n")
+        s = scenario.load(str(path))
+        assert s.points()[0].workload["name"] in workers.WORKLOADS

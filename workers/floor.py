@@ -12,7 +12,6 @@ __all__ = ["PARAMS", "run"]
 PARAMS = {
     **LENGTH,
     "seed": Param("int", 1, lo=0, doc="unused; accepted like every workload's"),
-    "cache": Param("str", "", doc="unused; accepted like every workload's"),
 }
 
 

@@ -20,7 +20,7 @@ DEFAULT_SIZES = [[16, 30], [32, 20], [64, 20], [128, 10], [256, 8], [512, 5], [1
                  [4096, 2], [16384, 1], [65536, 1]]
 
 PARAMS = {
-    **COMMON, **LENGTH,
+    "seed": COMMON["seed"], **LENGTH,
     "sizes": Param("sizes", DEFAULT_SIZES, doc="[size, weight] pairs"),
     "live": Param("int", 256, lo=1, hi=10**6, doc="working set per CPU"),
 }
@@ -29,8 +29,6 @@ PARAMS = {
 def run(k, params=None, **overrides):
     """Random allocations and frees around a working set of `live` objects."""
     p = resolve(PARAMS, params, overrides)
-    if p["cache"]:
-        raise ValueError("kalloc_mix: parameter 'cache' is not used; it allocates with kalloc")
     rng = cpu_rng(p, k)
     heap = Heap(k)
     budget = Budget(p)

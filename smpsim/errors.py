@@ -61,7 +61,21 @@ class LockOrderError(SmpsimError):
 
 
 class DebugError(SmpsimError):
-    """Debugging mode found corruption: a write after free or a red zone overrun."""
+    """Debugging mode found corruption: a write after free or a red zone overrun (`kind`).
+    `obj` is the object's address, `cache` its cache's name, `offset` the first byte found
+    wrong, `cpu` the CPU that freed it last (write after free) or allocated it (overrun)."""
+
+    def __init__(self, message, *, kind=None, obj=None, cache=None, cpu=None, offset=None):
+        super().__init__(message)
+        self.kind, self.obj, self.cache, self.cpu, self.offset = kind, obj, cache, cpu, offset
+
+    def __reduce__(self):
+        return (_rebuild_debug_error, (self.args[0], self.kind, self.obj, self.cache, self.cpu,
+                                       self.offset))
+
+
+def _rebuild_debug_error(message, kind, obj, cache, cpu, offset):
+    return DebugError(message, kind=kind, obj=obj, cache=cache, cpu=cpu, offset=offset)
 
 
 class CPUError(SmpsimError):

@@ -26,6 +26,7 @@ dies there holds no lock and still leaves counters or a slab half done, which th
 Sections follow the seed: slab space, slab objects, CPU magazines, caches, reclaim.
 """
 
+from .debug import UNTRAILERED, debug_size
 from .errors import BadArgument
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM, FrameAllocator
 from .layout import (CACHE, CPU_MAGS, FRAME, HEADER, KERNEL, LINK, MAGAZINE, MAX_CACHES, MAX_ORDER,
@@ -93,6 +94,7 @@ class SlabAllocator(FrameAllocator):
 
     RECLAIM_ALL = SLAB_RECLAIM_ALL
     hit = False        # whether the last _alloc/_free was served by this CPU's magazines
+    _debug = None      # debugging mode's Debugger (smpsim/debug.py), set by the Kernel
 
     def __init__(self, buf, regions, cpu_id, cpus, *, percpu_counters=False, **kw):
         super().__init__(buf, regions, cpu_id, **kw)
@@ -153,6 +155,8 @@ class SlabAllocator(FrameAllocator):
         self.st(slab + SLAB.available, objects)
         self.st(slab + SLAB.nextavail, 0)
         self.st(slab + SLAB.cache, cache)
+        if self._debug:                            # fill with the free pattern first
+            self._debug.on_new_slab(cache, data)
         i32 = self.i32
         for i in range(objects):                  # free object i points to i + 1
             i32[(data + i * size) >> 2] = i + 1
@@ -380,6 +384,8 @@ class SlabAllocator(FrameAllocator):
     def _slab_cache_init_desc(self, cache, name, size, align, flags):
         """Fill in a cache descriptor (the seed's _slab_cache_create, up to linking it)."""
         objsize = size
+        if self.debug and name not in UNTRAILERED:  # room for debugging mode's trailer
+            size = debug_size(size, align)
         size, order, objects, flags = geometry(size, align, flags)
         encoded = name.encode()
         self.memory[cache + CACHE.name:cache + CACHE.name + NAME_MAX] = \

@@ -557,7 +557,7 @@ def _one_kill(rnd, log):
     allocator code. Checks what the issue asks for; returns whether the kill was inside."""
     flags = rnd.choice([0, SLAB_CACHE_NOMAGAZINE])
     victim = rnd.randrange(2)
-    how = rnd.choice(["delay", "store"])
+    how = rnd.choice(["delay", "store", "between"])
     with Machine(2, "4M", magazine_size=rnd.choice([1, 2, 4]),
                  accel=rnd.choice(["c", "off"])) as m:
         k = m.cpu(0)
@@ -571,10 +571,13 @@ def _one_kill(rnd, log):
                     if pid and not pid >> 63 and psutil.pid_exists(pid):
                         os.kill(pid, signal.SIGKILL)
             prog, args = churn, ("obj", 10 ** 7, rnd.randrange(1000))
-        else:
+        elif how == "store":
             monitor = None
             nth = rnd.randrange(1, 3000)
             prog, args = _victim_store, (victim, "obj", nth, rnd.randrange(1000))
+        else:
+            monitor = None
+            prog, args = _victim_between, (victim, "obj", rnd.randrange(2000), rnd.randrange(1000))
         with pytest.raises(smpsim.CPUError) as ei:
             m.run(prog, *args, monitor=monitor, interval=0.01, timeout=60)
         e = ei.value
@@ -584,6 +587,10 @@ def _one_kill(rnd, log):
         assert no_cpu_processes()
         vs = violations(m)
         locks, inside = held_and_inside(vs)
+        if how == "store":
+            assert e.inside
+        if how == "between":
+            assert not e.inside
         if not e.inside:
             assert e.locks == [] and not e.others
             assert vs == [], vs
@@ -606,6 +613,12 @@ def _victim_store(k, victim, name, nth, seed):
     return churn(k, name, 10 ** 7, seed)
 
 
+def _victim_between(k, victim, name, at, seed):
+    if k.cpu_id == victim:
+        return churn(k, name, 10 ** 7, seed, stop_at=at)
+    return churn(k, name, 10 ** 7, seed)
+
+
 def _kill_loop(kills, seed):
     rnd = random.Random(seed)
     log = []
@@ -625,7 +638,7 @@ def test_fault_injection_short():
 @pytest.mark.timeout(900)
 def test_fault_injection_loop():
     """At least 50 kills, inside and outside allocator code, without a hang or a leak."""
-    inside, log = _kill_loop(60, seed=2)
+    inside, log = _kill_loop(80, seed=2)
     print(f"\n{len(log)} kills: {inside} inside allocator code "
           f"({sum(1 for x in log if x[1] and x[2])} holding locks), {len(log) - inside} outside")
     assert inside >= 10 and len(log) - inside >= 10

@@ -75,7 +75,8 @@ def _expected_ops(workload, cpus):
 
 class Sampler:
     """The monitor callback of Machine.run: samples the machine every interval into a time
-    series, keeps the caches at their fullest (most slabs, then most allocated objects), and drives the progress bar or the live view."""
+    series, keeps the caches at their fullest (most slabs, then most allocated objects), and
+    drives the progress bar or the live view."""
 
     def __init__(self, label, baseline_ops, bar=None, view=None):
         self.label, self.base_ops, self.bar, self.view = label, baseline_ops, bar, view

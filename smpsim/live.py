@@ -3,8 +3,8 @@ active objects, redrawn in place from the run's monitor callback (experiment.Sam
 
 Columns follow slabtop (OBJS ACTIVE USE OBJ SIZE SLABS OBJ/SLAB CACHE SIZE NAME) with CACHED
 added: objects sitting in magazines. ACTIVE counts objects out of their slabs (allocated plus
-cached), as slabtop counts objects in per-CPU arrays as active. The values are read while the CPUs run, so they may be a
-little racy, as /proc/slabinfo's are.
+cached), as slabtop counts objects in per-CPU arrays as active. The values are read while the
+CPUs run, so they may be a little racy, as /proc/slabinfo's are.
 """
 
 import shutil

@@ -3,7 +3,8 @@
 Every workload module offers the same surface, used by the experiment layer (smpsim/experiment.py)
 and usable directly from scenario scripts:
 
-    PARAMS                        its parameters: name -> workers.common.Param (type, default, range)
+    PARAMS                        its parameters: name -> workers.common.Param (kind, default,
+                                  range)
     prepare(k, params, cpus)      optional; runs in the parent on CPU 0's Kernel before Machine.run,
                                   allocates the shared structures the CPUs meet in (a queue, an
                                   exchange area) and returns the parameters with their addresses

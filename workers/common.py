@@ -18,8 +18,8 @@ import time
 
 import smpsim
 
-__all__ = ["Param", "COMMON", "LENGTH", "DEFAULT_OPS", "resolve", "cpu_rng", "Budget", "Heap", "SharedBlock",
-           "malloc_cache_name", "MALLOC_MAX", "spin_wait"]
+__all__ = ["Param", "COMMON", "LENGTH", "DEFAULT_OPS", "resolve", "cpu_rng", "Budget", "Heap",
+           "SharedBlock", "malloc_cache_name", "MALLOC_MAX", "spin_wait"]
 
 log = logging.getLogger("workers")
 

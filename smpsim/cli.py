@@ -250,6 +250,15 @@ def _delegate(module, argv):
 
 def main(argv=None):
     """Runs the command line; returns the exit status (the console script exits with it)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("demo", "bench"):
+        # Handed over whole: argparse's REMAINDER does not take options that come first
+        # ("smpsim bench --quick" would be refused).
+        try:
+            return _delegate(argv[0], argv[1:])
+        except KeyboardInterrupt:
+            print("\nsmpsim: interrupted", file=sys.stderr)
+            return 130
     args = _parser().parse_args(argv)
     try:
         if args.command in ("run", "sweep"):

@@ -39,6 +39,9 @@ class InvariantError(SmpsimError):
         super().__init__(f"{len(self.violations)} invariant violation(s):\n"
                          + "\n".join(f"  - {v}" for v in self.violations))
 
+    def __reduce__(self):
+        return (InvariantError, (self.violations,))
+
 
 class LockTimeout(SmpsimError):
     """The lock watchdog: a lock was held longer than Machine(lock_timeout=...) seconds, or its

@@ -101,7 +101,10 @@ class _Logging:
             h.addFilter(_CpuTag())
             self.root.addHandler(h)
         self.root.setLevel(logging.INFO)
-        multiprocessing_logging.install_mp_handler()
+        try:
+            multiprocessing_logging.install_mp_handler()
+        except AssertionError as e:          # a start method other than fork
+            log.warning("CPU processes' log records stay in their processes: %s", e)
 
     def close(self):
         for h in list(self.root.handlers):

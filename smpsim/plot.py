@@ -1,7 +1,8 @@
 """PNG plots of results with matplotlib's Agg backend (no display needed).
 
 sweep_plots: from the sweep rows (report.aggregate), one line per variant against the CPU count:
-throughput (with the linear-scaling line from the variant's smallest count), speed-up against
+throughput on a log scale (with the variant's linear scaling up to the host's core count, the
+most the host can give), speed-up against
 1 CPU, contended lock acquisitions per operation, and the magazine hit rate. Only the speed-up
 plot shows the `floor` workload (plain Python, the host's ceiling): its throughput is on another
 scale and it has no allocator to measure. timeseries_plot: frames and slabs in use
@@ -40,6 +41,7 @@ def sweep_plots(rows, out_dir, title=""):
     os.makedirs(out_dir, exist_ok=True)
     groups = _by_label(rows)
     counts = sorted({r["cpus"] for r in rows})
+    cores = os.cpu_count() or 1
     specs = [
         ("throughput.png", "throughput (ops/s, all CPUs)", "throughput", True),
         ("speedup.png", "speed-up against 1 CPU", "speedup", True),
@@ -65,11 +67,11 @@ def sweep_plots(rows, out_dir, title=""):
                 color = ax.plot(xs, ys, marker="o", label=label)[0].get_color()
             if ideal and key == "throughput" and rs[0]["throughput"]:
                 b = rs[0]
-                ax.plot(xs, [b["throughput"] * x / b["cpus"] for x in xs], linestyle=":",
-                        color=color, alpha=0.6, label=f"{label}: linear")
+                ax.plot(xs, [b["throughput"] * min(x, cores) / min(b["cpus"], cores)
+                             for x in xs], linestyle=":", color=color, alpha=0.6,
+                        label=f"{label}: linear up to {cores} cores")
         if key == "speedup":
             ax.plot(counts, counts, linestyle=":", color="grey", label="linear")
-            cores = os.cpu_count() or 1
             ax.axhline(cores, color="grey", linewidth=0.8, alpha=0.5)
             ax.text(counts[0], cores, f" {cores} host cores", va="bottom", fontsize=8,
                     color="grey")
@@ -79,6 +81,8 @@ def sweep_plots(rows, out_dir, title=""):
         ax.set_xticks(counts, [str(c) for c in counts])
         if key == "hit_rate":
             ax.set_ylim(0, 1.02)
+        elif key == "throughput":
+            ax.set_yscale("log")
         else:
             ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)

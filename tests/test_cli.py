@@ -135,3 +135,22 @@ def test_workloads_lists_each_with_defaults_that_validate(tmp_path, capsys):
         path.write_text("[workload]\n" + block + "\n")
         s = scenario.load(str(path))
         assert s.points()[0].workload["name"] in workers.WORKLOADS
+
+
+SHIPPED = sorted(f for f in os.listdir(os.path.join(ROOT, "scenarios"))
+                 if f.endswith((".toml", ".py")))
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(300)
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_scenario_runs(name, tmp_path, capsys):
+    """Each shipped scenario as a user runs it: exit 0, a result written, the machine clean."""
+    out = str(tmp_path / "out")
+    assert cli.main(["run", os.path.join(ROOT, "scenarios", name), "--out", out, "-q"]) == 0
+    if name.endswith(".toml"):
+        summary = json.load(open(os.path.join(out, "summary.json")))
+        assert summary["runs"] and all(r["check"] == "ok" and not r["error"]
+                                       for r in summary["runs"])
+    else:
+        assert os.path.isfile(os.path.join(out, "result.json"))

@@ -183,6 +183,9 @@ def _experiment(args):
         print(f"\nsmpsim: interrupted; what finished is in {out} (marked partial)",
               file=sys.stderr)
         return 130
+    except scenario.ScenarioError as e:
+        print(f"smpsim: {e}", file=sys.stderr)
+        return 2
     finally:
         logs.close()
     if args.command == "sweep" or len({p.cpus for p in points}) > 1:

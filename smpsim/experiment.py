@@ -34,7 +34,7 @@ import smpsim
 import workers
 import workers.common
 from smpsim import report
-from smpsim.scenario import FLAG_NAMES
+from smpsim.scenario import FLAG_NAMES, ScenarioError
 
 __all__ = ["run_point", "run_points", "write_summary", "result_dir", "Sampler", "Interrupted"]
 
@@ -64,7 +64,7 @@ def _expected_ops(workload, cpus):
     """Total operations the run will do, for the progress bar; None when not known."""
     ops, secs = workload.get("ops"), workload.get("seconds")
     name = workload["name"]
-    if secs or name == "pressure":
+    if secs or name in ("pressure", "floor"):
         return None
     ops = ops or workers.common.DEFAULT_OPS
     if name == "xmalloc":
@@ -141,20 +141,29 @@ def _machine(point):
 def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=None, view=None):
     """Runs one point; returns its result dict (with `error` set when the run failed). Ctrl-C
     during the run raises Interrupted carrying the result so far, after the machine is torn
-    down."""
+    down; a machine that cannot boot or a workload that cannot be set up on it (memory too
+    large or too small) raises ScenarioError."""
     mod = workers.module(point.workload["name"])
     params = {k: v for k, v in point.workload.items() if k != "name"}
     result = {"scenario": point.scenario.name, "point": point.as_dict(), "error": None,
               "started": datetime.datetime.now().isoformat(timespec="seconds"),
               "host": {"cores": os.cpu_count(), "python": sys.version.split()[0],
                        "loadavg": list(os.getloadavg())}}
-    with _machine(point) as m:
+    try:
+        m = _machine(point)
+    except (ValueError, OSError) as e:
+        raise ScenarioError(point.scenario.path, "", f"its machine cannot boot: {e}") from None
+    with m:
         k = m.cpu(0)
-        caches = [k.slab_cache_create(c["name"], c["size"], c["align"],
-                                      sum(FLAG_NAMES[f] for f in c["flags"]))
-                  for c in point.caches]
-        if hasattr(mod, "prepare"):
-            params = mod.prepare(k, params, point.cpus)
+        try:
+            caches = [k.slab_cache_create(c["name"], c["size"], c["align"],
+                                          sum(FLAG_NAMES[f] for f in c["flags"]))
+                      for c in point.caches]
+            if hasattr(mod, "prepare"):
+                params = mod.prepare(k, params, point.cpus)
+        except (ValueError, smpsim.OutOfMemory) as e:
+            raise ScenarioError(point.scenario.path, "", f"cannot be set up on {point.cpus} "
+                                f"CPUs: {e}") from None
         before, cpu_before = m.stats(), m.cpu_stats()
         total = _expected_ops(point.workload, point.cpus)
         bar = bar_factory(total, point.id) if bar_factory else None

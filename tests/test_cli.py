@@ -154,3 +154,13 @@ def test_every_shipped_scenario_runs(name, tmp_path, capsys):
                                        for r in summary["runs"])
     else:
         assert os.path.isfile(os.path.join(out, "result.json"))
+
+
+def test_a_workload_its_machine_cannot_hold_exits_2(tmp_path, capsys):
+    """larson's exchange area for 100000 objects per CPU does not fit in 1 MiB."""
+    path = tmp_path / "big.toml"
+    path.write_text(TOML.replace("slots = 10", "slots = 100000").replace('"8M"', '"1M"'))
+    assert cli.main(["run", str(path), "--out", str(tmp_path / "o"), "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"smpsim: {path}: cannot be set up on 2 CPUs: ")
+    assert "Traceback" not in err

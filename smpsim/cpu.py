@@ -11,7 +11,21 @@ failure (an exception in the program, a process that exits without a result, or 
 stops the run: the stop flag is set and every other CPU gets STOP_SIGNAL. A CPU outside
 allocator code exits at once; one inside finishes its operation first (Kernel.on_stop_signal).
 After GRACE seconds the rest are killed. The caller gets CPUError naming the CPU, whether it
-was inside allocator code and the locks it held (the lock words hold their holder's id).
+was inside allocator code and the locks it held (the lock words hold their holder's id); a
+death seen at the same moment as another CPU's exception is the one reported (that exception
+may only be a wait for the dead CPU's lock giving up). Other CPUs that the stop left inside
+allocator code are added to the error (CPUError.others), so that everything m.check() will
+report is explained.
+
+Locks of the dead: each CPU's control line holds the pid of the process running as it. Once a
+CPU process is known dead (at once when the supervisor sees it die; for every CPU at the end of
+the run that left a lock or an unfinished operation) the pid is marked PID_DEAD, and a CPU
+waiting for a lock it holds gives up with LockTimeout within DEAD_HOLDER_POLL seconds instead
+of spinning forever (smpsim/memory.py). CPUs that ended cleanly have the field cleared.
+
+Ctrl-C: CPU processes ignore SIGINT; the parent's KeyboardInterrupt stops every CPU as any
+failure does, with SIGINT held back while they are being stopped, and then goes on to the
+caller. No CPU process outlives Machine.run, whatever happens in it.
 
 Results and rusage (CPU time, voluntary and involuntary context switches) come back through the
 result pipes; Machine.last_run keeps the timing and rusage of the last run.

@@ -524,7 +524,37 @@ class SlabAllocator(FrameAllocator):
         return self._locate_lock(lock)[0]
 
     def lock_rank(self, lock):
-        return self._locate_lock(lock)[1]
+        """The rank of the lock at `lock` (smpsim/locks.py), for debugging mode's order check
+        on every acquisition: found from the address alone (the cache descriptor holding the
+        lock is a slab_cache object or one of the two static caches), without walking the
+        cache list as _locate_lock does for names."""
+        if lock == KERNEL.slab_cache_lock:
+            return RANK_CACHE_LIST
+        if lock == self.frames_lock:
+            return RANK_FRAMES
+        statics = (self.mag_cache, self.slab_cache_cache)
+        if lock < PAGE_SIZE:
+            desc = next((c for c in statics if c <= lock < c + CACHE.sizeof), 0)
+        else:
+            slab = self.frame_parent(lock) if lock < self.regions.memory else 0
+            if not slab or self.ld(slab + SLAB.cache) != self.slab_cache_cache:
+                return self._locate_lock(lock)[1]
+            start, size = self.ld(slab + SLAB.start), self.ld(self.slab_cache_cache + CACHE.size)
+            desc = start + (lock - start) // size * size
+        off = lock - desc
+        if not desc:
+            return self._locate_lock(lock)[1]
+        if off == CACHE.slablock:
+            kind = "slablock"
+        elif off == CACHE.maglock:
+            kind = "maglock"
+        elif off >= CACHE.mag_cache and (off - CACHE.mag_cache) % CPU_MAGS.sizeof == CPU_MAGS.lock:
+            kind = "cpu"
+        else:
+            return self._locate_lock(lock)[1]
+        tier = (TIER_INTERNAL if desc in statics else
+                TIER_EXTERN if desc == self.slab_extern else TIER_CLIENT)
+        return cache_lock_rank(tier, kind)
 
 
 def check_cache_args(name, size, align, flags, cpus):

@@ -227,3 +227,18 @@ def test_lock_order_is_checked_in_debugging_mode(dm):
         k.unlock(KERNEL.slab_cache_lock)
         k.unlock(c._addr + CACHE.slablock)
         plain.check()
+
+
+def test_lock_ranks_from_addresses_agree_with_the_named_locks(dm):
+    """The order check ranks a lock from its address alone; the ranks must be those of the
+    lock's name (smpsim/locks.py) for every lock of the machine."""
+    k = dm.cpu(0)
+    k.slab_cache_create("node", 100)
+    k.slab_cache_create("big", 5000, 0, SLAB_CACHE_NOMAGAZINE)
+    locks = list(k.all_locks())
+    locks += [(f"{k.cache_name(c)}.{kind}", lock) for c in (k.mag_cache, k.slab_cache_cache)
+              for kind, lock in k.cache_locks(c)]
+    assert len(locks) > 40
+    for name, lock in locks:
+        assert k._locate_lock(lock)[0] == name
+        assert k.lock_rank(lock) == k._locate_lock(lock)[1], name

@@ -41,7 +41,7 @@ CONFIGS = {
              "cpus": [1, 2, 4, 8, 16], "oversubscribed": 64, "eff_rounds": 7,
              "boot": ["64M", "1G", "4G"], "start": [1, 16, 64], "start_repeat": 3,
              "batch_depot": 16},
-    "quick": {"pairs": 2_000, "slow_pairs": 50, "rounds": 1, "seconds": 0.02,
+    "quick": {"pairs": 2_000, "slow_pairs": 50, "rounds": 1, "seconds": 0.05,
               "cpus": [1, 2, 4, 8, 16], "oversubscribed": 64, "eff_rounds": 1,
               "boot": ["64M", "1G", "4G"], "start": [1, 16, 64], "start_repeat": 1,
               "batch_depot": 16},
@@ -56,9 +56,10 @@ _HEAD, _TAIL, _DONE, _SLOTS = 0, 64, 128, 256
 
 def _window(k, clock, seconds):
     """(start, end) of this run's measured window, the same for every CPU: the first CPU to
-    arrive writes the start (perf_counter_ns, CLOCK_MONOTONIC, so every process reads the same
-    clock) with a compare-and-swap; everyone stops at start + seconds. A CPU that the host
-    schedules late still stops with the others, so the window is not stretched by it."""
+    arrive writes the start (perf_counter_ns: CLOCK_MONOTONIC, one clock for every process)
+    with a compare-and-swap; every CPU counts the operations it finished by start + seconds.
+    Work finished after the end is done (objects must be freed) but not counted, so a CPU that
+    the host deschedules across the end does not stretch the window."""
     from time import perf_counter_ns
     k.arena.cas(clock, 0, perf_counter_ns())
     t0 = k.arena.load(clock) / 1e9
@@ -66,7 +67,8 @@ def _window(k, clock, seconds):
 
 
 def _threadtest(k, clock, cache, batch, seconds):
-    """Rounds of `batch` slab_allocs then `batch` slab_frees (LIFO) for `seconds`."""
+    """Rounds of `batch` slab_allocs then `batch` slab_frees (LIFO). Returns (operations
+    finished in the window, window start, window end, all operations done)."""
     from time import perf_counter
     sa, sf = k.slab_alloc, k.slab_free
     objs = [0] * batch
@@ -80,14 +82,14 @@ def _threadtest(k, clock, cache, batch, seconds):
                 objs[i] = sa(cache)
             for i in back:
                 sf(cache, objs[i])
+        if perf_counter() > end:
+            return ops, t0, end, ops + 16 * batch
         ops += 16 * batch
-        t = perf_counter()
-        if t >= end:
-            return ops, t0, t
 
 
 def _xmalloc(k, clock, cache, rings, seconds):
-    """CPU 2p produces into ring p, CPU 2p+1 consumes from it; a lone CPU does both."""
+    """CPU 2p produces into ring p, CPU 2p+1 consumes from it; a lone CPU does both. Returns
+    what _threadtest returns."""
     from time import perf_counter
     me = k.cpu_id
     if me >= 2 * len(rings):                # an odd CPU out: local rounds
@@ -99,13 +101,14 @@ def _xmalloc(k, clock, cache, rings, seconds):
     t0, end = _window(k, clock, seconds)
     if ar.load(done) == 2:
         # A single CPU is producer and consumer: it fills the ring, then empties it.
-        while perf_counter() < end:
+        while True:
             for i in range(RING_SLOTS):
                 ar.store(slots + i * 8, sa(cache))
             for i in range(RING_SLOTS):
                 sf(cache, ar.load(slots + i * 8))
+            if perf_counter() > end:
+                return ops, t0, end, ops + 2 * RING_SLOTS
             ops += 2 * RING_SLOTS
-        return ops, t0, perf_counter()
     if me % 2 == 0:                         # producer: RELEASE store of head publishes slots
         h = 0
         while True:
@@ -114,30 +117,32 @@ def _xmalloc(k, clock, cache, rings, seconds):
                     ar.store(slots + (i & mask) * 8, sa(cache))
                 h += RING_BATCH
                 ar.store(head, h)
-                ops += RING_BATCH
-                if ops % 256 == 0 and perf_counter() >= end:
+                if perf_counter() > end:
                     break
+                ops += RING_BATCH
             else:
                 os.sched_yield()
         ar.store(done, 1)
-        return ops, t0, perf_counter()
+        return ops, t0, end, h
     t = 0                                   # consumer: ACQUIRE load of head, then the slots
     while True:
         h = ar.load(head)
         if h == t:
             if ar.load(done) and ar.load(head) == t:
-                return ops, t0, perf_counter()
+                return ops, t0, end, t
             os.sched_yield()
             continue
         for i in range(t, h):
             sf(cache, ar.load(slots + (i & mask) * 8))
-        ops += h - t
+        if perf_counter() <= end:
+            ops += h - t
         t = h
         ar.store(tail, t)
 
 
 def _pyloop(k, clock, seconds):
-    """The host's ceiling: a plain Python loop (list.append + list.pop pairs)."""
+    """The host's ceiling: a plain Python loop (list.append + list.pop pairs), counted as
+    _threadtest counts."""
     from time import perf_counter
     lst = []
     app, pop = lst.append, lst.pop
@@ -147,10 +152,9 @@ def _pyloop(k, clock, seconds):
         for _ in range(1000):
             app(1)
             pop()
+        if perf_counter() > end:
+            return ops, t0, end, ops + 1000
         ops += 1000
-        t = perf_counter()
-        if t >= end:
-            return ops, t0, t
 
 
 def _entered(k):
@@ -213,9 +217,10 @@ def _per_op(before, after, ops):
             for kind in after}
 
 
-def _run_rate(m, program, args, ncpus):
-    """Run program(k, clock, *args) on CPUs 0..ncpus-1; (total ops, window seconds, ops per
-    second). `clock` is a word of simulated memory for _window."""
+def _run_rate(m, program, args, ncpus, all_ops=False):
+    """Run program(k, clock, *args) on CPUs 0..ncpus-1; (operations in the window, window
+    seconds, operations per second), and with all_ops the operations done in all (the window's
+    and those that finished after it) last. `clock` is a word of simulated memory (_window)."""
     k = m.cpu(0)
     clock = k.kalloc(8)
     k.atomic_store(clock, 0)
@@ -225,7 +230,8 @@ def _run_rate(m, program, args, ncpus):
         k.kfree(clock)
     ops = sum(r[0] for r in res)
     window = max(r[2] for r in res) - min(r[1] for r in res)
-    return ops, window, ops / window
+    out = (ops, window, ops / window)
+    return out + (sum(r[3] for r in res),) if all_ops else out
 
 
 # --- 1. the hot path -------------------------------------------------------------------------
@@ -369,13 +375,13 @@ def _workload_run(m, workload, cache, ncpus, seconds):
         program = _threadtest
     before = _locks_by_kind(m)
     try:
-        ops, window, rate = _run_rate(m, program, args, ncpus)
+        ops, window, rate, done = _run_rate(m, program, args, ncpus, all_ops=True)
     finally:
         for r in rings:
             k.kfree(r)
     after = _locks_by_kind(m)
-    return {"ops": ops, "seconds": window, "ops_per_s": rate,
-            "locks_per_op": _per_op(before, after, ops)}
+    return {"ops": ops, "seconds": window, "ops_per_s": rate, "ops_all": done,
+            "locks_per_op": _per_op(before, after, done)}
 
 
 def scaling(cfg):
@@ -403,7 +409,7 @@ def scaling(cfg):
             runs = out[workload][variant]
             base = runs["1"]["ops_per_s"]
             for r in runs.values():
-                r["speedup"] = r["ops_per_s"] / base
+                r["speedup"] = r["ops_per_s"] / base if base else 0.0   # (--quick only)
                 r["shared_locks_per_op"] = sum(r["locks_per_op"][kind]["acquisitions"]
                                                for kind in SHARED_KINDS)
     out["efficiency_2cpu"] = efficiency(cfg)
@@ -451,7 +457,8 @@ def depot(cfg):
         for n in (1, 2):
             before = _locks_by_kind(m, only=["bench."])
             before_mag = _locks_by_kind(m, only=["slab_magazine."])
-            ops, window, rate = _run_rate(m, _threadtest, (c, batch, cfg["seconds"]), n)
+            _, _, rate, ops = _run_rate(m, _threadtest, (c, batch, cfg["seconds"]), n,
+                                        all_ops=True)
             after = _locks_by_kind(m, only=["bench."])
             after_mag = _locks_by_kind(m, only=["slab_magazine."])
             out[str(n)] = {

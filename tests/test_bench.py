@@ -36,7 +36,7 @@ def _check_result(res):
             runs = sc[workload][variant]
             assert sorted(runs, key=int) == cpus
             for run in runs.values():
-                assert run["ops"] > 0
+                assert run["ops_all"] > 0
                 for f in ("ops_per_s", "speedup", "shared_locks_per_op", "seconds"):
                     assert _is_number(run[f]), (workload, variant, f)
                 assert set(run["locks_per_op"]) == set(bench.LOCK_KINDS)

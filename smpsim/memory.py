@@ -142,7 +142,8 @@ class Memory:
     def lock(self, lock):
         """Acquire the spinlock at `lock` (test-and-test-and-set in C; see smpsim/_atomics.c).
 
-        Raises LockTimeout when the machine has a lock_timeout and the lock stays taken longer.
+        Raises LockTimeout when the machine has a lock_timeout and the lock stays taken longer,
+        and, with or without one, when its holder's process has died (see _lock_slow).
         """
         if self.debug:
             self._check_order(lock)

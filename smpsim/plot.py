@@ -3,7 +3,8 @@
 sweep_plots: from the sweep rows (report.aggregate), one line per variant against the CPU count:
 throughput on a log scale (with the variant's linear scaling up to the host's core count, the
 most the host can give), speed-up against
-1 CPU, contended lock acquisitions per operation, and the magazine hit rate. Only the speed-up
+1 CPU, operations per second of CPU time used (which other load on the host does not lower,
+and spinning does), contended lock acquisitions per operation, and the magazine hit rate. Only the speed-up
 plot shows the `floor` workload (plain Python, the host's ceiling): its throughput is on another
 scale and it has no allocator to measure. timeseries_plot: frames and slabs in use
 and operations done over one run.
@@ -33,8 +34,8 @@ def _by_label(rows):
 
 
 def sweep_plots(rows, out_dir, title=""):
-    """Writes throughput.png, speedup.png, contention.png and hit_rate.png under `out_dir`;
-    returns their paths (none when there are no rows)."""
+    """Writes throughput.png, speedup.png, efficiency.png, contention.png and hit_rate.png
+    under `out_dir`; returns their paths (none when there are no rows)."""
     if not rows:
         return []
     plt = _pyplot()
@@ -45,6 +46,7 @@ def sweep_plots(rows, out_dir, title=""):
     specs = [
         ("throughput.png", "throughput (ops/s, all CPUs)", "throughput", True),
         ("speedup.png", "speed-up against 1 CPU", "speedup", True),
+        ("efficiency.png", "operations per CPU-second (user + system)", "ops_per_cpu_s", False),
         ("contention.png", "contended lock acquisitions per op", "contended_per_op", False),
         ("hit_rate.png", "magazine hit rate", "hit_rate", False),
     ]
@@ -81,7 +83,7 @@ def sweep_plots(rows, out_dir, title=""):
         ax.set_xticks(counts, [str(c) for c in counts])
         if key == "hit_rate":
             ax.set_ylim(0, 1.02)
-        elif key == "throughput":
+        elif key in ("throughput", "ops_per_cpu_s"):
             ax.set_yscale("log")
         else:
             ax.set_ylim(bottom=0)

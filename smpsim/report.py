@@ -86,7 +86,7 @@ def write_csv(path, rows, columns=None):
 
 # One row per run (point) in summary.csv.
 SUMMARY_COLUMNS = ["id", "label", "workload", "cpus", "rep", "ops", "elapsed", "throughput",
-                   "throughput_per_cpu", "hit_rate", "acquisitions", "contended",
+                   "throughput_per_cpu", "ops_per_cpu_s", "hit_rate", "acquisitions", "contended",
                    "contended_per_op", "spins_per_op", "shared_list_ops", "shared_list_per_op",
                    "failed", "remote_frees", "reclaim_calls", "reclaim_frames", "peak_frames",
                    "cpu_user", "cpu_system", "voluntary_cs", "involuntary_cs", "check",
@@ -97,12 +97,14 @@ def summary_row(result):
     """The summary.csv row of one run's result dict (experiment.py)."""
     p, mags, rec = result["point"], result["magazines"], result["reclaim"]
     cpus = result["cpus"]
+    cpu_s = sum((c.get("user") or 0.0) + (c.get("system") or 0.0) for c in cpus)
     return {
         "id": p["id"], "label": p["label"], "workload": p["workload"]["name"],
         "cpus": p["cpus"], "rep": p["rep"],
         "ops": result["ops"], "elapsed": result["elapsed"],
         "throughput": result["throughput"],
         "throughput_per_cpu": result["throughput"] / p["cpus"],
+        "ops_per_cpu_s": result["ops"] / cpu_s if cpu_s else 0.0,
         "hit_rate": mags["hit_rate"],
         "acquisitions": result["lock_totals"]["acquisitions"],
         "contended": result["lock_totals"]["contended"],
@@ -122,10 +124,13 @@ def summary_row(result):
     }
 
 
-# The sweep table: one row per (variant, CPU count), means over repetitions.
+# The sweep table: one row per (variant, CPU count), means over repetitions. "ops per CPU-s" is
+# operations per second of CPU time the CPU processes used (user + system): unlike ops/s it does
+# not fall when other work on the host takes the cores, and it does fall when CPUs spin.
 SWEEP_COLUMNS = [("label", "variant"), ("cpus", "CPUs"), ("runs", "runs"),
                  ("throughput", "ops/s"), ("throughput_sd", "± sd"),
                  ("throughput_per_cpu", "ops/s per CPU"), ("speedup", "speed-up"),
+                 ("ops_per_cpu_s", "ops per CPU-s"),
                  ("hit_rate", "hit rate"), ("contended_per_op", "contended/op"),
                  ("shared_list_per_op", "shared list/op"), ("check", "check")]
 
@@ -147,6 +152,7 @@ def aggregate(rows):
             "throughput": statistics.fmean(tp),
             "throughput_sd": statistics.stdev(tp) if len(tp) > 1 else 0.0,
             "throughput_per_cpu": statistics.fmean(tp) / cpus,
+            "ops_per_cpu_s": statistics.fmean(r.get("ops_per_cpu_s") or 0.0 for r in rs),
             "hit_rate": statistics.fmean(r["hit_rate"] for r in rs),
             "contended_per_op": statistics.fmean(r["contended_per_op"] for r in rs),
             "spins_per_op": statistics.fmean(r["spins_per_op"] for r in rs),

@@ -68,7 +68,7 @@ def test_sweep_writes_table_and_plots(tiny, tmp_path, capsys):
     assert [(r["cpus"], r["rep"]) for r in summary["runs"]] == [(1, 0), (1, 1), (2, 0), (2, 1)]
     assert [(r["cpus"], r["runs"]) for r in summary["sweep"]] == [(1, 2), (2, 2)]
     assert sorted(os.listdir(os.path.join(out, "plots"))) == [
-        "contention.png", "hit_rate.png", "speedup.png", "throughput.png"]
+        "contention.png", "efficiency.png", "hit_rate.png", "speedup.png", "throughput.png"]
 
 
 @pytest.mark.parametrize("argv, message", [

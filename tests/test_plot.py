@@ -3,7 +3,8 @@
 from smpsim import plot
 
 ROWS = [{"label": lab, "cpus": n, "throughput": tp * n, "throughput_sd": sd, "hit_rate": hr,
-         "contended_per_op": c, "speedup": float(n), "workload": "threadtest"}
+         "contended_per_op": c, "speedup": float(n), "ops_per_cpu_s": tp,
+         "workload": "threadtest"}
         for lab, tp, sd, hr, c in (("magazines", 100.0, 5.0, 0.99, 0.001),
                                    ("no magazines", 60.0, 0.0, 0.0, 0.2))
         for n in (1, 2, 4)]
@@ -17,7 +18,8 @@ def is_png(path):
 def test_sweep_plots(tmp_path):
     paths = plot.sweep_plots(ROWS, tmp_path / "plots", "test")
     assert [p.rsplit("/", 1)[1] for p in paths] == ["throughput.png", "speedup.png",
-                                                    "contention.png", "hit_rate.png"]
+                                                    "efficiency.png", "contention.png",
+                                                    "hit_rate.png"]
     assert all(is_png(p) for p in paths)
     assert plot.sweep_plots([], tmp_path / "none") == []
 

@@ -84,7 +84,8 @@ class Sampler:
         self.series, self.peak, self.peak_key, self.peak_frames = [], None, None, 0
 
     def __call__(self, m, final=False):
-        stats, cpu = m.stats(), m.cpu_stats()
+        stats = m.stats()
+        cpu = stats.get("cpus") or m.cpu_stats()
         t = time.perf_counter() - self.start
         ops = sum(c["ops"] for c in cpu) - self.base_ops
         caches = stats["caches"]
@@ -183,7 +184,10 @@ def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=Non
             log.error("%s: %s", point.id, e)
         finally:
             if bar is not None:
+                bar.update(max(0, sum(c["ops"] for c in m.cpu_stats()) - sampler.base_ops
+                               - bar.n))
                 bar.close()
+                sampler.bar = None
         sampler(m, final=True)
         after, cpu_after = m.stats(), m.cpu_stats()
         result["caches_end"] = _annotate(after)

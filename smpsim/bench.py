@@ -427,30 +427,49 @@ def efficiency(cfg):
     per-CPU counters, against the plain Python loop's 2-process speed-up, in interleaved rounds."""
     from . import Machine
     secs = max(cfg["seconds"], 0.02)
-    rows = {"python_speedup": [], "shared": [], "percpu": []}
+    rows = {"python_speedup": [], "python_cpu": [], "shared": [], "percpu": []}
     with Machine(cpus=2, memory="64M") as shared, \
             Machine(cpus=2, memory="64M", counters="percpu") as percpu:
         machines = {"shared": shared, "percpu": percpu}
         caches = {name: mm.cpu(0).slab_cache_create("bench", 64) for name, mm in machines.items()}
         for _ in range(cfg["eff_rounds"]):
-            py = [_run_rate(shared, _pyloop, (secs,), n)[2] for n in (1, 2)]
-            rows["python_speedup"].append(py[1] / py[0])
+            py = [_rate_and_cpu(shared, _pyloop, (secs,), n) for n in (1, 2)]
+            rows["python_speedup"].append(py[1][0] / py[0][0])
+            rows["python_cpu"].append(py[1][1] / py[0][1])
             for name, mm in machines.items():
-                tt = [_run_rate(mm, _threadtest, (caches[name], mm.magazine_size, secs), n)[2]
+                tt = [_rate_and_cpu(mm, _threadtest, (caches[name], mm.magazine_size, secs), n)
                       for n in (1, 2)]
-                rows[name].append({"rate_1": tt[0], "rate_2": tt[1], "speedup": tt[1] / tt[0]})
+                rows[name].append({"rate_1": tt[0][0], "rate_2": tt[1][0],
+                                   "speedup": tt[1][0] / tt[0][0],
+                                   "cpu_ns_1": tt[0][1], "cpu_ns_2": tt[1][1]})
         shared.check()
         percpu.check()
+    med = statistics.median
     out = {"rounds": cfg["eff_rounds"],
-           "python_speedup_median": statistics.median(rows["python_speedup"]),
-           "python_speedup_rounds": rows["python_speedup"]}
+           "python_speedup_median": med(rows["python_speedup"]),
+           "python_speedup_rounds": rows["python_speedup"],
+           "python_cpu_growth_median": med(rows["python_cpu"])}
     for name in ("shared", "percpu"):
-        effs = [r["speedup"] / p for r, p in zip(rows[name], rows["python_speedup"])]
-        out[name] = {"efficiency_median": statistics.median(effs), "efficiency_rounds": effs,
-                     "speedup_median": statistics.median(r["speedup"] for r in rows[name]),
-                     "rate_1_median": statistics.median(r["rate_1"] for r in rows[name]),
-                     "rate_2_median": statistics.median(r["rate_2"] for r in rows[name])}
+        rs = rows[name]
+        effs = [r["speedup"] / p for r, p in zip(rs, rows["python_speedup"])]
+        out[name] = {"efficiency_median": med(effs), "efficiency_rounds": effs,
+                     "speedup_median": med(r["speedup"] for r in rs),
+                     "rate_1_median": med(r["rate_1"] for r in rs),
+                     "rate_2_median": med(r["rate_2"] for r in rs),
+                     "cpu_ns_per_op_1_median": med(r["cpu_ns_1"] for r in rs),
+                     "cpu_ns_per_op_2_median": med(r["cpu_ns_2"] for r in rs),
+                     "cpu_growth_median": med(r["cpu_ns_2"] / r["cpu_ns_1"] for r in rs)}
     return out
+
+
+def _rate_and_cpu(m, program, args, n):
+    """(operations per second, CPU nanoseconds per operation summed over the run's CPU
+    processes). CPU time does not count the time a busy host gives to others: when two CPUs
+    share a cache line (the seed's counters), each operation costs more CPU time, however many
+    cores the host has free."""
+    _, _, rate, done = _run_rate(m, program, args, n, all_ops=True)
+    cpu = sum(c["user"] + c["system"] for c in m.last_run["cpus"])
+    return rate, cpu / max(done, 1) * 1e9
 
 
 def depot(cfg):
@@ -600,12 +619,16 @@ def markdown(res):
     ov = sc["oversubscribed"]
     L += ["", f"2-CPU efficiency (median of {eff['rounds']} interleaved rounds; plain Python loop "
               f"speed-up {eff['python_speedup_median']:.2f}):", "",
-          "| counters | 1 CPU ops/s | 2 CPU ops/s | speed-up | efficiency |",
-          "|---|---:|---:|---:|---:|"]
+          "| counters | 1 CPU ops/s | 2 CPU ops/s | speed-up | efficiency | CPU ns/op at 1 CPU "
+          "| at 2 CPUs | growth |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
     for name in ("shared", "percpu"):
         e = eff[name]
         L.append(f"| {name} | {_f(e['rate_1_median'])} | {_f(e['rate_2_median'])} | "
-                 f"{e['speedup_median']:.2f} | {e['efficiency_median']:.2f} |")
+                 f"{e['speedup_median']:.2f} | {e['efficiency_median']:.2f} | "
+                 f"{e['cpu_ns_per_op_1_median']:.0f} | {e['cpu_ns_per_op_2_median']:.0f} | "
+                 f"{e['cpu_growth_median']:.2f} |")
+    L += ["", f"(CPU time per operation of the plain Python loop grows "
+              f"{eff['python_cpu_growth_median']:.2f}x from 1 to 2 processes on this host.)"]
     L += ["", f"Oversubscription: threadtest at {ov['cpus']} CPUs "
               f"{_f(ov['runs'][str(ov['cpus'])]['ops_per_s'])} ops/s vs 2 CPUs "
               f"{_f(ov['runs']['2']['ops_per_s'])} ops/s: ratio {ov['ratio_to_2']:.2f}.",

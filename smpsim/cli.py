@@ -283,3 +283,7 @@ def main(argv=None):
     except KeyboardInterrupt:
         print("\nsmpsim: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:                   # `smpsim slabinfo R | head`: the reader left
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 1

@@ -72,6 +72,15 @@ def sweep_stale_segments():
     return swept
 
 
+def _shm_room():
+    """Bytes free in SHM_DIR (None when it cannot be told)."""
+    try:
+        st = os.statvfs(SHM_DIR)
+    except OSError:
+        return None
+    return st.f_bavail * st.f_frsize
+
+
 def _unlink_segment(name):
     try:
         os.unlink(os.path.join(SHM_DIR, name))
@@ -110,6 +119,11 @@ class Machine:
         self.cpus, self.memory, self.magazine_size = cpus, memory, magazine_size
         self.debug, self.counters, self.lock_timeout = bool(debug), counters, lock_timeout
         self.regions = Regions(memory, cpus)
+        room = _shm_room()
+        if room is not None and self.regions.size > room:
+            raise BadArgument(f"Machine: 'memory' {memory} needs a segment of "
+                              f"{self.regions.size} bytes, more than {SHM_DIR} has free "
+                              f"({room} bytes)")
         sweep_stale_segments()
         self.name = f"{SHM_PREFIX}{os.getpid()}_{secrets.token_hex(6)}"
         self._shm = shared_memory.SharedMemory(name=self.name, create=True,

@@ -35,6 +35,12 @@ def test_bad_arguments(kw, msg):
     assert str(e.value).startswith(msg)
 
 
+def test_memory_beyond_shared_memory_is_refused():
+    with pytest.raises(ValueError, match=r"Machine: 'memory' 1099511627776 needs a segment of "
+                                         r"\d+ bytes, more than /dev/shm has free"):
+        smpsim.Machine(cpus=1, memory=1 << 40)
+
+
 def test_lifecycle_removes_the_segment():
     m = smpsim.Machine(cpus=2, memory="4M")
     path = os.path.join(SHM_DIR, m.name)

@@ -185,9 +185,8 @@ def run(machine, program, args, *, cpus, timeout, monitor, interval, pin):
         _stop(machine, procs)
         raise
     finally:
-        for fd in (gate_r, gate_w):
-            if fd is not None:
-                os.close(fd)
+        # The gate stays shut until the CPUs are stopped: a failure before the start (a CPU
+        # that died getting ready) must not let the others begin the program.
         if failure is not None:
             _stop(machine, procs)
             _name_others(machine, failure, procs, conns)
@@ -197,6 +196,9 @@ def run(machine, program, args, *, cpus, timeout, monitor, interval, pin):
             for p in procs.values():
                 p.join(max(0.0, deadline - time.monotonic()))
             _stop(machine, procs)
+        for fd in (gate_r, gate_w):
+            if fd is not None:
+                os.close(fd)
         for c in conns.values():
             c.close()
         _mark_ended(machine, procs)

@@ -199,6 +199,25 @@ def test_os_exit_in_program():
         m.check()
 
 
+def test_a_cpu_dying_before_the_start_keeps_the_others_from_starting():
+    """CPU 1 dies while getting ready: the run fails naming it, and CPU 0, waiting at the start
+    gate, never enters the program."""
+    parent = os.getpid()
+    with Machine(2, "4M") as m:
+        real = m._new_kernel
+
+        def new_kernel(i):
+            if i == 1 and os.getpid() != parent:
+                os._exit(9)
+            return real(i)
+        m._new_kernel = new_kernel
+        with pytest.raises(smpsim.CPUError) as ei:
+            m.run(alloc_one, "malloc-8")
+        assert str(ei.value) == "CPU 1 died: exited with status 9 without a result"
+        assert [c["ops"] for c in m.cpu_stats()] == [0, 0]
+        m.check()
+
+
 def test_timeout_stops_a_program_that_never_ends():
     with Machine(2, "8M") as m:
         t0 = time.monotonic()

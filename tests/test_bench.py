@@ -54,7 +54,9 @@ def _check_result(res):
     for name in ("shared", "percpu"):
         assert _is_number(eff[name]["efficiency_median"])
         assert _is_number(eff[name]["speedup_median"])
-    assert _is_number(sc["oversubscribed"]["ratio_to_2"])
+    for f in ("ratio_to_2", "python_ratio_to_2", "ratio_to_python_ratio", "ops_per_s_2",
+              "ops_per_s_64"):
+        assert _is_number(sc["oversubscribed"][f]), f
     for n, d in res["depot"].items():
         assert d["bonwick_bound_per_op"] == 1 / d["magazine_size"]
         assert all(_is_number(d[f]) for f in ("maglock_per_op", "slablock_per_op",

@@ -130,7 +130,8 @@ def test_random_sequences_leave_identical_segments(seed, kw):
         t.same_state()
         while t.live:
             ci, a = t.live.pop()
-            assert (t.do("kfree", a) if ci is None else t.do("slab_free", CacheRef(ci), a))[0] == "ok"
+            out = t.do("kfree", a) if ci is None else t.do("slab_free", CacheRef(ci), a)
+            assert out[0] == "ok", out
         t.do("slab_reclaim", SLAB_RECLAIM_ALL)
         t.same_state()
 

@@ -230,6 +230,26 @@ counted(FastPath *fp, int alloc)
     ST(fp->ctl + L.ctl_hits, LD(fp->ctl + L.ctl_hits) + 1);
 }
 
+/* An int argument as uint64 within [lo, hi], else -1 (no exception left set). */
+static inline int
+small_uint(PyObject *o, uint64_t lo, uint64_t hi, uint64_t *out)
+{
+    if (!PyLong_CheckExact(o))
+        return -1;
+    int overflow;
+    /* (AndOverflow: a loop over the digits; PyLong_AsUnsignedLongLong goes through a byte
+     * array for ints above 2**30, twice as slow for the generation numbers.) */
+    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
+    if (overflow || v == -1) {
+        PyErr_Clear();
+        return -1;
+    }
+    if ((uint64_t)v < lo || (uint64_t)v > hi || v < 0)
+        return -1;
+    *out = (uint64_t)v;
+    return 0;
+}
+
 /* The descriptor address of a magazine cache whose handle is live, else 0. */
 static inline uint64_t
 handle_cache(FastPath *fp, PyObject *h)
@@ -238,13 +258,10 @@ handle_cache(FastPath *fp, PyObject *h)
         return 0;
     PyObject *a = *(PyObject **)((char *)h + L.handle_addr);
     PyObject *g = *(PyObject **)((char *)h + L.handle_gen);
-    if (!a || !g || !PyLong_CheckExact(a) || !PyLong_CheckExact(g))
+    uint64_t cache, gen;
+    if (!a || !g || small_uint(a, 0, INT64_MAX, &cache) < 0 ||
+        small_uint(g, 0, INT64_MAX, &gen) < 0)
         return 0;
-    uint64_t cache = PyLong_AsUnsignedLongLong(a), gen = PyLong_AsUnsignedLongLong(g);
-    if (PyErr_Occurred()) {
-        PyErr_Clear();
-        return 0;
-    }
     if (!in_memory(fp, cache, L.cache_mag_cache + (fp->cpu + 1) * L.mags_sizeof))
         return 0;
     if (LD(cache + L.cache_gen) != gen || (LD(cache + L.cache_flags) & L.nomagazine))
@@ -345,24 +362,6 @@ unclaim:
     __atomic_store_n(GRANULE(obj), (uint16_t)cid, __ATOMIC_SEQ_CST);
 out:
     ST(ink, 0);
-    return 0;
-}
-
-/* An int argument as uint64 within [lo, hi], else -1 (no exception left set). */
-static inline int
-small_uint(PyObject *o, uint64_t lo, uint64_t hi, uint64_t *out)
-{
-    if (!PyLong_CheckExact(o))
-        return -1;
-    int overflow;
-    long long v = PyLong_AsLongLongAndOverflow(o, &overflow);
-    if (overflow || v == -1) {
-        PyErr_Clear();
-        return -1;
-    }
-    if ((uint64_t)v < lo || (uint64_t)v > hi || v < 0)
-        return -1;
-    *out = (uint64_t)v;
     return 0;
 }
 

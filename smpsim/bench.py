@@ -551,16 +551,20 @@ def targets(res):
     nm2 = sc["threadtest"]["nomagazine"]["2"]
     eff = sc["efficiency_2cpu"]
 
-    def row(what, value, bar, goal, better="low"):
+    def row(what, value, bar, goal, better="low", note=""):
         ok = (lambda v, b: v <= b) if better == "low" else (lambda v, b: v >= b)
-        return {"what": what, "value": value, "bar": bar, "goal": goal,
+        return {"what": what, "value": value, "bar": bar, "goal": goal, "note": note,
                 "met": ok(value, bar), "goal_met": goal is not None and ok(value, goal)}
+    # The efficiency says little when the host itself gave the second process no core.
+    busy = ("inconclusive: the plain Python loop sped up only "
+            f"{eff['python_speedup_median']:.2f}x in 2 processes (a busy host)"
+            if eff["python_speedup_median"] < 1.3 else "")
     return [
         row("hot path: magazine hit pair / list floor", hp["hit_pair"]["ratio"], 10, 3),
         row("2-CPU efficiency, magazines (seed's shared counters)",
-            eff["shared"]["efficiency_median"], 0.75, 0.9, "high"),
+            eff["shared"]["efficiency_median"], 0.75, 0.9, "high", busy),
         row("2-CPU efficiency, magazines (per-CPU counters)",
-            eff["percpu"]["efficiency_median"], 0.75, 0.9, "high"),
+            eff["percpu"]["efficiency_median"], 0.75, 0.9, "high", busy),
         row("shared-lock acquisitions per op, threadtest 2 CPUs, magazines",
             tt2["shared_locks_per_op"], 0.05, None),
         row("shared-lock acquisitions per op, threadtest 2 CPUs, NOMAGAZINE (about 1)",
@@ -608,6 +612,8 @@ def markdown(res):
          "### Targets", "", "| target | value | bar | goal | met |", "|---|---:|---:|---:|---|"]
     for t in res["targets"]:
         met = ("goal met" if t["goal_met"] else "met") if t["met"] else "missed"
+        if t.get("note"):
+            met += f" ({t['note']})"
         L.append(f"| {t['what']} | {_f(t['value'], 3)} | {_f(t['bar'])} | {_f(t['goal'])} | "
                  f"{met} |")
     L += ["", f"### 1. Hot path (floor: list.append + list.pop pair = {hp['floor_ns']:.0f} ns)",

@@ -3,7 +3,7 @@
 A slab_alloc whose object waits in this CPU's magazine pair, or a slab_free that finds room in
 it, is the seed's common case and the one Bonwick's magazines exist for. Run through the whole
 Python path (Kernel -> SlabAllocator -> Memory, one method call per field) it costs over a
-hundred times a Python list.append + list.pop pair; as one C call it costs about three
+hundred times a Python list.append + list.pop pair; as one C call it costs about two
 (docs/bench.md). So a Kernel built with an accelerator (Machine(accel=...), below) replaces its
 slab_alloc, slab_free, kalloc and kfree on the instance with an accelerator's methods, which
 

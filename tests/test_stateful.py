@@ -115,9 +115,10 @@ class SlabMachine(RuleBasedStateMachine):
 
     # --- rules ------------------------------------------------------------------------------
 
-    @initialize(memory=st.sampled_from(["2M", "4M"]), magazine_size=st.sampled_from([1, 4]))
-    def boot(self, memory, magazine_size):
-        self.m = Machine(CPUS, memory, magazine_size=magazine_size)
+    @initialize(memory=st.sampled_from(["2M", "4M"]), magazine_size=st.sampled_from([1, 4]),
+                accel=st.sampled_from(["c", "python", "off"]))
+    def boot(self, memory, magazine_size, accel):
+        self.m = Machine(CPUS, memory, magazine_size=magazine_size, accel=accel)
         self.boot_free = self.m.stats()["frames"]["free"]
 
     @precondition(lambda self: len(self.user) < MAX_USER_CACHES)
@@ -318,6 +319,6 @@ class SlabMachine(RuleBasedStateMachine):
 
 
 SlabMachine.TestCase.settings = settings(
-    max_examples=50, stateful_step_count=25, deadline=None, report_multiple_bugs=False,
+    max_examples=60, stateful_step_count=20, deadline=None, report_multiple_bugs=False,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 test_slab_machine = SlabMachine.TestCase

@@ -259,12 +259,10 @@ class Kernel(SlabAllocator):
         self._free_internal(self.slab_cache_cache, c)
         self._leave()
 
-    def slab_alloc(self, cache, flags=0):
-        """An object of cache (an int address). Out of memory: None with FRAME_ATOMIC, else
-        OutOfMemory."""
-        c = self._desc(cache, "slab_alloc")
-        self._check_flags(flags, ALLOC_FLAGS, "slab_alloc", "FRAME_ATOMIC | FRAME_NO_RECLAIM")
-        self._enter("slab_alloc")
+    def _alloc_object(self, c, flags, fn, what):
+        """slab_alloc and kalloc once their arguments are checked: an object of cache c, marked
+        live in the object table; out of memory, None with FRAME_ATOMIC, else OutOfMemory."""
+        self._enter(fn)
         obj = self._alloc(c, flags)
         if obj:
             self._mark(obj, self.ld(c + CACHE.id))
@@ -276,15 +274,14 @@ class Kernel(SlabAllocator):
             return obj
         if flags & FRAME_ATOMIC:
             return None
-        raise OutOfMemory(f"slab_alloc: no memory left for an object of {cache.name!r}")
+        raise OutOfMemory(f"{fn}: no memory left for {what}")
 
-    def slab_free(self, cache, addr):
-        """Free a live object of cache; InvalidFree (nothing changed) for anything else."""
-        c = self._desc(cache, "slab_free")
-        self._check_addr(addr, "slab_free")
-        self._enter("slab_free")
+    def _free_object(self, c, addr, cid, fn, name):
+        """slab_free and kfree once their arguments are checked: claim the live object at addr
+        of the cache with id cid (InvalidFree, nothing changed, if it is not one) and free it."""
+        self._enter(fn)
         try:
-            self._claim(addr, self.ld(c + CACHE.id), "slab_free", cache.name)
+            self._claim(addr, cid, fn, name)
             if self._debug:
                 self._debug.on_free(c, addr)
         except InvalidFree:
@@ -293,6 +290,19 @@ class Kernel(SlabAllocator):
         self._free(c, addr)
         self._counted(self.hit, False)
         self._leave()
+
+    def slab_alloc(self, cache, flags=0):
+        """An object of cache (an int address). Out of memory: None with FRAME_ATOMIC, else
+        OutOfMemory."""
+        c = self._desc(cache, "slab_alloc")
+        self._check_flags(flags, ALLOC_FLAGS, "slab_alloc", "FRAME_ATOMIC | FRAME_NO_RECLAIM")
+        return self._alloc_object(c, flags, "slab_alloc", f"an object of {cache.name!r}")
+
+    def slab_free(self, cache, addr):
+        """Free a live object of cache; InvalidFree (nothing changed) for anything else."""
+        c = self._desc(cache, "slab_free")
+        self._check_addr(addr, "slab_free")
+        self._free_object(c, addr, self.ld(c + CACHE.id), "slab_free", cache.name)
 
     def _malloc_caches(self):
         return [self.ld(KERNEL.malloc_caches + i * WORD) for i in range(len(MALLOC_NAMES))]
@@ -304,19 +314,7 @@ class Kernel(SlabAllocator):
         self._check_flags(flags, ALLOC_FLAGS, "kalloc", "FRAME_ATOMIC | FRAME_NO_RECLAIM")
         idx = fnzb(max(size, 1 << SLAB_MIN_MALLOC_W) - 1) - SLAB_MIN_MALLOC_W + 1
         c = self.ld(KERNEL.malloc_caches + idx * WORD)
-        self._enter("kalloc")
-        obj = self._alloc(c, flags)
-        if obj:
-            self._mark(obj, self.ld(c + CACHE.id))
-            self._counted(self.hit, True)
-            if self._debug:
-                self._debug.on_alloc(c, obj)
-        self._leave()
-        if obj:
-            return obj
-        if flags & FRAME_ATOMIC:
-            return None
-        raise OutOfMemory(f"kalloc: no memory left for {size} bytes")
+        return self._alloc_object(c, flags, "kalloc", f"{size} bytes")
 
     def kfree(self, addr):
         """Free what kalloc returned; 0 and None do nothing; InvalidFree for anything else."""
@@ -331,17 +329,7 @@ class Kernel(SlabAllocator):
             what = ("not a live object" if not cid else "the allocator's own object"
                     if cid & OBJ_INTERNAL else "a live object of a cache kalloc does not use")
             raise InvalidFree(f"kfree: address {addr:#x} is {what}, not an object kalloc gave")
-        self._enter("kfree")
-        try:
-            self._claim(addr, cid, "kfree", self.cache_name(c))
-            if self._debug:
-                self._debug.on_free(c, addr)
-        except InvalidFree:
-            self._leave()
-            raise
-        self._free(c, addr)
-        self._counted(self.hit, False)
-        self._leave()
+        self._free_object(c, addr, cid, "kfree", self.cache_name(c))
 
     def slab_reclaim(self, flags=0):
         """The seed's reclaim over all caches; the frames freed as the seed counts them."""

@@ -218,12 +218,11 @@ def test_a_cpu_dying_before_the_start_keeps_the_others_from_starting():
         m.check()
 
 
+@pytest.mark.timeout(30)                # the bound on "it ends": no time is asserted
 def test_timeout_stops_a_program_that_never_ends():
     with Machine(2, "8M") as m:
-        t0 = time.monotonic()
         with pytest.raises(smpsim.CPUError) as ei:
             m.run(spin_forever, timeout=0.5)
-        assert time.monotonic() - t0 < 10
         assert (ei.value.cpu, ei.value.reason, ei.value.inside) == (0, "timeout", False)
         assert str(ei.value) == "CPU 0 timed out: still running after 0.5 s"
         assert no_cpu_processes()
@@ -601,7 +600,6 @@ def _one_kill(rnd, log):
         with pytest.raises(smpsim.CPUError) as ei:
             m.run(prog, *args, monitor=monitor, interval=0.01, timeout=60)
         e = ei.value
-        assert time.monotonic() - t0 < 30
         assert (e.cpu, e.reason) == (victim, "died"), str(e)
         assert str(e).startswith(f"CPU {victim} died: killed by signal SIGKILL")
         assert no_cpu_processes()

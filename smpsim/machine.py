@@ -81,6 +81,18 @@ def _shm_room():
     return st.f_bavail * st.f_frsize
 
 
+def _teardown(name, shm, kernels):
+    """Release the kernels' views, close the segment and unlink it (Machine.close)."""
+    for k in kernels.values():
+        k.release()
+    kernels.clear()
+    try:
+        shm.close()
+    except BufferError:
+        pass                     # a caller still holds a view of its own; the mapping goes with it
+    _unlink_segment(name)
+
+
 def _unlink_segment(name):
     try:
         os.unlink(os.path.join(SHM_DIR, name))
@@ -132,8 +144,9 @@ class Machine:
         # whose creator died), so the resource tracker is told to leave this one alone: with
         # CPU processes forking from this one it warned of leaks that were not there.
         resource_tracker.unregister(self._shm._name, "shared_memory")
-        self._finalizer = weakref.finalize(self, _unlink_segment, self.name)
         self._kernels = {}
+        # close(), or the garbage collector / interpreter exit for a Machine never closed.
+        self._finalizer = weakref.finalize(self, _teardown, self.name, self._shm, self._kernels)
         try:
             self._boot()
         except BaseException:
@@ -244,16 +257,8 @@ class Machine:
         """Drop every view, close and unlink the segment. Safe to call twice."""
         if self._shm is None:
             return
-        for k in (self._kernels or {}).values():
-            k.release()
-        self._kernels = {}
-        shm, self._shm = self._shm, None
-        try:
-            shm.close()
-        except BufferError:
-            pass                 # a caller still holds a view; the mapping goes with it
-        _unlink_segment(self.name)
-        self._finalizer.detach()
+        self._shm = None
+        self._finalizer()        # runs _teardown once
 
     def __enter__(self):
         return self

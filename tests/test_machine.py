@@ -55,6 +55,19 @@ def test_lifecycle_removes_the_segment():
         m.cpu(0)
 
 
+def test_a_machine_never_closed_is_cleaned_up_quietly_at_exit():
+    import subprocess
+    import sys
+    code = ("import smpsim\n"
+            "m = smpsim.Machine(cpus=2, memory='4M')\n"
+            "k = m.cpu(0)\n"
+            "k.slab_alloc(k.slab_cache_create('x', 10))\n"
+            "print(m.name)\n")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0 and p.stderr == ""
+    assert not os.path.exists(os.path.join(SHM_DIR, p.stdout.strip()))
+
+
 def test_exception_inside_with_still_cleans_up():
     with pytest.raises(RuntimeError):
         with smpsim.Machine(cpus=2, memory="4M") as m:

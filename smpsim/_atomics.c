@@ -154,6 +154,32 @@ Arena_store(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* get(off) -> int: a plain (RELAXED) load, for fields the caller's lock guards. */
+static PyObject *
+Arena_get(ArenaObject *self, PyObject *arg)
+{
+    uint64_t *w = word_at(self, arg, 8);
+    if (!w)
+        return NULL;
+    return PyLong_FromUnsignedLongLong(__atomic_load_n(w, __ATOMIC_RELAXED));
+}
+
+/* put(off, value): a plain (RELAXED) store, for fields the caller's lock guards. Unlike the
+ * atomics it refuses a value outside 0 .. 2**64-1 (OverflowError), as a memoryview would. */
+static PyObject *
+Arena_put(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    NARGS(2);
+    uint64_t *w = word_at(self, args[0], 8);
+    if (!w)
+        return NULL;
+    unsigned long long v = PyLong_AsUnsignedLongLong(args[1]);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    __atomic_store_n(w, v, __ATOMIC_RELAXED);
+    Py_RETURN_NONE;
+}
+
 /* cas(off, expected, new) -> bool: SEQ_CST compare-and-swap. */
 static PyObject *
 Arena_cas(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -293,6 +319,8 @@ Arena_unlock(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
 static PyMethodDef Arena_methods[] = {
     {"load", (PyCFunction)(void (*)(void))Arena_load, METH_FASTCALL, "load(off) -> int (acquire)"},
     {"store", (PyCFunction)(void (*)(void))Arena_store, METH_FASTCALL, "store(off, v) (release)"},
+    {"get", (PyCFunction)Arena_get, METH_O, "get(off) -> int (relaxed)"},
+    {"put", (PyCFunction)(void (*)(void))Arena_put, METH_FASTCALL, "put(off, v) (relaxed)"},
     {"cas", (PyCFunction)(void (*)(void))Arena_cas, METH_FASTCALL, "cas(off, old, new) -> bool"},
     {"fetch_add", (PyCFunction)(void (*)(void))Arena_fetch_add, METH_FASTCALL,
      "fetch_add(off, delta) -> old"},

@@ -89,3 +89,14 @@ def test_lock_is_mutual_exclusion_across_processes():
     finally:
         a.release()
         shared.close()
+
+
+def test_plain_get_and_put(arena):
+    a, buf = arena
+    a.put(24, (1 << 64) - 1)
+    assert a.get(24) == (1 << 64) - 1 and bytes(buf[24:32]) == b"\xff" * 8
+    with pytest.raises(OverflowError):
+        a.put(24, -1)                               # refused, like a memoryview store
+    with pytest.raises(IndexError, match="offset 4 is not an aligned 8-byte word"):
+        a.get(4)
+    assert a.get(24) == (1 << 64) - 1

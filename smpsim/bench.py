@@ -323,8 +323,11 @@ def hot_path(cfg):
             (after["hits"] - before["hits"]) / max(after["ops"] - before["ops"], 1)
         sf(nomag, pin)
         m.check()
-    for accel, label in (("python", "hit_pair_python_twin"), ("off", "hit_pair_no_accel")):
-        with Machine(cpus=1, memory="16M", accel=accel) as m:
+    # The same hit pair through the Python paths: the twin, no accelerator, debugging mode.
+    for label, options in (("hit_pair_python_twin", {"accel": "python"}),
+                           ("hit_pair_no_accel", {"accel": "off"}),
+                           ("hit_pair_debug", {"debug": True})):
+        with Machine(cpus=1, memory="16M", **options) as m:
             k = m.cpu(0)
             c = k.slab_cache_create("bench", 64)
             sa, sf = k.slab_alloc, k.slab_free
@@ -334,24 +337,6 @@ def hot_path(cfg):
                     sf(c, sa(c))
             hit(100)
             measure(label, hit, slow_n)
-    out["hit_pair_debug"] = None
-    import importlib.util
-    if importlib.util.find_spec("smpsim.debug") is None:
-        out["hit_pair_debug_error"] = "debugging mode (smpsim/debug.py) is not there yet"
-        return _done(out)
-    try:
-        with Machine(cpus=1, memory="16M", debug=True) as m:
-            k = m.cpu(0)
-            c = k.slab_cache_create("bench", 64)
-            sa, sf = k.slab_alloc, k.slab_free
-
-            def hit(count):
-                for _ in range(count):
-                    sf(c, sa(c))
-            hit(100)
-            measure("hit_pair_debug", hit, slow_n)
-    except ImportError as e:                # debugging mode not built yet
-        out["hit_pair_debug_error"] = str(e)
     return _done(out)
 
 

@@ -23,12 +23,9 @@ def _check_result(res):
     hp = res["hot_path"]
     assert _is_number(hp["floor_ns"]) and hp["floor_ns"] > 0
     for key in ("hit_pair", "kalloc_kfree_pair", "miss_to_slab_pair", "nomagazine_pair",
-                "hit_pair_python_twin", "hit_pair_no_accel"):
+                "hit_pair_python_twin", "hit_pair_no_accel", "hit_pair_debug"):
         assert _is_number(hp[key]["ns"]) and hp[key]["ns"] > 0, key
         assert _is_number(hp[key]["ratio"]) and hp[key]["ratio"] > 0, key
-    # Debugging mode: a number once smpsim/debug.py exists, else the reason it is missing.
-    assert (hp["hit_pair_debug"] and _is_number(hp["hit_pair_debug"]["ns"])) or \
-        hp["hit_pair_debug_error"]
     sc = res["scaling"]
     cpus = [str(n) for n in res["config"]["cpus"]]
     for workload in ("threadtest", "xmalloc"):

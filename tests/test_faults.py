@@ -247,10 +247,10 @@ def test_ctrl_c_during_a_run_stops_every_cpu():
         m.check()
 
 
-def test_ctrl_c_of_a_script_leaves_nothing_behind(tmp_path):
-    """A real SIGINT to a script in the middle of m.run: it ends with KeyboardInterrupt, its CPU
-    processes are gone and so is its segment."""
-    script = tmp_path / "run.py"
+def _churning_script(tmp_path):
+    """A script in its own process: a 2-CPU machine whose CPUs allocate and free until stopped;
+    it prints "PIDS <cpu0> <cpu1> <segment>" once both CPU processes run."""
+    script = tmp_path / "churn.py"
     script.write_text(textwrap.dedent(f"""
         import sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
@@ -265,12 +265,23 @@ def test_ctrl_c_of_a_script_leaves_nothing_behind(tmp_path):
                     print("PIDS", *pids, m.name, flush=True)
             m.run(test_faults.churn, "obj", 10 ** 8, monitor=tell, interval=0.1)
     """))
-    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
-                         stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def _churning_cpus(p):
+    """The CPU processes' pids and the segment's name, as the churning script prints them."""
+    line = p.stdout.readline().split()
+    assert line[0] == "PIDS", p.stderr.read()
+    return [int(x) for x in line[1:3]], line[3]
+
+
+def test_ctrl_c_of_a_script_leaves_nothing_behind(tmp_path):
+    """A real SIGINT to a script in the middle of m.run: it ends with KeyboardInterrupt, its CPU
+    processes are gone and so is its segment."""
+    p = _churning_script(tmp_path)
     try:
-        line = p.stdout.readline().split()
-        assert line[0] == "PIDS", p.stderr.read()
-        pids, name = [int(x) for x in line[1:3]], line[3]
+        pids, name = _churning_cpus(p)
         p.send_signal(signal.SIGINT)
         _, err = p.communicate(timeout=30)
     finally:
@@ -443,26 +454,9 @@ def test_no_lock_timeout_and_a_lock_never_released_ends_by_the_run_timeout():
 # --- the parent dies; stale segments ---------------------------------------------------------
 
 def test_cpus_exit_when_the_parent_dies_and_its_segment_is_swept(tmp_path):
-    script = tmp_path / "parent.py"
-    script.write_text(textwrap.dedent(f"""
-        import sys
-        sys.path.insert(0, {os.path.dirname(__file__)!r})
-        import smpsim, test_faults
-        from smpsim.layout import CPU_CTL
-        m = smpsim.Machine(2, "8M")
-        m.cpu(0).slab_cache_create("obj", 100)
-        def tell(m):
-            k = m.cpu(0)
-            pids = [k.ld(m.regions.cpu(i) + CPU_CTL.pid) for i in range(2)]
-            if all(pids):
-                print("PIDS", *pids, m.name, flush=True)
-        m.run(test_faults.churn, "obj", 10 ** 8, monitor=tell, interval=0.1)
-    """))
-    p = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    p = _churning_script(tmp_path)
     try:
-        line = p.stdout.readline().split()
-        assert line[0] == "PIDS"
-        pids, name = [int(x) for x in line[1:3]], line[3]
+        pids, name = _churning_cpus(p)
         p.kill()                                     # SIGKILL: no cleanup of any kind
         p.wait()
         deadline = time.monotonic() + 10

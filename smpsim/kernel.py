@@ -18,6 +18,7 @@ freeing one object at once cannot both succeed.
 """
 
 import os
+import time
 
 from .errors import BadArgument, CacheNotEmpty, InvalidCache, InvalidFree, OutOfMemory, SmpsimError
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM
@@ -194,7 +195,7 @@ class Kernel(SlabAllocator):
     def slab_cache_create(self, name, size, align=0, flags=0):
         """A new cache (the seed's slab_cache_create). BadArgument for a bad argument or a name
         already used; OutOfMemory when its descriptor cannot be allocated."""
-        check_cache_args(name, size, align, flags, self.cpus)
+        check_cache_args(name, size, align, flags)
         self._enter("slab_cache_create")
         cache = self._alloc_internal(self.slab_cache_cache, 0)
         if not cache:
@@ -369,7 +370,10 @@ class Kernel(SlabAllocator):
         spins = 0
         while self.arena.load(hdr + HEADER.barrier_round) == rnd:
             spins += 1
-            os.sched_yield() if spins < 1000 else _nap()
+            if spins < 1000:            # yield the core; past that, sleep
+                os.sched_yield()
+            else:
+                time.sleep(0.0002)
 
     # --- atomics on simulated memory, for workloads ---------------------------------------
 
@@ -394,11 +398,6 @@ class Kernel(SlabAllocator):
     def atomic_cas(self, addr, old, new):
         """Compare-and-swap on the word at addr; True when it swapped."""
         return self.arena.cas(self._word(addr, "atomic_cas"), old, new)
-
-
-def _nap():
-    import time
-    time.sleep(0.0002)
 
 
 def boot(k: Kernel, magazine_size):

@@ -557,7 +557,7 @@ class SlabAllocator(FrameAllocator):
         return cache_lock_rank(tier, kind)
 
 
-def check_cache_args(name, size, align, flags, cpus):
+def check_cache_args(name, size, align, flags):
     """Validate slab_cache_create's arguments (BadArgument naming the one that is wrong)."""
     if not isinstance(name, str) or not 1 <= len(name) <= NAME_MAX or \
             not name.isprintable() or any(c.isspace() for c in name) or \

@@ -7,7 +7,7 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test test-slow bench install clean
 
 # The virtual environment, with smpsim (and its C extension) installed editable.
-$(STAMP): pyproject.toml setup.py smpsim/_atomics.c smpsim/_fastpath.c
+$(STAMP): pyproject.toml setup.py smpsim/engine/_atomics.c smpsim/engine/_fastpath.c
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
@@ -31,4 +31,4 @@ bench: $(STAMP)
 	$(VENV)/bin/smpsim bench
 
 clean:
-	rm -rf $(VENV) build *.egg-info smpsim/*.so
+	rm -rf $(VENV) build *.egg-info smpsim/engine/*.so

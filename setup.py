@@ -1,10 +1,12 @@
-"""Builds smpsim's C extensions: `smpsim._atomics` (atomics and spinlocks on shared memory, see
-smpsim/_atomics.c) and `smpsim._fastpath` (the magazine hit path, see smpsim/_fastpath.c and its
-Python twin smpsim/fastpath.py). Everything else is declared in pyproject.toml."""
+"""Builds smpsim's C extensions: `smpsim.engine._atomics` (atomics and spinlocks on shared
+memory, see smpsim/engine/_atomics.c) and `smpsim.engine._fastpath` (the magazine hit path, see
+smpsim/engine/_fastpath.c and its Python twin smpsim/engine/fastpath.py). Everything else is
+declared in pyproject.toml."""
 from setuptools import Extension, setup
 
 FLAGS = ["-O2", "-std=c11", "-Wall"]
 
-setup(ext_modules=[Extension("smpsim._atomics", ["smpsim/_atomics.c"], extra_compile_args=FLAGS),
-                   Extension("smpsim._fastpath", ["smpsim/_fastpath.c"],
+setup(ext_modules=[Extension("smpsim.engine._atomics", ["smpsim/engine/_atomics.c"],
+                             extra_compile_args=FLAGS),
+                   Extension("smpsim.engine._fastpath", ["smpsim/engine/_fastpath.c"],
                              extra_compile_args=FLAGS)])

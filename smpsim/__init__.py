@@ -12,13 +12,13 @@ interface is API.md's: Machine, Kernel (from Machine.cpu), SlabCache, the consta
         m.check()
 """
 
-from .errors import (BadArgument, CacheNotEmpty, CPUError, DebugError, InvalidCache, InvalidFree,
+from .engine.errors import (BadArgument, CacheNotEmpty, CPUError, DebugError, InvalidCache, InvalidFree,
                      InvariantError, LockOrderError, LockTimeout, OutOfMemory, SmpsimError)
-from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM
-from .kernel import Kernel, SlabCache
-from .layout import PAGE_SIZE
-from .machine import Machine
-from .slab import SLAB_CACHE_NOMAGAZINE, SLAB_CACHE_SLINSIDE, SLAB_RECLAIM_ALL, geometry
+from .engine.frames import FRAME_ATOMIC, FRAME_NO_RECLAIM
+from .engine.kernel import Kernel, SlabCache
+from .engine.layout import PAGE_SIZE
+from .engine.machine import Machine
+from .engine.slab import SLAB_CACHE_NOMAGAZINE, SLAB_CACHE_SLINSIDE, SLAB_RECLAIM_ALL, geometry
 
 __all__ = ["Machine", "Kernel", "SlabCache", "geometry", "PAGE_SIZE", "FRAME_ATOMIC",
            "FRAME_NO_RECLAIM", "SLAB_CACHE_NOMAGAZINE", "SLAB_CACHE_SLINSIDE", "SLAB_RECLAIM_ALL",

@@ -1,8 +1,8 @@
-"""`python -m smpsim`: the command line (smpsim/cli.py)."""
+"""`python -m smpsim`: the command line (smpsim/experiment/cli.py)."""
 
 import sys
 
-from smpsim.cli import main
+from smpsim.experiment.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

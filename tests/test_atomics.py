@@ -1,12 +1,12 @@
-"""smpsim/_atomics.c: atomic operations and the spinlock, in one process and across processes."""
+"""smpsim/engine/_atomics.c: atomic operations and the spinlock, in one process and across processes."""
 import mmap
 import multiprocessing
 import os
 
 import pytest
 
-from smpsim._atomics import Arena
-from smpsim.layout import SPINLOCK
+from smpsim.engine._atomics import Arena
+from smpsim.engine.layout import SPINLOCK
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""smpsim/bench.py: `smpsim bench --quick` runs every section and writes every number. No test
+"""smpsim/experiment/bench.py: `smpsim bench --quick` runs every section and writes every number. No test
 here asserts a time: the quick sizes are too small to mean anything, and hosts differ."""
 import json
 import math
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from smpsim import bench
+from smpsim.experiment import bench
 
 NUMBER = (int, float)
 
@@ -82,7 +82,7 @@ def test_quick_bench_writes_every_number(tmp_path, capsys):
 
 
 def test_cli_delegates_to_bench(capsys):
-    from smpsim import cli
+    from smpsim.experiment import cli
     with pytest.raises(SystemExit) as e:
         cli.main(["bench", "--help"])
     assert e.value.code == 0

@@ -1,9 +1,9 @@
-"""smpsim/check.py: each kind of damage is found, and every violation is listed, not just one."""
+"""smpsim/engine/check.py: each kind of damage is found, and every violation is listed, not just one."""
 import pytest
 
 import smpsim
-from smpsim.frames import FRAME_NO_RECLAIM
-from smpsim.layout import CACHE, CPU_CTL, KERNEL, SLAB
+from smpsim.engine.frames import FRAME_NO_RECLAIM
+from smpsim.engine.layout import CACHE, CPU_CTL, KERNEL, SLAB
 
 
 @pytest.fixture
@@ -93,7 +93,7 @@ def test_leaked_frames_and_free_count(m):
     pfn = a >> 12
     assert v == [f"frames {pfn}..{pfn + 3} are allocated but no slab owns them (leaked)"]
     k.frame_free(a)
-    k.st(m.regions.header + smpsim.layout.HEADER.free_frames, k.free_frames() + 1)
+    k.st(m.regions.header + smpsim.engine.layout.HEADER.free_frames, k.free_frames() + 1)
     assert any("free_frames is" in x for x in violations(m))
 
 

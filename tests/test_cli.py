@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from smpsim import cli
+from smpsim.experiment import cli
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -44,7 +44,7 @@ def test_run_writes_a_result_folder(tiny, tmp_path, capsys):
     # the log holds records of both CPU processes, tagged with their CPU, and of the parent
     log = open(os.path.join(out, "run.log")).read()
     assert "cpu=0 workers: larson done" in log and "cpu=1 workers: larson done" in log
-    assert "cpu=- smpsim.experiment: run base-c2-r0" in log
+    assert "cpu=- smpsim.experiment.runner: run base-c2-r0" in log
 
     assert cli.main(["slabinfo", out]) == 0
     text = capsys.readouterr().out.splitlines()
@@ -125,8 +125,8 @@ def test_python_scenario_script(tmp_path, capsys):
 
 
 def test_workloads_lists_each_with_defaults_that_validate(tmp_path, capsys):
-    from smpsim import scenario
-    import workers
+    from smpsim.experiment import scenario
+    from smpsim import workloads as workers
     assert cli.main(["workloads"]) == 0
     blocks = [b for b in capsys.readouterr().out.split("\n\n") if b.strip()]
     assert len(blocks) == len(workers.WORKLOADS)

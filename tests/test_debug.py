@@ -1,12 +1,12 @@
-"""Debugging mode (Machine(debug=True), smpsim/debug.py): patterns, red zones, the audit trail,
+"""Debugging mode (Machine(debug=True), smpsim/engine/debug.py): patterns, red zones, the audit trail,
 the geometry with and without the trailer, and the lock-order check."""
 
 import pytest
 
 import smpsim
 from smpsim import SLAB_CACHE_NOMAGAZINE, Machine
-from smpsim.debug import TRAILER, audit
-from smpsim.layout import CACHE, KERNEL
+from smpsim.engine.debug import TRAILER, audit
+from smpsim.engine.layout import CACHE, KERNEL
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -215,7 +215,7 @@ def test_lock_order_is_checked_in_debugging_mode(dm):
             k.lock(KERNEL.slab_cache_lock)
         assert str(ei.value) == ("CPU 0 takes slab_cache_lock (rank 1) while holding "
                                  "node.slablock (rank 4): against the lock order of "
-                                 "smpsim/locks.py")
+                                 "smpsim/engine/locks.py")
     finally:
         k.unlock(slablock)
     dm.check()
@@ -231,7 +231,7 @@ def test_lock_order_is_checked_in_debugging_mode(dm):
 
 def test_lock_ranks_from_addresses_agree_with_the_named_locks(dm):
     """The order check ranks a lock from its address alone; the ranks must be those of the
-    lock's name (smpsim/locks.py) for every lock of the machine."""
+    lock's name (smpsim/engine/locks.py) for every lock of the machine."""
     k = dm.cpu(0)
     k.slab_cache_create("node", 100)
     k.slab_cache_create("big", 5000, 0, SLAB_CACHE_NOMAGAZINE)

@@ -1,4 +1,4 @@
-"""The experiment layer: a small scenario run through experiment.run_points, and the contents of
+"""The experiment layer: a small scenario run through runner.run_points, and the contents of
 the result folder it writes (JSON, CSV, slabinfo), interruption and a failing CPU."""
 
 import csv
@@ -8,7 +8,7 @@ import os
 import pytest
 
 import smpsim
-from smpsim import experiment, report, scenario
+from smpsim.experiment import report, runner, scenario
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -49,7 +49,7 @@ def rows(path):
 
 def test_run_points_writes_the_result_folder(scn, tmp_path):
     out = str(tmp_path / "out")
-    results, sweep = experiment.run_points(scn, scn.points([1, 2]), out)
+    results, sweep = runner.run_points(scn, scn.points([1, 2]), out)
     assert [r["point"]["id"] for r in results] == ["mag-c1-r0", "nomag-c1-r0", "mag-c2-r0",
                                                    "nomag-c2-r0"]
     assert all(r["check"] == "ok" and r["error"] is None for r in results)
@@ -72,7 +72,7 @@ def test_run_points_writes_the_result_folder(scn, tmp_path):
 
 def test_one_run_result_contents(scn, tmp_path):
     out = str(tmp_path / "out")
-    (mag, nomag), _ = experiment.run_points(scn, scn.points([2]), out)
+    (mag, nomag), _ = runner.run_points(scn, scn.points([2]), out)
     run_dir = os.path.join(out, "runs", "mag-c2-r0")
     assert sorted(os.listdir(run_dir)) == ["cpus.csv", "locks.csv", "result.json",
                                            "slabinfo.txt", "timeseries.csv"]
@@ -129,7 +129,7 @@ def test_interrupt_writes_what_finished_marked_partial(scn, tmp_path):
     def interrupt(result):
         raise KeyboardInterrupt
     with pytest.raises(KeyboardInterrupt):
-        experiment.run_points(scn, scn.points([1]), out, on_result=interrupt)
+        runner.run_points(scn, scn.points([1]), out, on_result=interrupt)
     summary = json.load(open(os.path.join(out, "summary.json")))
     assert summary["partial"] is True
     assert [r["id"] for r in summary["runs"]] == ["mag-c1-r0"]
@@ -139,7 +139,7 @@ def test_interrupt_writes_what_finished_marked_partial(scn, tmp_path):
 def test_a_failing_cpu_is_recorded_and_the_machine_checked(scn, tmp_path):
     [point] = scn.points()[:1]
     point.workload = dict(point.workload, cache="missing")      # every CPU raises KeyError
-    r = experiment.run_point(point)
+    r = runner.run_point(point)
     assert r["error"].startswith("CPU ")
     assert r["error_detail"]["reason"] == "exception"
     assert "KeyError" in r["error_detail"]["traceback"]
@@ -163,8 +163,8 @@ def test_ctrl_c_during_a_run_keeps_its_counters(scn, tmp_path):
     out = str(tmp_path / "out")
     [point] = scn.points()[:1]
     point.workload = dict(point.workload, ops=0, seconds=30.0)
-    with pytest.raises(experiment.Interrupted):
-        experiment.run_points(scn, [point], out, view=_CtrlC())
+    with pytest.raises(runner.Interrupted):
+        runner.run_points(scn, [point], out, view=_CtrlC())
     summary = json.load(open(os.path.join(out, "summary.json")))
     assert summary["partial"] is True
     [run] = summary["runs"]

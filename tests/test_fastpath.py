@@ -1,4 +1,4 @@
-"""smpsim/_fastpath.c against its Python twin (smpsim/fastpath.py) and the unaccelerated path.
+"""smpsim/engine/_fastpath.c against its Python twin (smpsim/engine/fastpath.py) and the unaccelerated path.
 
 The same operation sequence runs on machines that differ only in Machine(accel=...): the C
 accelerator, its pure-Python twin, and none ("off", the seed's whole Python path). Everything
@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 import smpsim
 from smpsim import (FRAME_ATOMIC, FRAME_NO_RECLAIM, SLAB_CACHE_NOMAGAZINE, SLAB_RECLAIM_ALL,
                     Machine)
-from smpsim import fastpath
+from smpsim.engine import fastpath
 
 ACCELS = ("c", "python", "off")
 SIZES = [8, 24, 64, 100, 700, 4096]
@@ -179,12 +179,12 @@ def test_accelerator_is_used_and_misses_go_to_python():
         k.slab_free(c, b)
         st_ = m.cpu_stats()[0]
         assert (st_["hits"], st_["misses"]) == (2, 2)
-        assert k.ld(k.ctl + smpsim.layout.CPU_CTL.in_kernel) == 0
+        assert k.ld(k.ctl + smpsim.engine.layout.CPU_CTL.in_kernel) == 0
         m.check()
 
 
 def test_debug_and_off_use_no_accelerator():
-    pytest.importorskip("smpsim.debug")
+    pytest.importorskip("smpsim.engine.debug")
     with Machine(cpus=1, memory="4M", debug=True) as m:
         assert m.cpu(0)._fast is None
         assert "slab_alloc" not in vars(m.cpu(0))

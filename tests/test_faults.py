@@ -25,8 +25,8 @@ import pytest
 
 import smpsim
 from smpsim import FRAME_ATOMIC, FRAME_NO_RECLAIM, SLAB_CACHE_NOMAGAZINE, Machine
-from smpsim.layout import CPU_CTL
-from smpsim.machine import SHM_DIR, SHM_PREFIX, sweep_stale_segments
+from smpsim.engine.layout import CPU_CTL
+from smpsim.engine.machine import SHM_DIR, SHM_PREFIX, sweep_stale_segments
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -60,7 +60,7 @@ def die_after(k, name, step, lock_name, op, warmup=True, n=100000, seed=0):
     of the lock called `lock_name` while inside `op` (CPU_CTL.in_kernel). With `warmup`, two
     objects are allocated and one freed first, so that the cache has a partial slab (or an
     object in this CPU's magazine). Returns "survived" when the kill point never came."""
-    from smpsim.kernel import OPS
+    from smpsim.engine.kernel import OPS
     if warmup:
         c = k.cache(name)
         k.slab_alloc(c)
@@ -96,7 +96,7 @@ def die_at_store(k, name, nth, n=100000, seed=0):
 
 def hold_lock_then_die(k, name):
     """Take the cache's slablock and die holding it."""
-    from smpsim.layout import CACHE
+    from smpsim.engine.layout import CACHE
     k.lock(k.cache(name)._addr + CACHE.slablock)
     _suicide()
 
@@ -255,7 +255,7 @@ def _churning_script(tmp_path):
         import sys
         sys.path.insert(0, {os.path.dirname(__file__)!r})
         import smpsim, test_faults
-        from smpsim.layout import CPU_CTL
+        from smpsim.engine.layout import CPU_CTL
         with smpsim.Machine(2, "8M") as m:
             m.cpu(0).slab_cache_create("obj", 100)
             def tell(m):
@@ -419,7 +419,7 @@ def test_lock_watchdog_names_the_lock_and_its_holder():
     with Machine(2, "8M", lock_timeout=0.5) as m:
         k = m.cpu(0)
         c = k.slab_cache_create("obj", 100, 0, SLAB_CACHE_NOMAGAZINE)
-        from smpsim.layout import CACHE
+        from smpsim.engine.layout import CACHE
         k.lock(c._addr + CACHE.slablock)
         try:
             with pytest.raises(smpsim.CPUError) as ei:
@@ -438,7 +438,7 @@ def test_no_lock_timeout_and_a_lock_never_released_ends_by_the_run_timeout():
     with Machine(2, "8M") as m:
         k = m.cpu(0)
         c = k.slab_cache_create("obj", 100, 0, SLAB_CACHE_NOMAGAZINE)
-        from smpsim.layout import CACHE
+        from smpsim.engine.layout import CACHE
         k.lock(c._addr + CACHE.slablock)
         try:
             with pytest.raises(smpsim.CPUError) as ei:

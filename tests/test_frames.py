@@ -1,9 +1,9 @@
-"""smpsim/frames.py: the buddy allocator, its frame table, and reclaim when it runs out."""
+"""smpsim/engine/frames.py: the buddy allocator, its frame table, and reclaim when it runs out."""
 import pytest
 
 import smpsim
-from smpsim.frames import FRAME_FREE, FRAME_NO_RECLAIM, FRAME_RESERVED, FRAME_USED
-from smpsim.layout import FRAME, MAX_ORDER, PAGE_SIZE
+from smpsim.engine.frames import FRAME_FREE, FRAME_NO_RECLAIM, FRAME_RESERVED, FRAME_USED
+from smpsim.engine.layout import FRAME, MAX_ORDER, PAGE_SIZE
 
 
 @pytest.mark.parametrize("memory", ["1M", 1 << 20 | 3 * PAGE_SIZE, "5M", "64M"])

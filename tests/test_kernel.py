@@ -1,4 +1,4 @@
-"""smpsim/kernel.py: the public Kernel of API.md, call by call."""
+"""smpsim/engine/kernel.py: the public Kernel of API.md, call by call."""
 import pickle
 
 import pytest
@@ -132,7 +132,7 @@ def test_allocator_objects_cannot_be_freed_by_callers(machine):
     k.slab_free(c, a)                                   # this made a magazine
     mags = machine.stats()["caches"]["slab_magazine"]["allocated"]
     assert mags >= 1
-    cur = k.ld(k._mags(c._addr) + smpsim.layout.CPU_MAGS.current)
+    cur = k.ld(k._mags(c._addr) + smpsim.engine.layout.CPU_MAGS.current)
     with pytest.raises(smpsim.InvalidFree, match="is an object the allocator uses itself"):
         k.slab_free(k.cache("slab_magazine"), cur)
     machine.check()

@@ -1,8 +1,8 @@
-"""smpsim/layout.py: the declared structures have the seed's sizes and the regions do not overlap."""
+"""smpsim/engine/layout.py: the declared structures have the seed's sizes and the regions do not overlap."""
 import pytest
 
-from smpsim import _atomics
-from smpsim.layout import (CACHE, CPU_CTL, CPU_MAGS, FRAME, HEADER, KERNEL, LINE, LINK, MAGAZINE,
+from smpsim.engine import _atomics
+from smpsim.engine.layout import (CACHE, CPU_CTL, CPU_MAGS, FRAME, HEADER, KERNEL, LINE, LINK, MAGAZINE,
                            PAGE_SIZE, SLAB, SPINLOCK, Regions, Struct)
 
 

@@ -2,7 +2,7 @@
 
 import io
 
-from smpsim import live
+from smpsim.experiment import live
 
 STATS = {
     "frames": {"total": 1024, "free": 1000},

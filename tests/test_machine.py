@@ -1,10 +1,10 @@
-"""smpsim/machine.py and smpsim/cpu.py: arguments, lifecycle, runs, statistics."""
+"""smpsim/engine/machine.py and smpsim/engine/cpu.py: arguments, lifecycle, runs, statistics."""
 import os
 
 import pytest
 
 import smpsim
-from smpsim.machine import SHM_DIR, parse_memory
+from smpsim.engine.machine import SHM_DIR, parse_memory
 
 
 @pytest.mark.parametrize("memory,expect", [("1M", 1 << 20), ("64M", 64 << 20), ("1G", 1 << 30),
@@ -199,7 +199,7 @@ def test_percpu_counters_sum_to_the_same(tmp_path):
 
 
 def test_stale_segments_of_dead_creators_are_swept():
-    from smpsim.machine import sweep_stale_segments
+    from smpsim.engine.machine import sweep_stale_segments
     dead = os.fork()
     if dead == 0:
         os._exit(0)

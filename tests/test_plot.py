@@ -1,6 +1,6 @@
 """Plots: the sweep and time-series PNGs are written and are PNGs."""
 
-from smpsim import plot
+from smpsim.experiment import plot
 
 ROWS = [{"label": lab, "cpus": n, "throughput": tp * n, "throughput_sd": sd, "hit_rate": hr,
          "contended_per_op": c, "speedup": float(n), "ops_per_cpu_s": tp,

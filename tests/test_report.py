@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from smpsim import report
+from smpsim.experiment import report
 
 CACHES = {
     "slab_magazine": {"size": 64, "pages": 1, "objects": 63, "slabs": 1, "cached": 0,

@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from smpsim import scenario
-from smpsim.scenario import ScenarioError
+from smpsim.experiment import scenario
+from smpsim.experiment.scenario import ScenarioError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHIPPED = sorted(glob.glob(os.path.join(ROOT, "scenarios", "*.toml")))

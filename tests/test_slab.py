@@ -1,4 +1,4 @@
-"""smpsim/slab.py: the seed's geometry for every size, real caches for a sample, and the seed's
+"""smpsim/engine/slab.py: the seed's geometry for every size, real caches for a sample, and the seed's
 magazine and reclaim behaviour step by step."""
 import pytest
 
@@ -11,7 +11,7 @@ SLAB_T = 48
 
 def seed_geometry(size, align=0, flags=0):
     """A transliteration of the seed's _slab_cache_create, comp_objects and badness, written
-    apart from smpsim/slab.py to check it."""
+    apart from smpsim/engine/slab.py to check it."""
     def comp_objects(order, flags):
         if flags & SLAB_CACHE_SLINSIDE:
             return ((PAGE << order) - SLAB_T) // size

@@ -7,8 +7,8 @@ run left in magazines, so only the caller-facing caches are compared."""
 import pytest
 
 import smpsim
-import workers
-from workers import common, kalloc_mix, larson, xmalloc
+from smpsim import workloads as workers
+from smpsim.workloads import common, kalloc_mix, larson, xmalloc
 
 pytestmark = pytest.mark.timeout(60)
 

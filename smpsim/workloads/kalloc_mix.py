@@ -11,7 +11,7 @@ allocations per malloc cache in `by_cache`.
 import bisect
 import itertools
 
-from workers.common import (COMMON, LENGTH, Budget, Heap, Param, cpu_rng, malloc_cache_name,
+from smpsim.workloads.common import (COMMON, LENGTH, Budget, Heap, Param, cpu_rng, malloc_cache_name,
                             resolve)
 
 __all__ = ["PARAMS", "run", "DEFAULT_SIZES"]

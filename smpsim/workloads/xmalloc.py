@@ -21,7 +21,7 @@ A producer's `ops` counts its allocations; a consumer stops once every producer 
 queue is empty, so consumers do as many frees as the producers did allocations between them.
 """
 
-from workers.common import (COMMON, LENGTH, Budget, Heap, Param, SharedBlock, cpu_rng,
+from smpsim.workloads.common import (COMMON, LENGTH, Budget, Heap, Param, SharedBlock, cpu_rng,
                             resolve, spin_wait)
 
 __all__ = ["PARAMS", "prepare", "run", "finish", "Queue"]

@@ -31,7 +31,7 @@ Patterns, as Bonwick's allocator uses them:
   is an overrun; DebugError names the object, its cache and who allocated it, and nothing is
   changed (the object stays allocated, like any rejected free).
 
-Debugging mode also turns on the lock-order check of smpsim/memory.py (LockOrderError), and
+Debugging mode also turns on the lock-order check of smpsim/engine/memory.py (LockOrderError), and
 never uses the magazine-hit accelerator (its hooks live in the Python methods).
 
 The hooks run inside the Kernel's bracket (_enter/_leave) on the CPU doing the operation, with

@@ -250,7 +250,7 @@ def _pair_time(fn, n):
 def hot_path(cfg):
     """Pair costs in ns and as ratios to the list floor measured just before each (medians
     over the rounds), in this process's CPU time."""
-    from . import SLAB_CACHE_NOMAGAZINE, SLAB_RECLAIM_ALL, Machine
+    from smpsim import SLAB_CACHE_NOMAGAZINE, SLAB_RECLAIM_ALL, Machine
     n, slow_n, rounds = cfg["pairs"], cfg["slow_pairs"], cfg["rounds"]
     out = {}
 
@@ -376,7 +376,7 @@ def _workload_run(m, workload, cache, ncpus, seconds):
 
 
 def scaling(cfg):
-    from . import SLAB_CACHE_NOMAGAZINE, Machine
+    from smpsim import SLAB_CACHE_NOMAGAZINE, Machine
     secs = cfg["seconds"]
     out = {"threadtest": {"magazines": {}, "nomagazine": {}},
            "xmalloc": {"magazines": {}, "nomagazine": {}}}
@@ -427,7 +427,7 @@ def oversubscribed(m, cache, cfg):
 def efficiency(cfg):
     """2-CPU efficiency of threadtest (magazines, a batch that fits them) with shared and with
     per-CPU counters, against the plain Python loop's 2-process speed-up, in interleaved rounds."""
-    from . import Machine
+    from smpsim import Machine
     secs = max(cfg["seconds"], 0.02)
     rows = {"python_speedup": [], "python_cpu": [], "shared": [], "percpu": []}
     with Machine(cpus=2, memory="64M") as shared, \
@@ -476,7 +476,7 @@ def _rate_and_cpu(m, program, args, n):
 
 def depot(cfg):
     """The shared magazine list's traffic with batches larger than two magazines."""
-    from . import Machine
+    from smpsim import Machine
     out = {}
     with Machine(cpus=2, memory="64M") as m:
         c = m.cpu(0).slab_cache_create("bench", 64)
@@ -505,7 +505,7 @@ def depot(cfg):
 # --- 4. boot and start ---------------------------------------------------------------------
 
 def start(cfg):
-    from . import Machine
+    from smpsim import Machine
     out = {"boot_s": {}, "start_s": {}}
     for size in cfg["boot"]:
         best = None

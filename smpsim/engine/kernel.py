@@ -73,7 +73,7 @@ class Kernel(SlabAllocator):
     _stop_pending = False
     in_run = False           # set in a CPU process of Machine.run (barrier() needs it)
 
-    _fast = None             # the magazine-hit accelerator (smpsim/fastpath.py), if any
+    _fast = None             # the magazine-hit accelerator (smpsim/engine/fastpath.py), if any
 
     def __init__(self, buf, regions, cpu_id, cpus, *, accel="off", **kw):
         super().__init__(buf, regions, cpu_id, cpus, **kw)
@@ -86,7 +86,7 @@ class Kernel(SlabAllocator):
         self._malloc_ids = None
         self._debug = None
         if self.debug:
-            from .debug import Debugger       # debugging mode only (smpsim/debug.py)
+            from .debug import Debugger       # debugging mode only (smpsim/engine/debug.py)
             self._debug = Debugger(self)
         else:
             # slab_alloc, slab_free, kalloc and kfree become the accelerator's on this instance:

@@ -1,6 +1,6 @@
 """Workloads for smpsim: classic multi-threaded allocator benchmarks, one module each.
 
-Every workload module offers the same surface, used by the experiment layer (smpsim/experiment.py)
+Every workload module offers the same surface, used by the experiment layer (smpsim/experiment/runner.py)
 and usable directly from scenario scripts:
 
     PARAMS                        its parameters: name -> workers.common.Param (kind, default,
@@ -32,13 +32,13 @@ __all__ = ["WORKLOADS", "module"]
 
 # Workload name -> module path. Importing this package imports none of them.
 WORKLOADS = {
-    "threadtest": "workers.threadtest",
-    "larson": "workers.larson",
-    "xmalloc": "workers.xmalloc",
-    "scratch": "workers.scratch",
-    "kalloc_mix": "workers.kalloc_mix",
-    "pressure": "workers.pressure",
-    "floor": "workers.floor",
+    "threadtest": "smpsim.workloads.threadtest",
+    "larson": "smpsim.workloads.larson",
+    "xmalloc": "smpsim.workloads.xmalloc",
+    "scratch": "smpsim.workloads.scratch",
+    "kalloc_mix": "smpsim.workloads.kalloc_mix",
+    "pressure": "smpsim.workloads.pressure",
+    "floor": "smpsim.workloads.floor",
 }
 
 

@@ -18,7 +18,7 @@
     flags = ["NOMAGAZINE"]              # NOMAGAZINE, SLINSIDE
 
     [workload]
-    name = "threadtest"                 # a module of workers/ (workers.WORKLOADS)
+    name = "threadtest"                 # a module of workers/ (workloads.WORKLOADS)
     ops = 20000                         # and the workload's other parameters (its PARAMS)
 
     [run]
@@ -41,9 +41,12 @@ and what was expected; nothing is run before the whole file (every variant inclu
 """
 
 import os
-import tomllib
+try:
+    import tomllib
+except ImportError:              # Python 3.10: the same parser, as a package
+    import tomli as tomllib
 
-from smpsim.errors import SmpsimError
+from smpsim.engine.errors import SmpsimError
 
 __all__ = ["ScenarioError", "Scenario", "Point", "load", "parse_memory", "BOOT_CACHES"]
 
@@ -246,15 +249,15 @@ def _caches(c, arr, key, memory):
 
 
 def _workload(c, t, key, caches):
-    import workers
+    from smpsim import workloads
     if not isinstance(t, dict):
         c.fail(key, "a table", t)
     if "name" not in t:
-        c.fail(f"{key}.name", "a workload: " + ", ".join(sorted(workers.WORKLOADS)), missing=True)
+        c.fail(f"{key}.name", "a workload: " + ", ".join(sorted(workloads.WORKLOADS)), missing=True)
     name = t["name"]
-    if not isinstance(name, str) or name not in workers.WORKLOADS:
-        c.fail(f"{key}.name", "one of " + ", ".join(sorted(workers.WORKLOADS)), name)
-    spec = workers.module(name).PARAMS
+    if not isinstance(name, str) or name not in workloads.WORKLOADS:
+        c.fail(f"{key}.name", "one of " + ", ".join(sorted(workloads.WORKLOADS)), name)
+    spec = workloads.module(name).PARAMS
     params = {"name": name}
     for k, v in t.items():
         if k == "name":

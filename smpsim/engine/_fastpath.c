@@ -1,6 +1,6 @@
 /*
  * smpsim._fastpath: the magazine hit path of slab_alloc, slab_free, kalloc and kfree as one C
- * call each (the heapq/_heapq pattern). smpsim/fastpath.py holds its pure-Python twin, which
+ * call each (the heapq/_heapq pattern). smpsim/engine/fastpath.py holds its pure-Python twin, which
  * must leave shared memory byte for byte as this file does (tests/test_fastpath.py runs both).
  *
  * Why: a Python port of the seed's hit path costs about 20 times a Python list.append + pop
@@ -14,7 +14,7 @@
  *      generation matches the descriptor, flags within FRAME_ATOMIC | FRAME_NO_RECLAIM, an int
  *      address. Anything else (a bad or destroyed handle, an invalid free, a weird argument)
  *      goes to the Python method, which raises the usual error with the usual message;
- *   2. set CPU_CTL.in_kernel to the operation's code (OPS in smpsim/kernel.py);
+ *   2. set CPU_CTL.in_kernel to the operation's code (OPS in smpsim/engine/kernel.py);
  *   3. free only: claim the object-table entry (16-bit CAS cid -> 0, SEQ_CST), as _claim does;
  *   4. take this CPU's magazine lock with ONE test-and-test-and-set attempt (the acquire of
  *      _atomics.c's spin_acquire when it succeeds at once, with the same counter update);
@@ -28,13 +28,13 @@
  * A miss (no magazine with an object or with room: the shared magazine list, the slab layer or
  * a new magazine is needed), a NOMAGAZINE cache, or a magazine lock found taken, undoes what
  * was done (the lock's acquisition count, the object-table claim, in_kernel) and calls the
- * Python method (the seed's whole path, in smpsim/kernel.py and smpsim/slab.py). So no Python
+ * Python method (the seed's whole path, in smpsim/engine/kernel.py and smpsim/engine/slab.py). So no Python
  * code runs while in_kernel is set here: a stop signal's handler runs after the call, sees
  * in_kernel == 0 and exits, which is what Kernel._leave would have done. The lock is never
  * waited for in C: a contended magazine lock (only reclaim or cache destruction on another CPU
  * takes it) is left to the Python path, which spins with signal checks and lock timeouts.
  *
- * Layout offsets come from smpsim/layout.py through configure() (smpsim/fastpath.py calls it
+ * Layout offsets come from smpsim/engine/layout.py through configure() (smpsim/engine/fastpath.py calls it
  * once at import); this file has no literal offset. Every address read from shared memory is
  * checked against the segment before it is dereferenced, so a corrupt machine sends the call to
  * Python instead of crashing the host.
@@ -44,7 +44,7 @@
 #include <structmember.h>
 #include <stdint.h>
 
-/* --- the layout, from smpsim/layout.py (configure) -------------------------------------------- */
+/* --- the layout, from smpsim/engine/layout.py (configure) -------------------------------------------- */
 
 static struct {
     int ready;
@@ -587,7 +587,7 @@ static PyTypeObject FastPathType = {
 
 static PyMethodDef module_methods[] = {
     {"configure", configure, METH_VARARGS,
-     "configure(fields, constants, handle_type): the layout, from smpsim/layout.py"},
+     "configure(fields, constants, handle_type): the layout, from smpsim/engine/layout.py"},
     {NULL}};
 
 static struct PyModuleDef moduledef = {

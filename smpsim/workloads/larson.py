@@ -16,7 +16,7 @@ after the barrier (the barrier orders them).
 
 from array import array
 
-from workers.common import (COMMON, LENGTH, Budget, Heap, Param, SharedBlock, cpu_rng,
+from smpsim.workloads.common import (COMMON, LENGTH, Budget, Heap, Param, SharedBlock, cpu_rng,
                             resolve)
 
 __all__ = ["PARAMS", "prepare", "run", "finish"]

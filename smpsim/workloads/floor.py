@@ -5,7 +5,7 @@ to an allocator workload shows how far the host itself lets N forked Python proc
 this, measured in the same sweep.
 """
 
-from workers.common import LENGTH, Budget, Param, log, resolve
+from smpsim.workloads.common import LENGTH, Budget, Param, log, resolve
 
 __all__ = ["PARAMS", "run"]
 

@@ -60,7 +60,7 @@ class LockTimeout(SmpsimError):
 
 
 class LockOrderError(SmpsimError):
-    """Debugging mode: a lock taken against the lock order (see smpsim/locks.py)."""
+    """Debugging mode: a lock taken against the lock order (see smpsim/engine/locks.py)."""
 
 
 class DebugError(SmpsimError):

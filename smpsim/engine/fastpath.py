@@ -13,11 +13,11 @@ slab_alloc, slab_free, kalloc and kfree on the instance with an accelerator's me
 - hand every other call, unchanged, to the Kernel's own Python method: misses (the shared
   magazine list, the slab layer, a new magazine), NOMAGAZINE caches, argument errors and invalid
   frees, whose messages therefore stay the Python path's. A miss changes nothing before it
-  hands over (smpsim/_fastpath.c's header has the details and the memory orderings).
+  hands over (smpsim/engine/_fastpath.c's header has the details and the memory orderings).
 
 Two accelerators with the same constructor and methods, chosen by Machine(accel=...):
 
-    "c"       smpsim._fastpath.FastPath (smpsim/_fastpath.c); the default
+    "c"       smpsim.engine._fastpath.FastPath (smpsim/engine/_fastpath.c); the default
     "python"  PyFastPath below: the same steps in Python, the reference the C code is tested
               against (tests/test_fastpath.py runs both and compares the whole segment)
     "off"     none: every call takes the Kernel's Python methods (as debugging mode does)
@@ -26,7 +26,7 @@ SMPSIM_NO_ACCEL=1 in the environment turns "c" into "python"; so does a build wi
 extension. Debugging mode (Machine(debug=True)) never uses an accelerator: its hooks live in the
 Python methods.
 
-The magazine lock is tried once (test-and-test-and-set, as smpsim/_atomics.c's first attempt);
+The magazine lock is tried once (test-and-test-and-set, as smpsim/engine/_atomics.c's first attempt);
 if another CPU holds it (only reclaim or cache destruction takes another CPU's magazine lock) the
 call goes to Python, which spins, checks signals and honours lock timeouts. No Python code runs
 while an accelerator has in_kernel set (C) or could be interrupted in a way that matters (the
@@ -48,11 +48,11 @@ ALLOC_FLAGS = FRAME_ATOMIC | FRAME_NO_RECLAIM
 KALLOC_MAX = 1 << SLAB_MAX_MALLOC_W
 MALLOC_MIN = 1 << SLAB_MIN_MALLOC_W
 
-_c_module = None      # smpsim._fastpath once configured; False when it cannot be imported
+_c_module = None      # smpsim.engine._fastpath once configured; False when it cannot be imported
 
 
 def _layout():
-    """The fields and constants the C accelerator needs, by name, from smpsim/layout.py."""
+    """The fields and constants the C accelerator needs, by name, from smpsim/engine/layout.py."""
     from .kernel import OPS
     fields = {}
     for prefix, struct, names in (
@@ -115,8 +115,8 @@ def install(k, cls, buf):
 
 
 class PyFastPath:
-    """The pure-Python twin of smpsim._fastpath.FastPath: the same steps, the same result in
-    shared memory, byte for byte. See the module docstring and smpsim/_fastpath.c."""
+    """The pure-Python twin of smpsim.engine._fastpath.FastPath: the same steps, the same result in
+    shared memory, byte for byte. See the module docstring and smpsim/engine/_fastpath.c."""
 
     def __init__(self, buffer, memory, cpu, ctl, object_table, cache_ids, percpu,
                  slab_alloc, slab_free, kalloc, kfree):

@@ -16,7 +16,7 @@ of memory. With `cache_b` the second phase allocates from that cache instead of 
 
 import time
 
-from workers.common import COMMON, Heap, Param, cpu_rng, resolve
+from smpsim.workloads.common import COMMON, Heap, Param, cpu_rng, resolve
 
 __all__ = ["PARAMS", "run"]
 

@@ -12,7 +12,7 @@ Besides the counts, each CPU reports `shared_line_allocs`: allocations whose lin
 object handed to another CPU, the false sharing the allocator let through.
 """
 
-from workers.common import (COMMON, LENGTH, Budget, Heap, Param, SharedBlock, cpu_rng,
+from smpsim.workloads.common import (COMMON, LENGTH, Budget, Heap, Param, SharedBlock, cpu_rng,
                             resolve)
 
 __all__ = ["PARAMS", "prepare", "run", "finish"]

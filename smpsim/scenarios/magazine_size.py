@@ -31,7 +31,7 @@ def measure(size):
         k = m.cpu(0)
         cache = k.slab_cache_create(CACHE, OBJ_SIZE)
         before, cpu_before = m.stats(), m.cpu_stats()
-        m.run("workers.threadtest:run", {"ops": OPS, "batch": BATCH, "cache": CACHE},
+        m.run("smpsim.workloads.threadtest:run", {"ops": OPS, "batch": BATCH, "cache": CACHE},
               timeout=300)
         after, cpu_after = m.stats(), m.cpu_stats()
         k.slab_cache_destroy(cache)
@@ -51,7 +51,7 @@ def run(out=None):
     """Measures every size in SIZES; writes the CSV and the plot under `out` when given."""
     rows = [measure(size) for size in SIZES]
     if out:
-        from smpsim import report
+        from smpsim.experiment import report
         os.makedirs(out, exist_ok=True)
         report.write_csv(os.path.join(out, "magazine_size.csv"), rows)
         _plot(rows, os.path.join(out, "magazine_size.png"))

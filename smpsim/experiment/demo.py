@@ -48,7 +48,7 @@ def _program(k, ops, mailbox):
 
 
 def main(argv=None):
-    from .machine import Machine
+    from smpsim import Machine
     p = argparse.ArgumentParser(prog="smpsim demo", description=__doc__.split("\n\n")[0])
     p.add_argument("--cpus", type=int, default=4, help="simulated CPUs (default 4)")
     p.add_argument("--ops", type=int, default=20000, help="operations per CPU (default 20000)")

@@ -19,7 +19,7 @@ object table (outside simulated memory) can say which cache's live object starts
 the counters can be per-CPU (Machine(counters="percpu")). The seed stores no constructor or
 destructor calls, and neither do we.
 
-Locks: see smpsim/locks.py. The seed updates its atomic counters after releasing locks
+Locks: see smpsim/engine/locks.py. The seed updates its atomic counters after releasing locks
 (magazine_obj_get, slab_alloc) and drops `slablock` while it allocates a new slab: a CPU that
 dies there holds no lock and still leaves counters or a slab half done, which the checker sees.
 
@@ -94,7 +94,7 @@ class SlabAllocator(FrameAllocator):
 
     RECLAIM_ALL = SLAB_RECLAIM_ALL
     hit = False        # whether the last _alloc/_free was served by this CPU's magazines
-    _debug = None      # debugging mode's Debugger (smpsim/debug.py), set by the Kernel
+    _debug = None      # debugging mode's Debugger (smpsim/engine/debug.py), set by the Kernel
 
     def __init__(self, buf, regions, cpu_id, cpus, *, percpu_counters=False, **kw):
         super().__init__(buf, regions, cpu_id, **kw)
@@ -192,7 +192,7 @@ class SlabAllocator(FrameAllocator):
         frames = 0
         if available == self.ld(cache + CACHE.objects):
             # Empty: free it now. Holding slablock is safe: freeing the outside descriptor may
-            # allocate a magazine, and that never reclaims (see smpsim/locks.py).
+            # allocate a magazine, and that never reclaims (see smpsim/engine/locks.py).
             self.list_remove(slab + SLAB.link)
             frames = self._slab_space_free(cache, slab)
         elif available == 1:                       # it was full: move it to partial
@@ -524,7 +524,7 @@ class SlabAllocator(FrameAllocator):
         return self._locate_lock(lock)[0]
 
     def lock_rank(self, lock):
-        """The rank of the lock at `lock` (smpsim/locks.py), for debugging mode's order check
+        """The rank of the lock at `lock` (smpsim/engine/locks.py), for debugging mode's order check
         on every acquisition: found from the address alone (the cache descriptor holding the
         lock is a slab_cache object or one of the two static caches), without walking the
         cache list as _locate_lock does for names."""

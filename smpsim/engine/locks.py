@@ -1,7 +1,7 @@
 """The lock order of the simulated kernel: which lock guards what, and in which order they nest.
 
-Locks are spinlocks in shared memory (SPINLOCK in smpsim/layout.py, acquired in C by
-smpsim/_atomics.c). A CPU may take a lock only when its rank is above the rank of every lock it
+Locks are spinlocks in shared memory (SPINLOCK in smpsim/engine/layout.py, acquired in C by
+smpsim/engine/_atomics.c). A CPU may take a lock only when its rank is above the rank of every lock it
 already holds; Machine(debug=True) checks that on every acquisition (LockOrderError).
 
  1. slab_cache_lock            the cache list, the cache-id table and `next_gen`. Held by

@@ -7,7 +7,7 @@ and the demo and benchmark of the engine.
     smpsim workloads                       the workloads and their parameters
     smpsim demo ... / smpsim bench ...
 
-SCENARIO is a TOML file (smpsim/scenario.py) or a Python scenario script, which must define
+SCENARIO is a TOML file (smpsim/experiment/scenario.py) or a Python scenario script, which must define
 `run(out_dir)` returning a dict (written to OUT/result.json). Exit status: 0 on success, 1 when a
 run failed or Machine.check() found violations, 2 on bad input (a message naming the file, the
 key and what was expected; no traceback), 130 on Ctrl-C (what finished is written, marked
@@ -23,7 +23,7 @@ import sys
 
 __all__ = ["main"]
 
-log = logging.getLogger("smpsim.cli")
+log = logging.getLogger("smpsim.experiment.cli")
 
 _FORMAT = "%(asctime)s %(levelname)-7s cpu=%(cpu)s %(name)s: %(message)s"
 
@@ -74,8 +74,8 @@ def _parser():
                    help="the caches at their fullest during the run (default) or at its end")
     i.add_argument("--format", choices=("both", "slabinfo", "seed"), default="both")
     sub.add_parser("workloads", help="list the workloads and their parameters")
-    for name, what in (("demo", "a short demonstration (smpsim.demo)"),
-                       ("bench", "the engine's benchmarks (smpsim.bench)")):
+    for name, what in (("demo", "a short demonstration (smpsim.experiment.demo)"),
+                       ("bench", "the engine's benchmarks (smpsim.experiment.bench)")):
         d = sub.add_parser(name, help=what, add_help=False)
         d.add_argument("args", nargs=argparse.REMAINDER)
     return p
@@ -129,7 +129,7 @@ def _bar_factory(quiet):
 
 def _run_script(args):
     import runpy
-    from smpsim.experiment import result_dir
+    from smpsim.experiment.runner import result_dir
     name = os.path.splitext(os.path.basename(args.scenario))[0]
     out = args.out or result_dir(name)
     ns = runpy.run_path(args.scenario, run_name="smpsim_scenario")
@@ -151,7 +151,7 @@ def _run_script(args):
 
 
 def _experiment(args):
-    from smpsim import experiment, plot, report, scenario
+    from smpsim.experiment import plot, report, runner, scenario
     try:
         scn = scenario.load(args.scenario)
     except scenario.ScenarioError as e:
@@ -167,17 +167,17 @@ def _experiment(args):
             print(f"smpsim: --repeat: expected 1..100, got {args.repeat}", file=sys.stderr)
             return 2
         points = scn.points(args.cpus or scn.sweep["cpus"], args.repeat or scn.sweep["repeat"])
-    out = args.out or experiment.result_dir(scn.name)
+    out = args.out or runner.result_dir(scn.name)
     os.makedirs(out, exist_ok=True)
     view = None
     if getattr(args, "live", False):
-        from smpsim.live import LiveView
+        from smpsim.experiment.live import LiveView
         view = LiveView()
     bars = None if view else _bar_factory(args.quiet)
     logs = _Logging(out, args.verbose)
     command = " ".join(["smpsim"] + sys.argv[1:])
     try:
-        results, sweep = experiment.run_points(scn, points, out, pin=args.pin or scn.run["pin"],
+        results, sweep = runner.run_points(scn, points, out, pin=args.pin or scn.run["pin"],
                                                bar_factory=bars, view=view, command=command)
     except KeyboardInterrupt:
         print(f"\nsmpsim: interrupted; what finished is in {out} (marked partial)",
@@ -207,7 +207,7 @@ def _experiment(args):
 
 
 def _slabinfo(args):
-    from smpsim import report
+    from smpsim.experiment import report
     try:
         results = report.load_results(args.result)
     except ValueError as e:
@@ -229,9 +229,9 @@ def _slabinfo(args):
 def _workloads():
     """Each workload's description and its [workload] keys, as TOML with their defaults."""
     import textwrap
-    import workers
-    for name in sorted(workers.WORKLOADS):
-        mod = workers.module(name)
+    from smpsim import workloads
+    for name in sorted(workloads.WORKLOADS):
+        mod = workloads.module(name)
         first = " ".join(mod.__doc__.strip().split("\n\n")[0].split())
         print(textwrap.fill(first, 96, initial_indent="# ", subsequent_indent="# "))
         print(f'name = "{name}"')
@@ -246,7 +246,7 @@ def _workloads():
 def _delegate(module, argv):
     import importlib
     try:
-        mod = importlib.import_module(f"smpsim.{module}")
+        mod = importlib.import_module(f"smpsim.experiment.{module}")
     except ImportError as e:
         print(f"smpsim: {module} is not available ({e})", file=sys.stderr)
         return 2

@@ -2,10 +2,10 @@
 
 Memory is the bottom layer of a Kernel (Memory -> FrameAllocator -> SlabAllocator -> Kernel).
 It holds the typed views of the segment, reads and writes fields at `base + STRUCT.field`
-(smpsim/layout.py), implements HelenOS's circular doubly linked lists (list.h) on addresses,
+(smpsim/engine/layout.py), implements HelenOS's circular doubly linked lists (list.h) on addresses,
 and takes and releases the spinlocks through the C extension.
 
-The lock order (smpsim/locks.py states it and what each lock guards) is checked here when the
+The lock order (smpsim/engine/locks.py states it and what each lock guards) is checked here when the
 machine runs in debugging mode: taking a lock whose rank is not above every lock this CPU holds
 raises LockOrderError before anything is taken.
 """
@@ -137,7 +137,7 @@ class Memory:
     # --- spinlocks ------------------------------------------------------------------------------
 
     def lock(self, lock):
-        """Acquire the spinlock at `lock` (test-and-test-and-set in C; see smpsim/_atomics.c).
+        """Acquire the spinlock at `lock` (test-and-test-and-set in C; see smpsim/engine/_atomics.c).
 
         Raises LockTimeout when the machine has a lock_timeout and the lock stays taken longer,
         and, with or without one, when its holder's process has died (see _lock_slow).
@@ -201,7 +201,7 @@ class Memory:
             raise LockOrderError(
                 f"CPU {self.cpu_id} takes {self.lock_name(lock)} (rank {rank}) while holding "
                 f"{self.lock_name(top)} (rank {self._held[-1][0]}): against the lock order "
-                f"of smpsim/locks.py")
+                f"of smpsim/engine/locks.py")
 
     # The slab layer knows which structure a lock guards; these name and rank it.
     def lock_name(self, lock):

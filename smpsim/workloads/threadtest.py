@@ -6,7 +6,7 @@ with a cache), `order` in which a batch is freed ("lifo", "fifo" or "random"). A
 two magazines sends objects through the shared magazine list and the slab layer.
 """
 
-from workers.common import COMMON, LENGTH, Budget, Heap, Param, cpu_rng, resolve
+from smpsim.workloads.common import COMMON, LENGTH, Budget, Heap, Param, cpu_rng, resolve
 
 __all__ = ["PARAMS", "run"]
 

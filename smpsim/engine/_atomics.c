@@ -11,7 +11,7 @@
  * Memory orderings are stated at each operation; a lock acquire is an ACQUIRE, a release is a
  * RELEASE, and the counters that stand for the seed's atomic_t are SEQ_CST like the kernel's.
  *
- * The spinlock (struct spinlock below, declared for Python in smpsim/layout.py as SPINLOCK) is
+ * The spinlock (struct spinlock below, declared for Python in smpsim/engine/layout.py as SPINLOCK) is
  * test-and-test-and-set: it reads the word until it looks free, then tries one compare-and-swap,
  * and after SPIN_READS failed reads gives the core away with sched_yield(). With 16 or 64 CPU
  * processes on 2 host cores a pure spin starves the holder; yielding keeps throughput

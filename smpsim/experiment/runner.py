@@ -31,14 +31,14 @@ import sys
 import time
 
 import smpsim
-import workers
-import workers.common
-from smpsim import report
-from smpsim.scenario import FLAG_NAMES, ScenarioError
+from smpsim import workloads
+from smpsim.workloads.common import DEFAULT_OPS
+from smpsim.experiment import report
+from smpsim.experiment.scenario import FLAG_NAMES, ScenarioError
 
 __all__ = ["run_point", "run_points", "write_summary", "result_dir", "Sampler", "Interrupted"]
 
-log = logging.getLogger("smpsim.experiment")
+log = logging.getLogger("smpsim.experiment.runner")
 
 
 class Interrupted(KeyboardInterrupt):
@@ -66,7 +66,7 @@ def _expected_ops(workload, cpus):
     name = workload["name"]
     if secs or name in ("pressure", "floor"):
         return None
-    ops = ops or workers.common.DEFAULT_OPS
+    ops = ops or DEFAULT_OPS
     if name == "xmalloc":
         prod = workload.get("producers") or max(1, cpus // 2)
         return 2 * ops * prod if cpus > 1 else 2 * ops
@@ -144,7 +144,7 @@ def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=Non
     during the run raises Interrupted carrying the result so far, after the machine is torn
     down; a machine that cannot boot or a workload that cannot be set up on it (memory too
     large or too small) raises ScenarioError."""
-    mod = workers.module(point.workload["name"])
+    mod = workloads.module(point.workload["name"])
     params = {k: v for k, v in point.workload.items() if k != "name"}
     result = {"scenario": point.scenario.name, "point": point.as_dict(), "error": None,
               "started": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -72,7 +72,7 @@ class Struct:
 PAD_TO_LINE = object()
 
 # A spinlock (spinlock_t): the word C's test-and-set works on, then counters updated by the
-# holder. smpsim/_atomics.c declares the same struct (tests/test_atomics.py checks the two agree).
+# holder. smpsim/engine/_atomics.c declares the same struct (tests/test_atomics.py checks the two agree).
 SPINLOCK = Struct("spinlock_t", [("holder", 8), ("acquisitions", 8), ("contended", 8), ("spins", 8)])
 
 # A link of HelenOS's circular doubly linked lists (list.h); a list head is a bare link.

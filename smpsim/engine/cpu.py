@@ -21,7 +21,7 @@ Locks of the dead: each CPU's control line holds the pid of the process running 
 CPU process is known dead (at once when the supervisor sees it die; for every CPU at the end of
 the run that left a lock or an unfinished operation) the pid is marked PID_DEAD, and a CPU
 waiting for a lock it holds gives up with LockTimeout within DEAD_HOLDER_POLL seconds instead
-of spinning forever (smpsim/memory.py). CPUs that ended cleanly have the field cleared.
+of spinning forever (smpsim/engine/memory.py). CPUs that ended cleanly have the field cleared.
 
 Ctrl-C: CPU processes ignore SIGINT; the parent's KeyboardInterrupt stops every CPU as any
 failure does, with SIGINT held back while they are being stopped, and then goes on to the

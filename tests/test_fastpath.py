@@ -179,7 +179,7 @@ def test_accelerator_is_used_and_misses_go_to_python():
         k.slab_free(c, b)
         st_ = m.cpu_stats()[0]
         assert (st_["hits"], st_["misses"]) == (2, 2)
-        assert k.ld(k.ctl + smpsim.engine.layout.CPU_CTL.in_kernel) == 0
+        assert k._sa.ld(k._sa.ctl + smpsim.engine.layout.CPU_CTL.in_kernel) == 0
         m.check()
 
 

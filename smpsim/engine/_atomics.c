@@ -6,8 +6,9 @@
  * operation (SPEC.md section 6). This extension wraps gcc's __atomic builtins around one object,
  * an Arena: a writable buffer (the machine's shared-memory segment) addressed by byte offset.
  *
- * Every operation is on a naturally aligned 8-byte word (2-byte for cas16) and checks its offset
- * against the buffer, so a wrong address raises IndexError instead of corrupting the host.
+ * Every operation is on a naturally aligned 8-byte word (4-byte for get32/put32, 2-byte for
+ * cas16) and checks its offset against the buffer, so a wrong address raises IndexError instead
+ * of corrupting the host.
  * Memory orderings are stated at each operation; a lock acquire is an ACQUIRE, a release is a
  * RELEASE, and the counters that stand for the seed's atomic_t are SEQ_CST like the kernel's.
  *
@@ -180,6 +181,36 @@ Arena_put(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
     Py_RETURN_NONE;
 }
 
+/* get32(off) -> int: a plain (RELAXED) load of the 4-byte word at off (the seed's `int` free-list
+ * index in a free object), for fields the caller's lock guards. */
+static PyObject *
+Arena_get32(ArenaObject *self, PyObject *arg)
+{
+    uint32_t *w = (uint32_t *)word_at(self, arg, 4);
+    if (!w)
+        return NULL;
+    return PyLong_FromUnsignedLong(__atomic_load_n(w, __ATOMIC_RELAXED));
+}
+
+/* put32(off, value): a plain (RELAXED) store of a 4-byte word; OverflowError outside 0..2**32-1. */
+static PyObject *
+Arena_put32(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    NARGS(2);
+    uint32_t *w = (uint32_t *)word_at(self, args[0], 4);
+    if (!w)
+        return NULL;
+    unsigned long v = PyLong_AsUnsignedLong(args[1]);
+    if (v == (unsigned long)-1 && PyErr_Occurred())
+        return NULL;
+    if (v > 0xFFFFFFFFul) {
+        PyErr_SetString(PyExc_OverflowError, "value does not fit a 4-byte word");
+        return NULL;
+    }
+    __atomic_store_n(w, (uint32_t)v, __ATOMIC_RELAXED);
+    Py_RETURN_NONE;
+}
+
 /* cas(off, expected, new) -> bool: SEQ_CST compare-and-swap. */
 static PyObject *
 Arena_cas(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
@@ -321,6 +352,9 @@ static PyMethodDef Arena_methods[] = {
     {"store", (PyCFunction)(void (*)(void))Arena_store, METH_FASTCALL, "store(off, v) (release)"},
     {"get", (PyCFunction)Arena_get, METH_O, "get(off) -> int (relaxed)"},
     {"put", (PyCFunction)(void (*)(void))Arena_put, METH_FASTCALL, "put(off, v) (relaxed)"},
+    {"get32", (PyCFunction)Arena_get32, METH_O, "get32(off) -> int (relaxed, 4 bytes)"},
+    {"put32", (PyCFunction)(void (*)(void))Arena_put32, METH_FASTCALL,
+     "put32(off, v) (relaxed, 4 bytes)"},
     {"cas", (PyCFunction)(void (*)(void))Arena_cas, METH_FASTCALL, "cas(off, old, new) -> bool"},
     {"fetch_add", (PyCFunction)(void (*)(void))Arena_fetch_add, METH_FASTCALL,
      "fetch_add(off, delta) -> old"},

@@ -58,13 +58,14 @@ static struct {
     /* SPINLOCK */
     Py_ssize_t lock_holder, lock_acquisitions;
     /* CPU_CTL */
-    Py_ssize_t ctl_in_kernel, ctl_ops, ctl_allocs, ctl_frees, ctl_hits;
+    Py_ssize_t ctl_in_kernel, ctl_ops, ctl_allocs, ctl_frees, ctl_hits, ctl_path;
     /* KERNEL */
     Py_ssize_t kernel_malloc_caches;
     /* constants */
     uint64_t page_size, nomagazine, obj_internal, alloc_flags;
     uint64_t min_malloc_w, max_malloc_w;
     uint64_t op_slab_alloc, op_slab_free, op_kalloc, op_kfree;
+    uint64_t path_hit;
     /* the SlabCache handle: its type and the offsets of its _addr and _gen slots */
     PyTypeObject *handle_type;
     Py_ssize_t handle_addr, handle_gen;
@@ -78,6 +79,7 @@ static const char *const FIELDS[] = {
     "MAGAZINE.busy", "MAGAZINE.size", "MAGAZINE.objs",
     "SPINLOCK.holder", "SPINLOCK.acquisitions",
     "CPU_CTL.in_kernel", "CPU_CTL.ops", "CPU_CTL.allocs", "CPU_CTL.frees", "CPU_CTL.hits",
+    "CPU_CTL.path",
     "KERNEL.malloc_caches",
     NULL};
 
@@ -85,6 +87,7 @@ static const char *const CONSTANTS[] = {
     "PAGE_SIZE", "SLAB_CACHE_NOMAGAZINE", "OBJ_INTERNAL", "ALLOC_FLAGS",
     "SLAB_MIN_MALLOC_W", "SLAB_MAX_MALLOC_W",
     "OP_SLAB_ALLOC", "OP_SLAB_FREE", "OP_KALLOC", "OP_KFREE",
+    "PATH_HIT",
     NULL};
 
 static int
@@ -220,7 +223,8 @@ count(FastPath *fp, uint64_t cache, uint64_t mags, Py_ssize_t shared, Py_ssize_t
     __atomic_fetch_add((uint64_t *)(fp->base + addr), (uint64_t)delta, __ATOMIC_SEQ_CST);
 }
 
-/* Operation done: CPU_CTL ops, allocs or frees, hits (Kernel._counted), then in_kernel = 0. */
+/* Operation done: CPU_CTL ops, allocs or frees, hits and the path taken (Kernel._counted),
+ * then in_kernel = 0. */
 static inline void
 counted(FastPath *fp, int alloc)
 {
@@ -228,6 +232,7 @@ counted(FastPath *fp, int alloc)
     Py_ssize_t f = alloc ? L.ctl_allocs : L.ctl_frees;
     ST(fp->ctl + f, LD(fp->ctl + f) + 1);
     ST(fp->ctl + L.ctl_hits, LD(fp->ctl + L.ctl_hits) + 1);
+    ST(fp->ctl + L.ctl_path, L.path_hit);
 }
 
 /* An int argument as uint64 within [lo, hi], else -1 (no exception left set). */

@@ -109,12 +109,12 @@ def _cpu_main(machine, cpu, program, args, conn, gate_r, gate_w, pin, parent):
     os.close(gate_w)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the supervisor's to handle
     k = machine._new_kernel(cpu)
-    k.in_run = True
-    signal.signal(STOP_SIGNAL, k.on_stop_signal)
+    k._in_run = True
+    signal.signal(STOP_SIGNAL, k._on_stop_signal)
     if pin:
         os.sched_setaffinity(0, {cpu % os.cpu_count()})
     _tag_log_records(cpu)
-    k.st(k.ctl + CPU_CTL.pid, os.getpid())
+    k._sa.poke(k._sa.ctl + CPU_CTL.pid, os.getpid())
     conn.send(("ready",))
     os.read(gate_r, 1)                      # returns at EOF: the gate is open
     try:
@@ -131,12 +131,12 @@ def _cpu_main(machine, cpu, program, args, conn, gate_r, gate_w, pin, parent):
 
 def held_locks(k, cpu):
     """Names of the locks whose word says CPU cpu holds them."""
-    return [name for name, lock in k.all_locks() if k.ld(lock + SPINLOCK.holder) == cpu + 1]
+    return [name for name, lock in k.all_locks() if k.peek(lock + SPINLOCK.holder) == cpu + 1]
 
 
 def _inside(k, cpu):
     """The allocator operation CPU cpu was in (its control line's in_kernel), or None."""
-    op = k.ld(k.regions.cpu(cpu) + CPU_CTL.in_kernel)
+    op = k.peek(k.regions.cpu(cpu) + CPU_CTL.in_kernel)
     return OPS[op] if 0 < op < len(OPS) else (f"operation {op}" if op else None)
 
 
@@ -151,11 +151,11 @@ def run(machine, program, args, *, cpus, timeout, monitor, interval, pin):
     if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
         raise BadArgument(f"Machine.run: 'timeout' must be a positive number of seconds, "
                           f"got {timeout!r}")
-    k = machine.cpu(0)
+    k = machine._observer()
     hdr = machine.regions.header
-    k.st(hdr + HEADER.run_cpus, len(ids))
-    k.st(hdr + HEADER.barrier_count, 0)
-    k.st(hdr + HEADER.stop, 0)
+    k.poke(hdr + HEADER.run_cpus, len(ids))
+    k.poke(hdr + HEADER.barrier_count, 0)
+    k.poke(hdr + HEADER.stop, 0)
     ctx = multiprocessing.get_context("fork")
     gate_r, gate_w = os.pipe()
     procs, conns = {}, {}
@@ -216,13 +216,13 @@ def _mark_ended(machine, procs):
     keeps its pid marked dead in its control line (waiters for its locks then fail at once,
     Memory._lock_slow); the others' pids are cleared, so the caller's Kernels may use those
     CPU ids again."""
-    k = machine.cpu(0)
+    k = machine._observer()
     for cpu in procs:
         field = k.regions.cpu(cpu) + CPU_CTL.pid
         if _inside(k, cpu) or held_locks(k, cpu):
-            k.st(field, k.ld(field) | PID_DEAD)
+            k.poke(field, k.peek(field) | PID_DEAD)
         else:
-            k.st(field, 0)
+            k.poke(field, 0)
 
 
 def _name_others(machine, failure, procs, conns):
@@ -231,7 +231,7 @@ def _name_others(machine, failure, procs, conns):
     raised there), with what it left."""
     if not isinstance(failure, CPUError):
         return
-    k = machine.cpu(0)
+    k = machine._observer()
     for cpu in sorted(procs):
         if cpu == failure.cpu:
             continue
@@ -284,9 +284,9 @@ def _died(machine, cpu, proc):
     code = proc.exitcode
     how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
            else f"exited with status {code} without a result")
-    k = machine.cpu(0)
+    k = machine._observer()
     pid_field = k.regions.cpu(cpu) + CPU_CTL.pid
-    k.st(pid_field, k.ld(pid_field) | PID_DEAD)     # CPUs waiting for its locks give up now
+    k.poke(pid_field, k.peek(pid_field) | PID_DEAD)     # CPUs waiting for its locks give up now
     op = _inside(k, cpu)
     detail = how + (f" during {op}" if op else "")
     return CPUError(cpu, "died", detail, inside=bool(op), locks=held_locks(k, cpu))
@@ -294,7 +294,7 @@ def _died(machine, cpu, proc):
 
 def _supervise(machine, procs, conns, results, usage, t0, timeout, monitor, interval):
     """Collect every CPU's result; the first failure as a CPUError, or None."""
-    k = machine.cpu(0)
+    k = machine._observer()
     pending = set(procs)
     deadline = t0 + timeout if timeout else None
     next_tick = t0 + interval
@@ -353,8 +353,8 @@ def _stop(machine, procs):
     try:
         alive = [p for p in procs.values() if p.exitcode is None]
         if alive:
-            k = machine.cpu(0)
-            k.st(machine.regions.header + HEADER.stop, 1)
+            k = machine._observer()
+            k.poke(machine.regions.header + HEADER.stop, 1)
         for p in alive:
             try:
                 os.kill(p.pid, STOP_SIGNAL)

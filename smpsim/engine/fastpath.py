@@ -39,7 +39,7 @@ import os
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM
 from .layout import (CACHE, CPU_CTL, CPU_MAGS, KERNEL, MAGAZINE, OBJ_INTERNAL, PAGE_SIZE,
                      SPINLOCK, WORD)
-from .slab import SLAB_CACHE_NOMAGAZINE, SLAB_MAX_MALLOC_W, SLAB_MIN_MALLOC_W
+from .slab import PATH_HIT, SLAB_CACHE_NOMAGAZINE, SLAB_MAX_MALLOC_W, SLAB_MIN_MALLOC_W
 
 __all__ = ["PyFastPath", "ACCEL_CHOICES", "accelerator", "install", "c_available"]
 
@@ -61,7 +61,7 @@ def _layout():
             ("CPU_MAGS", CPU_MAGS, ("sizeof", "lock", "current", "last", "allocated", "cached")),
             ("MAGAZINE", MAGAZINE, ("busy", "size", "objs")),
             ("SPINLOCK", SPINLOCK, ("holder", "acquisitions")),
-            ("CPU_CTL", CPU_CTL, ("in_kernel", "ops", "allocs", "frees", "hits")),
+            ("CPU_CTL", CPU_CTL, ("in_kernel", "ops", "allocs", "frees", "hits", "path")),
             ("KERNEL", KERNEL, ("malloc_caches",))):
         for n in names:
             fields[f"{prefix}.{n}"] = getattr(struct, n)
@@ -69,7 +69,8 @@ def _layout():
               "OBJ_INTERNAL": OBJ_INTERNAL, "ALLOC_FLAGS": ALLOC_FLAGS,
               "SLAB_MIN_MALLOC_W": SLAB_MIN_MALLOC_W, "SLAB_MAX_MALLOC_W": SLAB_MAX_MALLOC_W,
               "OP_SLAB_ALLOC": OPS.index("slab_alloc"), "OP_SLAB_FREE": OPS.index("slab_free"),
-              "OP_KALLOC": OPS.index("kalloc"), "OP_KFREE": OPS.index("kfree")}
+              "OP_KALLOC": OPS.index("kalloc"), "OP_KFREE": OPS.index("kfree"),
+              "PATH_HIT": PATH_HIT}
     return fields, consts
 
 
@@ -103,11 +104,11 @@ def accelerator(accel):
 def install(k, cls, buf):
     """Give Kernel k (on segment buffer buf) an accelerator of class cls: its four hot methods
     become the accelerator's, which call the Kernel's own (class) methods for everything but a
-    magazine hit. Returns the accelerator (k.release() must release it)."""
-    kt = type(k)
-    r = k.regions
-    fp = cls(buf, r.memory, k.cpu_id, k.ctl, r.object_table, r.cache_ids,
-             bool(k.percpu), kt.slab_alloc.__get__(k), kt.slab_free.__get__(k),
+    magazine hit. Returns the accelerator (k._release() must release it)."""
+    kt, sa = type(k), k._sa
+    r = sa.regions
+    fp = cls(buf, r.memory, k.cpu_id, sa.ctl, r.object_table, r.cache_ids,
+             bool(sa.percpu), kt.slab_alloc.__get__(k), kt.slab_free.__get__(k),
              kt.kalloc.__get__(k), kt.kfree.__get__(k))
     k.slab_alloc, k.slab_free = fp.slab_alloc, fp.slab_free
     k.kalloc, k.kfree = fp.kalloc, fp.kfree
@@ -174,6 +175,7 @@ class PyFastPath:
         q[(ctl + CPU_CTL.ops) >> 3] += 1
         q[(ctl + (CPU_CTL.allocs if alloc else CPU_CTL.frees)) >> 3] += 1
         q[(ctl + CPU_CTL.hits) >> 3] += 1
+        q[(ctl + CPU_CTL.path) >> 3] = PATH_HIT
 
     def _leave(self):
         self.q[(self.ctl + CPU_CTL.in_kernel) >> 3] = 0

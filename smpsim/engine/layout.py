@@ -163,6 +163,10 @@ CPU_CTL = Struct("cpu_ctl", [
     ("frees", 8),
     ("hits", 8),        # operations served by this CPU's own magazine pair
     ("misses", 8),      # operations that went past it (shared magazine list, slab layer)
+    ("path", 8),        # how deep the last operation went (PATH_* in slab.py)
+    ("depot", 8),       # operations whose deepest layer was the magazine exchange (of misses)
+    ("slab", 8),        #   ... a slab's free list
+    ("frames", 8),      #   ... the frame allocator
     ("pid", 8),
     ("_", PAD_TO_LINE),
 ], align=LINE)

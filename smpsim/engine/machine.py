@@ -21,7 +21,7 @@ from .fastpath import ACCEL_CHOICES
 from .frames import boot_frames
 from .kernel import Kernel, boot
 from .layout import CACHE, HEADER, KERNEL, PAGE_SIZE, SPINLOCK, CPU_CTL, Regions
-from .slab import SLAB_CACHE_SLINSIDE
+from .slab import SLAB_CACHE_SLINSIDE, SlabAllocator
 
 __all__ = ["Machine", "parse_memory", "sweep_stale_segments"]
 
@@ -84,7 +84,7 @@ def _shm_room():
 def _teardown(name, shm, kernels):
     """Release the kernels' views, close the segment and unlink it (Machine.close)."""
     for k in kernels.values():
-        k.release()
+        k._release()
     kernels.clear()
     try:
         shm.close()
@@ -156,22 +156,32 @@ class Machine:
     def _boot(self):
         k = self.cpu(0)
         h = self.regions.header
+        sa = k._sa
         for field, value in (("magic", MAGIC), ("memory", self.memory),
                              ("nframes", self.regions.nframes), ("cpus", self.cpus),
                              ("magazine_size", self.magazine_size),
                              ("options", (OPT_DEBUG if self.debug else 0)
                               | (OPT_PERCPU if self.counters == "percpu" else 0)),
                              ("creator_pid", os.getpid())):
-            k.st(h + getattr(HEADER, field), value)
-        boot_frames(k)
+            sa.poke(h + getattr(HEADER, field), value)
+        boot_frames(sa)
         boot(k, self.magazine_size)
 
     # --- kernels ----------------------------------------------------------------------------
 
+    def _allocator(self, i):
+        """A new SlabAllocator of CPU i on this machine's segment (the engine's internals)."""
+        return SlabAllocator(self._shm.buf, self.regions, i, self.cpus, debug=self.debug,
+                             lock_timeout=self.lock_timeout,
+                             percpu_counters=self.counters == "percpu")
+
     def _new_kernel(self, i):
-        return Kernel(self._shm.buf, self.regions, i, self.cpus, debug=self.debug,
-                      lock_timeout=self.lock_timeout, percpu_counters=self.counters == "percpu",
-                      accel=self.accel)
+        return Kernel(self._allocator(i), accel=self.accel)
+
+    def _observer(self):
+        """The allocator through which the machine reads its own state (statistics, the
+        checker, lock names): CPU 0's, reading with bookkeeping accesses only."""
+        return self.cpu(0)._sa
 
     def cpu(self, i):
         """A Kernel for CPU i, usable in the calling process."""
@@ -208,17 +218,17 @@ class Machine:
         self._check_open()
         if self._running and not _cpu.all_stopped(self):
             raise SmpsimError("Machine.check: CPUs are running; check after Machine.run returns")
-        violations = check_machine(self.cpu(0))
+        violations = check_machine(self._observer())
         if violations:
             raise InvariantError(violations)
 
     def stats(self):
         """Counters of frames, caches and locks (API.md); racy while CPUs run."""
         self._check_open()
-        k = self.cpu(0)
+        k = self._observer()
         caches, locks = {}, {}
         for c in k.caches():
-            ld = k.ld
+            ld = k.peek
             name = k.cache_name(c)
             caches[name] = {
                 "size": ld(c + CACHE.size), "pages": 1 << ld(c + CACHE.order),
@@ -229,25 +239,26 @@ class Machine:
                 "magazines": ld(c + CACHE.magazine_counter),
             }
         for name, lock in k.all_locks():
-            locks[name] = {"acquisitions": k.ld(lock + SPINLOCK.acquisitions),
-                           "contended": k.ld(lock + SPINLOCK.contended),
-                           "spins": k.ld(lock + SPINLOCK.spins)}
+            locks[name] = {"acquisitions": k.peek(lock + SPINLOCK.acquisitions),
+                           "contended": k.peek(lock + SPINLOCK.contended),
+                           "spins": k.peek(lock + SPINLOCK.spins)}
         return {"frames": {"total": self.regions.nframes, "free": k.free_frames()},
                 "caches": caches, "locks": locks,
-                "reclaim": {"calls": k.ld(KERNEL.reclaim_calls),
-                            "frames": k.ld(KERNEL.reclaim_frames)},
+                "reclaim": {"calls": k.peek(KERNEL.reclaim_calls),
+                            "frames": k.peek(KERNEL.reclaim_frames)},
                 "cpus": self.cpu_stats()}
 
     def cpu_stats(self):
-        """Per CPU: operations, allocations, frees, magazine hits and misses since boot."""
+        """Per CPU: operations, allocations, frees, magazine hits and misses since boot, and the
+        misses by the deepest layer they reached (depot, slab, frames)."""
         self._check_open()
-        k = self.cpu(0)
+        k = self._observer()
         out = []
         for i in range(self.cpus):
             ctl = self.regions.cpu(i)
             row = {"cpu": i}
-            for f in ("ops", "allocs", "frees", "hits", "misses"):
-                row[f] = k.ld(ctl + getattr(CPU_CTL, f))
+            for f in ("ops", "allocs", "frees", "hits", "misses", "depot", "slab", "frames"):
+                row[f] = k.peek(ctl + getattr(CPU_CTL, f))
             out.append(row)
         return out
 

@@ -8,6 +8,17 @@ and takes and releases the spinlocks through the C extension.
 The lock order (smpsim/engine/locks.py states it and what each lock guards) is checked here when the
 machine runs in debugging mode: taking a lock whose rank is not above every lock this CPU holds
 raises LockOrderError before anything is taken.
+
+Two kinds of access, and the code says which one it makes:
+
+    ld, st, ld32, st32     the simulated machine's own state, as the seed's code reads and writes
+                           it: cache descriptors, per-CPU magazine lines, magazines, slabs and
+                           their free lists, the frame allocator's state. (In simulated time these
+                           are the accesses the cost model charges.)
+    fetch_add, lock,       the same, atomically: the seed's atomic counters and its spinlocks.
+    unlock, trylock
+    peek, poke, q, h       the simulator's own bookkeeping: handle and object-table checks,
+                           statistics, debugging data, control lines. Never part of the model.
 """
 
 import time
@@ -54,11 +65,18 @@ class Memory:
         # Seconds of spinning before a waiter first looks at the holder (then once per poll).
         self._poll = min(DEAD_HOLDER_POLL, self.lock_timeout or DEAD_HOLDER_POLL)
         self.arena = Arena(buf)
+        self.segment = buf              # the whole segment (owned by the Machine's SharedMemory)
         # ld(addr) / st(addr, value): the 8-byte word at addr, a plain load or store (the caller
         # holds what guards it). Bound C methods of the arena: a third of what a Python method
         # reading self.q[addr >> 3] costs, and the slab layer makes some thirty per operation.
         self.ld = self.arena.get
         self.st = self.arena.put
+        # ld32 / st32: the seed's 4-byte `int` (the free-list index kept in a free object).
+        self.ld32 = self.arena.get32
+        self.st32 = self.arena.put32
+        # peek / poke: the same plain access, for the simulator's bookkeeping (module docstring).
+        self.peek = self.arena.get
+        self.poke = self.arena.put
         self.q = buf.cast("Q")          # 8-byte words: every field
         self.i32 = buf.cast("I")        # 4-byte words: the free-list index in a free object
         self.h = buf.cast("H")          # 2-byte words: the object table
@@ -81,7 +99,8 @@ class Memory:
         return self.arena.fetch_add(addr, delta)
 
     def signed(self, addr):
-        """The word at addr read as a signed 64-bit int (counters that were decremented)."""
+        """The word at addr read as a signed 64-bit int (counters that were decremented); a
+        bookkeeping read (statistics, the checker)."""
         v = self.q[addr >> 3]
         return v - (1 << 64) if v >> 63 else v
 
@@ -91,7 +110,7 @@ class Memory:
 
     def frame_parent(self, addr):
         """The seed's frame->parent: the slab owning the frame that holds addr."""
-        return self.q[(self.frame_entry(addr) + FRAME.parent) >> 3]
+        return self.ld(self.frame_entry(addr) + FRAME.parent)
 
     # --- HelenOS lists (list.h): a head and its members are LINK structs --------------------
 
@@ -125,13 +144,14 @@ class Memory:
         self.st(link + LINK.prev, 0)
         self.st(link + LINK.next, 0)
 
-    def list_links(self, head, limit=1 << 40):
+    def list_links(self, head, limit=1 << 40, *, charged=True):
         """The links of the list at head, first to last (at most `limit`, for walking a list
-        that may be corrupt)."""
-        cur = self.ld(head + LINK.next)
+        that may be corrupt). `charged` False: a bookkeeping walk (statistics, names)."""
+        ld = self.ld if charged else self.peek
+        cur = ld(head + LINK.next)
         while cur != head and limit > 0:
             yield cur
-            cur = self.ld(cur + LINK.next)
+            cur = ld(cur + LINK.next)
             limit -= 1
 
     # --- spinlocks ------------------------------------------------------------------------------
@@ -156,7 +176,7 @@ class Memory:
         machine's lock_timeout has passed; otherwise keep spinning."""
         t0 = time.monotonic() - self._poll
         while True:
-            holder = self.ld(lock + SPINLOCK.holder)
+            holder = self.peek(lock + SPINLOCK.holder)
             waited = time.monotonic() - t0
             if holder:
                 why = self._holder_gone(holder - 1)
@@ -182,6 +202,17 @@ class Memory:
             return f"which died (process {pid & ~PID_DEAD}) without releasing it"
         return ""
 
+    def trylock(self, lock):
+        """One attempt at the spinlock at `lock`: True when this CPU took it (counted as an
+        acquisition), False when another holds it (nothing changed)."""
+        if self.debug:
+            self._check_order(lock)
+        if not self.arena.trylock(lock, self.owner):
+            return False
+        if self.debug:
+            self._held.append((self.lock_rank(lock), lock))
+        return True
+
     def unlock(self, lock):
         """Release the spinlock at `lock`, which this CPU must hold."""
         if not self.arena.unlock(lock, self.owner):
@@ -191,8 +222,9 @@ class Memory:
             self._held = [h for h in self._held if h[1] != lock]
 
     def holds(self, lock):
-        """True when this CPU holds the spinlock at `lock` (for precondition checks)."""
-        return self.q[(lock + SPINLOCK.holder) >> 3] == self.owner
+        """True when this CPU holds the spinlock at `lock` (for precondition checks; a
+        bookkeeping read)."""
+        return self.peek(lock + SPINLOCK.holder) == self.owner
 
     def _check_order(self, lock):
         rank = self.lock_rank(lock)

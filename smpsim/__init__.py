@@ -2,7 +2,7 @@
 
 Each simulated CPU is an OS process; all share one shared-memory segment holding the simulated
 physical memory, the frame table, every cache, slab and magazine, and the spinlocks. The public
-interface is API.md's: Machine, Kernel (from Machine.cpu), SlabCache, the constants and errors.
+interface (docs/api.md): Machine, Kernel (from Machine.cpu), SlabCache, the constants and errors.
 
     with smpsim.Machine(cpus=4, memory="64M") as m:
         k = m.cpu(0)

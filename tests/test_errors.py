@@ -1,4 +1,4 @@
-"""Bad input: every mistake API.md names gets its typed error with its whole message, from the
+"""Bad input: every mistake the public interface names gets its typed error with its whole message, from the
 caller and from a CPU process of Machine.run, and changes nothing: m.check() passes and every
 other live object keeps its contents.
 

@@ -3,7 +3,7 @@ parent dying, stale segments, running out of memory.
 
 Every CPU failure must surface as a CPUError naming the CPU within seconds, leave no process and
 no segment behind, and leave a machine that m.check() either passes (the CPU was outside
-allocator code) or faults with exactly what the unfinished operation left (SPEC.md section 4:
+allocator code) or faults with exactly what the unfinished operation left (the seed's windows:
 the seed updates counters after releasing its locks, so holding no lock is not enough).
 
 Precise kill points use a test-only hook installed by the program itself in its CPU process:

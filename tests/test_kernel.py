@@ -1,4 +1,4 @@
-"""smpsim/engine/kernel.py: the public Kernel of API.md, call by call."""
+"""smpsim/engine/kernel.py: the public Kernel, call by call."""
 import pickle
 
 import pytest

@@ -7,7 +7,7 @@ from smpsim.engine.layout import (CACHE, CPU_CTL, CPU_MAGS, FRAME, HEADER, KERNE
 
 
 def test_seed_struct_sizes():
-    assert SLAB.sizeof == 48                      # SPEC.md section 2
+    assert SLAB.sizeof == 48                      # the seed's slab_t on a 64-bit build
     assert list(SLAB.fields) == ["cache", "link", "start", "available", "nextavail"]
     assert MAGAZINE.sizeof == 32 and MAGAZINE.objs == 32
     assert LINK.sizeof == 16 and (LINK.prev, LINK.next) == (0, 8)

@@ -3,7 +3,7 @@
  *
  * Python has no atomic read-modify-write on memory shared between processes, and the ways around
  * that (the `atomics` package, ctypes or cffi function pointers) cost 0.3 to 16 microseconds per
- * operation (SPEC.md section 6). This extension wraps gcc's __atomic builtins around one object,
+ * operation (measured on a 2-core host). This extension wraps gcc's __atomic builtins around one object,
  * an Arena: a writable buffer (the machine's shared-memory segment) addressed by byte offset.
  *
  * Every operation is on a naturally aligned 8-byte word (4-byte for get32/put32, 2-byte for
@@ -16,7 +16,7 @@
  * test-and-test-and-set: it reads the word until it looks free, then tries one compare-and-swap,
  * and after SPIN_READS failed reads gives the core away with sched_yield(). With 16 or 64 CPU
  * processes on 2 host cores a pure spin starves the holder; yielding keeps throughput
- * (SPEC.md section 6). The word holds the holder's CPU id + 1 (0 = free), so the locks of a dead
+ * (docs/bench.md). The word holds the holder's CPU id + 1 (0 = free), so the locks of a dead
  * CPU can be named. The holder updates the lock's counters after it has the lock, so they need no
  * atomics of their own.
  */

@@ -4,7 +4,7 @@
  * must leave shared memory byte for byte as this file does (tests/test_fastpath.py runs both).
  *
  * Why: a Python port of the seed's hit path costs about 20 times a Python list.append + pop
- * pair (SPEC.md section 6), so a simulated CPU would spend its time interpreting, not
+ * pair (docs/bench.md), so a simulated CPU would spend its time interpreting, not
  * allocating, and the effects of locks and magazines would drown. One C call per operation
  * brings the pair near 3 times the floor.
  *

@@ -1,5 +1,5 @@
 """smpsim's errors. Every error of smpsim's own derives from SmpsimError; a caller's bad argument
-is a ValueError (BadArgument derives from both), as API.md says."""
+is a ValueError (BadArgument derives from both), as docs/api.md says."""
 
 __all__ = ["SmpsimError", "BadArgument", "OutOfMemory", "InvalidFree", "InvalidCache",
            "CacheNotEmpty", "InvariantError", "CPUError", "LockTimeout", "LockOrderError",

@@ -1,4 +1,4 @@
-"""The Kernel: one simulated CPU's public interface to the allocator (API.md), and boot.
+"""The Kernel: one simulated CPU's public interface to the allocator (docs/api.md), and boot.
 
 A Kernel checks every argument before it changes anything (a caller's mistake raises a typed
 error and leaves shared state as it was), then brackets the seed's code between _enter and

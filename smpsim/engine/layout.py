@@ -15,7 +15,7 @@ One `multiprocessing.shared_memory` segment holds the whole machine:
 
 Addresses are byte offsets into the segment, so an address of simulated memory and a bookkeeping
 offset are the same kind of int, and the lists of list.h link either. Every field is a whole
-8-byte word (the simulated machine is a 64-bit build, SPEC.md section 2), except the free-list
+8-byte word (the simulated machine is a 64-bit build), except the free-list
 index in a free object (the seed's `int`, 4 bytes) and the object table entries (2 bytes).
 
 Code reads and writes fields as `base + STRUCT.field`; no literal offsets appear anywhere else.
@@ -78,7 +78,7 @@ SPINLOCK = Struct("spinlock_t", [("holder", 8), ("acquisitions", 8), ("contended
 # A link of HelenOS's circular doubly linked lists (list.h); a list head is a bare link.
 LINK = Struct("link_t", [("prev", 8), ("next", 8)])
 
-# The seed's slab descriptor, 48 bytes on a 64-bit build (SPEC.md section 2).
+# The seed's slab descriptor, 48 bytes on a 64-bit build.
 SLAB = Struct("slab_t", [("cache", 8), ("link", LINK.sizeof), ("start", 8), ("available", 8),
                          ("nextavail", 8)])
 
@@ -91,7 +91,8 @@ MAGAZINE = Struct("slab_magazine_t", [("link", LINK.sizeof), ("busy", 8), ("size
 CPU_MAGS = Struct("slab_mag_cache_t", [("lock", SPINLOCK.sizeof), ("current", 8), ("last", 8),
                                        ("allocated", 8), ("cached", 8)], align=LINE)
 
-# A cache descriptor (slab_cache_t). Ours to define (SPEC.md section 2): the name is stored in
+# A cache descriptor (slab_cache_t). Ours to define (the seed's layout is not part of its
+# behaviour): the name is stored in
 # it, each lock shares a line only with what it guards, and the per-CPU entries follow on lines
 # of their own at `mag_cache` (only for caches with magazines).
 CACHE = Struct("slab_cache_t", [

@@ -101,7 +101,7 @@ def _unlink_segment(name):
 
 
 class Machine:
-    """A simulated SMP machine running the seed's slab allocator (API.md, "Machine")."""
+    """A simulated SMP machine running the seed's slab allocator (docs/api.md, "Machine")."""
 
     _shm = None
     _kernels = None
@@ -223,7 +223,7 @@ class Machine:
             raise InvariantError(violations)
 
     def stats(self):
-        """Counters of frames, caches and locks (API.md); racy while CPUs run."""
+        """Counters of frames, caches and locks (docs/api.md); racy while CPUs run."""
         self._check_open()
         k = self._observer()
         caches, locks = {}, {}

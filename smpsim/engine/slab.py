@@ -1,7 +1,7 @@
 """The slab allocator of HelenOS (kernel/generic/src/mm/slab.c, revision 781), on one CPU.
 
 Modelled, like the seed, on Bonwick's slab allocator with per-CPU magazines (USENIX 1994, 2001).
-The behaviour is the seed's, step for step (SPEC.md section 4):
+The behaviour is the seed's, step for step:
 
 - Allocation tries the CPU's magazine pair (current, then last), then a full magazine from the
   cache's shared list (the old `last` is destroyed), then a partial slab, then a new slab.
@@ -81,7 +81,7 @@ def _badness(size, order, flags):
 
 
 def geometry(size, align=0, flags=0):
-    """The seed's slab geometry (SPEC.md section 3): (size, order, objects, flags) of a cache
+    """The seed's slab geometry: (size, order, objects, flags) of a cache
     created with this size, alignment and flags."""
     align = max(align, WORD)
     size = -(-size // align) * align

@@ -7,7 +7,8 @@ STAMP  := $(VENV)/.installed
 .PHONY: demo test test-slow bench install clean
 
 # The virtual environment, with smpsim (and its C extension) installed editable.
-$(STAMP): pyproject.toml setup.py smpsim/engine/_atomics.c smpsim/engine/_fastpath.c
+$(STAMP): pyproject.toml setup.py smpsim/engine/_atomics.c smpsim/engine/_fastpath.c \
+          smpsim/engine/_sim.h
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

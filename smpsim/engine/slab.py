@@ -29,10 +29,12 @@ Sections follow the seed: slab space, slab objects, CPU magazines, caches, recla
 from .debug import UNTRAILERED, debug_size
 from .errors import BadArgument
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM, FrameAllocator
-from .layout import (CACHE, CPU_MAGS, FRAME, HEADER, KERNEL, LINK, MAGAZINE, MAX_CACHES, MAX_ORDER,
-                     NAME_MAX, OBJ_INTERNAL, PAGE_SIZE, PAGE_WIDTH, SLAB, SPINLOCK, WORD)
+from .layout import (CACHE, CPU_MAGS, FRAME, HEADER, KERNEL, LINK, LOCKSTAT, LOCKTAB_SIZE, MAGAZINE,
+                     MAX_CACHES, MAX_ORDER, NAME_MAX, OBJ_INTERNAL, PAGE_SIZE, PAGE_WIDTH, SLAB,
+                     SPINLOCK, WORD)
 from .locks import (RANK_CACHE_LIST, RANK_FRAMES, TIER_CLIENT, TIER_EXTERN, TIER_INTERNAL,
                     cache_lock_rank)
+from .sched import LOCK_USER
 
 __all__ = ["SlabAllocator", "geometry", "fnzb", "SLAB_CACHE_NOMAGAZINE", "SLAB_CACHE_SLINSIDE",
            "SLAB_RECLAIM_ALL", "SLAB_MIN_MALLOC_W", "SLAB_MAX_MALLOC_W", "MALLOC_NAMES", "PATHS",
@@ -514,13 +516,27 @@ class SlabAllocator(FrameAllocator):
         return locks
 
     def all_locks(self):
-        """(name, address) of every lock of the machine, as Machine.stats names them."""
+        """(name, address) of every lock of the machine, as Machine.stats names them: the
+        allocator's, then the workloads' (Kernel.spin_lock, "user@<addr>")."""
         yield "slab_cache_lock", KERNEL.slab_cache_lock
         yield "frames", self.frames_lock
         for cache in self.caches():
             name = self.cache_name(cache)
             for kind, lock in self.cache_locks(cache):
                 yield f"{name}.{kind}", lock
+        for entry, lock in self.lock_entries(LOCK_USER):
+            yield f"user@{lock}", lock
+
+    def lock_entries(self, kind=None):
+        """(entry, lock word) of the lock table's entries (of `kind`, LOCK_USER or LOCK_KERNEL,
+        or all), in address order: the statistics a lock word cannot hold (layout.LOCKSTAT)."""
+        base, stride = self.regions.locktab, LOCKSTAT.sizeof >> 3
+        words = self.q[base >> 3:(base >> 3) + LOCKTAB_SIZE * stride].tolist()
+        a, k = LOCKSTAT.addr >> 3, LOCKSTAT.kind >> 3
+        out = [(base + i * LOCKSTAT.sizeof, words[i * stride + a])
+               for i in range(LOCKTAB_SIZE) if words[i * stride + a]
+               and (kind is None or words[i * stride + k] == kind)]
+        return sorted(out, key=lambda e: e[1])
 
     def _locate_lock(self, lock):
         if lock == KERNEL.slab_cache_lock:
@@ -537,6 +553,8 @@ class SlabAllocator(FrameAllocator):
                                 else TIER_EXTERN if cache == self.slab_extern else TIER_CLIENT)
                         rank = cache_lock_rank(tier, "cpu" if kind.startswith("cpu") else kind)
                         return f"{self.cache_name(cache)}.{kind}", rank
+        if any(addr == lock for _, addr in self.lock_entries(LOCK_USER)):
+            return f"user@{lock}", 0
         return f"lock@{lock:#x}", 0
 
     def lock_name(self, lock):

@@ -211,28 +211,55 @@ set_state(struct simcpu *s, uint64_t state)
     }
 }
 
+/* The time of the last write to the line holding addr (for choosing by clock). */
+static inline uint64_t
+line_time(struct simcpu *s, uint64_t addr)
+{
+    uint64_t line = addr >> 6;
+    if (!s->timed || line >= s->tag_lines)
+        return 0;
+    return ld_relaxed((uint64_t *)(s->base + s->tags) + line * s->tag_words) & TIME_MASK;
+}
+
+/* Where CPU i's clock stands for the skew bound, or UINT64_MAX when it does not hold the others
+ * back: a running CPU's clock; a CPU spinning for a lock that is free now would take it at the
+ * release plus a transfer; one whose lock is held waits for its holder (who counts itself); a
+ * CPU at a barrier, finished or idle does not count. */
+static inline uint64_t
+lax_clock(struct simcpu *s, uint32_t i)
+{
+    uint64_t st = __atomic_load_n(CW(s, i, c_state), __ATOMIC_ACQUIRE);
+    uint64_t c = ld_relaxed(CW(s, i, c_clock));
+    if (st == CPU_RUNNABLE)
+        return c;
+    if (st == CPU_BLOCKED) {
+        uint64_t lock = ld_relaxed(CW(s, i, c_wants));
+        if (lock && __atomic_load_n((uint64_t *)(s->base + lock), __ATOMIC_ACQUIRE) == 0)
+            return umax(c, line_time(s, lock) + s->transfer);
+    }
+    return UINT64_MAX;
+}
+
 /*
- * SCHED_LAX: wait until every other running CPU is at most `ahead` cycles behind this one's
- * clock t: (clock_j + ahead, j) >= (t, me) for every running j, so with `ahead` 0 no running CPU
- * is behind this one (ties go to the lower id). Sleeps on the laggard's `progress` futex,
+ * SCHED_LAX: wait until every other running CPU is at most `ahead` cycles behind time t (this
+ * CPU's clock, or when it would take a lock): (clock_j + ahead, j) >= (t, me) for every
+ * running j (lax_clock), so with `ahead` 0 no running CPU is behind (ties go to the lower id). Sleeps on the laggard's `progress` futex,
  * which it bumps once its clock reaches what we need (wake_waiters) or it stops running
  * (set_state). -1 when a signal handler raised.
  */
 static int
-skew_wait(struct simcpu *s, uint64_t ahead)
+skew_wait_at(struct simcpu *s, uint64_t t, uint64_t ahead)
 {
-    uint64_t t = ld_relaxed(MYCLOCK(s));
     for (;;) {
         uint64_t need = 0, lowest = UINT64_MAX;
         uint32_t laggard = s->cpu;
         for (uint32_t i = 0; i < s->ncpus; i++) {
-            if (i == s->cpu ||
-                __atomic_load_n(CW(s, i, c_state), __ATOMIC_ACQUIRE) != CPU_RUNNABLE)
+            uint64_t c = i == s->cpu ? UINT64_MAX : lax_clock(s, i);
+            if (c == UINT64_MAX)
                 continue;
             /* CPU i must reach `want` (a tie lets the lower id go first); wait for the one
              * furthest behind. */
             uint64_t want = t > ahead ? t - ahead + (i > s->cpu ? 0 : 1) : 0;
-            uint64_t c = ld_relaxed(CW(s, i, c_clock));
             if (c < want && c < lowest) {
                 lowest = c;
                 need = want;
@@ -247,12 +274,17 @@ skew_wait(struct simcpu *s, uint64_t ahead)
                                                           __ATOMIC_ACQUIRE))
             ;
         uint32_t seen = (uint32_t)__atomic_load_n(p, __ATOMIC_ACQUIRE);
-        if (__atomic_load_n(CW(s, laggard, c_state), __ATOMIC_ACQUIRE) == CPU_RUNNABLE &&
-            ld_relaxed(CW(s, laggard, c_clock)) < need && futex_sleep(p, seen) < 0)
+        if (lax_clock(s, laggard) < need && futex_sleep(p, seen) < 0)
             return -1;
         if (!ld_relaxed(HW(s, h_run_active)))
             return 0;
     }
+}
+
+static inline int
+skew_wait(struct simcpu *s, uint64_t ahead)
+{
+    return skew_wait_at(s, ld_relaxed(MYCLOCK(s)), ahead);
 }
 
 /* SCHED_LAX at a scheduling point: no more than quantum ahead of the slowest running CPU. The
@@ -268,9 +300,8 @@ lax_wait(struct simcpu *s)
         return -1;
     uint64_t slowest = t;
     for (uint32_t i = 0; i < s->ncpus; i++)
-        if (__atomic_load_n(CW(s, i, c_state), __ATOMIC_ACQUIRE) == CPU_RUNNABLE &&
-            ld_relaxed(CW(s, i, c_clock)) < slowest)
-            slowest = ld_relaxed(CW(s, i, c_clock));
+        if (i != s->cpu && lax_clock(s, i) < slowest)
+            slowest = lax_clock(s, i);
     s->horizon = slowest + s->quantum;
     return 0;
 }
@@ -353,16 +384,6 @@ charge(struct simcpu *s, uint64_t addr, int kind)
             wake_waiters(s);
         return;
     }
-}
-
-/* The time of the last write to the line holding addr (for choosing by clock). */
-static inline uint64_t
-line_time(struct simcpu *s, uint64_t addr)
-{
-    uint64_t line = addr >> 6;
-    if (!s->timed || line >= s->tag_lines)
-        return 0;
-    return ld_relaxed((uint64_t *)(s->base + s->tags) + line * s->tag_words) & TIME_MASK;
 }
 
 /* --- lock statistics: an open addressed table keyed by the lock word's address ------------- */
@@ -747,6 +768,54 @@ sim_released(struct simcpu *s, uint64_t word, int kind)
                                                  ld_relaxed(LS(s, e, s_acquired_at))));
 }
 
+/*
+ * SCHED_LAX: take the lock at word in simulated-time order. While another CPU holds it, sleep on
+ * the word (the releaser wakes its waiters); once it is free, the attempt waits until no other
+ * CPU could ask for it earlier (every running CPU's clock, and every waiter's, at least the time
+ * this CPU would take it: its clock, or the release plus a transfer), so that the lock goes to
+ * the earliest request whatever order the host runs the processes in. Meanwhile this CPU is
+ * CPU_BLOCKED (lax_clock). Returns the failed attempts, -1 after `timeout` seconds, -2 with a
+ * Python exception set.
+ */
+static long long
+lax_acquire(struct simcpu *s, uint64_t word, uint64_t owner, double timeout)
+{
+    uint64_t *holder = (uint64_t *)(s->base + word), expected;
+    long long spins = 0;
+    double deadline = timeout > 0 ? now_seconds() + timeout : 0;
+    st_relaxed(CW(s, s->cpu, c_wants), word);
+    set_state(s, CPU_BLOCKED);
+    for (;;) {
+        uint64_t h = __atomic_load_n(holder, __ATOMIC_ACQUIRE);
+        if (h == 0) {
+            uint64_t line = word >> 6, t = ld_relaxed(MYCLOCK(s));
+            if (s->timed && line < s->tag_lines) {
+                uint64_t *tag = (uint64_t *)(s->base + s->tags) + line * s->tag_words;
+                if (!line_is_mine(s, tag, ld_relaxed(tag), ACC_RMW))
+                    t = umax(t, line_time(s, word) + s->transfer);
+            }
+            if (skew_wait_at(s, t, 0) < 0)
+                return -2;
+            expected = 0;
+            if (__atomic_compare_exchange_n(holder, &expected, owner, 0, __ATOMIC_ACQUIRE,
+                                            __ATOMIC_RELAXED))
+                break;
+            spins++;
+            continue;
+        }
+        spins++;
+        if (futex_sleep(holder, (uint32_t)h) < 0)
+            return -2;
+        if (deadline && now_seconds() > deadline) {
+            set_state(s, CPU_RUNNABLE);
+            return -1;
+        }
+    }
+    set_state(s, CPU_RUNNABLE);
+    s->horizon = 0;                         /* recompute before passing the next point */
+    return spins;
+}
+
 static long long
 sim_lock(struct simcpu *s, uint64_t word, uint64_t counters, uint64_t owner, double timeout,
          int kind)
@@ -768,17 +837,14 @@ sim_lock(struct simcpu *s, uint64_t word, uint64_t counters, uint64_t owner, dou
                 return -2;              /* still blocked: the deadlock report names it */
             set_state(s, CPU_RUNNABLE);
         }
+    } else if (s->sched == SCHED_LAX && ld_relaxed(HW(s, h_run_active))) {
+        spins = lax_acquire(s, word, owner, timeout);
+        if (spins < 0)
+            return spins;
     } else if (__atomic_load_n(holder, __ATOMIC_RELAXED) != 0 ||
                !__atomic_compare_exchange_n(holder, &expected, owner, 0, __ATOMIC_ACQUIRE,
                                             __ATOMIC_RELAXED)) {
-        if (s->sched == SCHED_LAX)
-            set_state(s, CPU_BLOCKED);    /* waiting: not a running CPU for the skew bound */
         spins = sim_spin(holder, owner, timeout);
-        if (s->sched == SCHED_LAX) {
-            set_state(s, CPU_RUNNABLE);
-            if (spins >= 0)
-                s->horizon = 0;             /* recompute before passing the next point */
-        }
         if (spins < 0)
             return spins;
         spins = spins ? spins : 1;
@@ -802,6 +868,13 @@ sim_unlock(struct simcpu *s, uint64_t word, int kind)
         return -1;
     __atomic_store_n((uint64_t *)(s->base + word), 0, __ATOMIC_RELEASE);
     sim_released(s, word, kind);
+    if (s->sched == SCHED_LAX)              /* wake the CPUs sleeping on the lock (lax_acquire) */
+        for (uint32_t i = 0; i < s->ncpus; i++)
+            if (ld_relaxed(CW(s, i, c_wants)) == word &&
+                ld_relaxed(CW(s, i, c_state)) == CPU_BLOCKED) {
+                futex_wake_all((uint64_t *)(s->base + word));
+                break;
+            }
     return 0;
 }
 

@@ -47,6 +47,7 @@ typedef struct {
     Py_ssize_t len;
     int has_view;
     struct simcpu sim;      /* simulated time and scheduling (configure_sim), else all zero */
+    PyObject *tracer;       /* set_tracer's callable (sim.tracer borrows it) */
 } ArenaObject;
 
 /* --- helpers ------------------------------------------------------------------------------ */
@@ -110,6 +111,7 @@ Arena_init(ArenaObject *self, PyObject *args, PyObject *kw)
 static void
 Arena_dealloc(ArenaObject *self)
 {
+    Py_CLEAR(self->tracer);
     if (self->has_view)
         PyBuffer_Release(&self->view);
     Py_TYPE(self)->tp_free((PyObject *)self);
@@ -291,7 +293,7 @@ Arena_trylock(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
     struct spinlock *l = (struct spinlock *)word_at(self, args[0], 8);
     if (!l || get_u64(args[1], &owner) < 0)
         return NULL;
-    if (SIMULATED(self) && sim_point(&self->sim) < 0)
+    if (SIMULATED(self) && sim_point(&self->sim, PT_TRYLOCK, (char *)l - self->base) < 0)
         return NULL;
     int got = __atomic_compare_exchange_n(&l->holder, &expected, owner, 0, __ATOMIC_ACQUIRE,
                                           __ATOMIC_RELAXED);
@@ -355,6 +357,7 @@ Arena_configure_sim(ArenaObject *self, PyObject *args)
     }
     struct simcpu *m = &self->sim;
     memset(m, 0, sizeof *m);
+    m->tracer = self->tracer;
     m->base = self->base;
     m->len = self->len;
     m->cpu = cpu;
@@ -453,7 +456,8 @@ Arena_tfetch_add(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     NARGS(2);
     uint64_t d, *w = word_at(self, args[0], 8);
-    if (!w || get_u64(args[1], &d) < 0 || sim_point(&self->sim) < 0)
+    if (!w || get_u64(args[1], &d) < 0 ||
+        sim_point(&self->sim, PT_ATOMIC, (char *)w - self->base) < 0)
         return NULL;
     charge(&self->sim, (char *)w - self->base, ACC_RMW);
     return PyLong_FromUnsignedLongLong(__atomic_fetch_add(w, d, __ATOMIC_SEQ_CST));
@@ -466,7 +470,7 @@ static PyObject *
 Arena_aload(ArenaObject *self, PyObject *arg)
 {
     uint64_t *w = word_at(self, arg, 8);
-    if (!w || !sim_ready(self) || sim_point(&self->sim) < 0)
+    if (!w || !sim_ready(self) || sim_point(&self->sim, PT_LOAD, (char *)w - self->base) < 0)
         return NULL;
     charge(&self->sim, (char *)w - self->base, ACC_READ);
     return PyLong_FromUnsignedLongLong(__atomic_load_n(w, __ATOMIC_ACQUIRE));
@@ -477,7 +481,8 @@ Arena_astore(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     NARGS(2);
     uint64_t v, *w = word_at(self, args[0], 8);
-    if (!w || get_u64(args[1], &v) < 0 || !sim_ready(self) || sim_point(&self->sim) < 0)
+    if (!w || get_u64(args[1], &v) < 0 || !sim_ready(self) ||
+        sim_point(&self->sim, PT_STORE, (char *)w - self->base) < 0)
         return NULL;
     charge(&self->sim, (char *)w - self->base, ACC_WRITE);
     __atomic_store_n(w, v, __ATOMIC_RELEASE);
@@ -490,7 +495,7 @@ Arena_acas(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
     NARGS(3);
     uint64_t e, n, *w = word_at(self, args[0], 8);
     if (!w || get_u64(args[1], &e) < 0 || get_u64(args[2], &n) < 0 || !sim_ready(self) ||
-        sim_point(&self->sim) < 0)
+        sim_point(&self->sim, PT_ATOMIC, (char *)w - self->base) < 0)
         return NULL;
     charge(&self->sim, (char *)w - self->base, ACC_RMW);
     return PyBool_FromLong(
@@ -502,7 +507,8 @@ Arena_aadd(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     NARGS(2);
     uint64_t d, *w = word_at(self, args[0], 8);
-    if (!w || get_u64(args[1], &d) < 0 || !sim_ready(self) || sim_point(&self->sim) < 0)
+    if (!w || get_u64(args[1], &d) < 0 || !sim_ready(self) ||
+        sim_point(&self->sim, PT_ATOMIC, (char *)w - self->base) < 0)
         return NULL;
     charge(&self->sim, (char *)w - self->base, ACC_RMW);
     return PyLong_FromUnsignedLongLong(__atomic_fetch_add(w, d, __ATOMIC_SEQ_CST));
@@ -596,7 +602,7 @@ Arena_sched_end(ArenaObject *self, PyObject *unused)
     set_state(m, CPU_DONE);
     if (m->sched == SCHED_TOKEN) {
         st_relaxed(CW(m, m->cpu, c_points), ld_relaxed(CW(m, m->cpu, c_points)) + 1);
-        if (token_pass(m) < 0)
+        if (token_pass(m, PT_END, 0) < 0)
             return NULL;
     }
     Py_RETURN_NONE;
@@ -615,7 +621,7 @@ Arena_barrier(ArenaObject *self, PyObject *unused)
     uint64_t *count = HW(m, h_barrier_count), *round = HW(m, h_barrier_round);
     uint64_t *latest = HW(m, h_barrier_clock), n = ld_relaxed(HW(m, h_run_cpus));
     uint64_t count_off = (char *)count - m->base, round_off = (char *)round - m->base;
-    if (sim_point(m) < 0)
+    if (sim_point(m, PT_BARRIER, count_off) < 0)
         return NULL;
     uint64_t rnd = __atomic_load_n(round, __ATOMIC_ACQUIRE);
     charge(m, count_off, ACC_RMW);
@@ -655,7 +661,7 @@ Arena_barrier(ArenaObject *self, PyObject *unused)
 static PyObject *
 Arena_point(ArenaObject *self, PyObject *unused)
 {
-    if (!sim_ready(self) || sim_point(&self->sim) < 0)
+    if (!sim_ready(self) || sim_point(&self->sim, PT_ATOMIC, 0) < 0)
         return NULL;
     Py_RETURN_NONE;
 }
@@ -696,6 +702,22 @@ Arena_released(ArenaObject *self, PyObject *arg)
     if (get_u64(arg, &off) < 0 || !sim_ready(self))
         return NULL;
     sim_released(&self->sim, off, LOCK_KERNEL);
+    Py_RETURN_NONE;
+}
+
+/* set_tracer(fn or None): in a controlled run, call fn(step, kind, addr, next, preempted) at
+ * every scheduling point this CPU passes, before the token moves (kind: PT_* of _sim.h). */
+static PyObject *
+Arena_set_tracer(ArenaObject *self, PyObject *fn)
+{
+    if (!sim_ready(self))
+        return NULL;
+    if (fn != Py_None && !PyCallable_Check(fn)) {
+        PyErr_SetString(PyExc_TypeError, "set_tracer: a callable or None");
+        return NULL;
+    }
+    Py_XSETREF(self->tracer, fn == Py_None ? NULL : Py_NewRef(fn));
+    self->sim.tracer = self->tracer;
     Py_RETURN_NONE;
 }
 
@@ -757,6 +779,7 @@ static PyMethodDef Arena_methods[] = {
     {"sched_end", (PyCFunction)Arena_sched_end, METH_NOARGS, "a program ended"},
     {"barrier", (PyCFunction)Arena_barrier, METH_NOARGS, "Kernel.barrier (scheduled)"},
     {"decide", (PyCFunction)Arena_decide, METH_NOARGS, "the Machine hands the token on"},
+    {"set_tracer", (PyCFunction)Arena_set_tracer, METH_O, "set_tracer(fn or None)"},
     {"point", (PyCFunction)Arena_point, METH_NOARGS, "pass a scheduling point"},
     {"charge", (PyCFunction)(void (*)(void))Arena_charge, METH_FASTCALL,
      "charge(off, kind): charge an access (0 read, 1 write, 2 atomic)"},

@@ -246,7 +246,7 @@ count(FastPath *fp, uint64_t cache, uint64_t mags, Py_ssize_t shared, Py_ssize_t
 {
     uint64_t addr = fp->percpu ? mags + percpu : cache + shared;
     if (fp->simulated) {
-        if (sim_point(&fp->sim) < 0)
+        if (sim_point(&fp->sim, PT_ATOMIC, addr) < 0)
             return -1;
         charge(&fp->sim, addr, ACC_RMW);
     }

@@ -61,6 +61,9 @@ enum { CPU_IDLE = 0, CPU_RUNNABLE = 1, CPU_BLOCKED = 2, CPU_BARRIER = 3, CPU_DON
 enum { FAIL_NONE = 0, FAIL_DEADLOCK = 1, FAIL_MISMATCH = 2, FAIL_LOG_FULL = 3 };
 enum { ACC_READ = 0, ACC_WRITE = 1, ACC_RMW = 2 };
 enum { LOCK_KERNEL = 1, LOCK_USER = 2 };
+/* What a scheduling point is about (the trace of a controlled run names it). */
+enum { PT_START = 0, PT_END, PT_LOCK, PT_UNLOCK, PT_TRYLOCK, PT_ATOMIC, PT_LOAD, PT_STORE,
+       PT_READ, PT_WRITE, PT_BARRIER };
 
 #define TIME_MASK ((UINT64_C(1) << 56) - 1)
 #define TOKEN_SPINS 2000        /* polls of the token before yielding the core */
@@ -79,7 +82,7 @@ static struct {
     Py_ssize_t h_barrier_clock, h_pct_change, h_barrier_count, h_barrier_round, h_run_cpus;
     /* CPU_CTL */
     Py_ssize_t c_sizeof, c_clock, c_state, c_wants, c_go, c_prio, c_progress, c_wake_at;
-    Py_ssize_t c_points;
+    Py_ssize_t c_points, c_transfers;
     /* SPINLOCK */
     Py_ssize_t l_holder, l_acquisitions, l_contended, l_spins;
     /* LOCKSTAT */
@@ -97,6 +100,7 @@ static const char *const SIM_FIELDS[] = {
     "HEADER.barrier_round", "HEADER.run_cpus",
     "CPU_CTL.sizeof", "CPU_CTL.clock", "CPU_CTL.state", "CPU_CTL.wants", "CPU_CTL.go",
     "CPU_CTL.prio", "CPU_CTL.progress", "CPU_CTL.wake_at", "CPU_CTL.points",
+    "CPU_CTL.transfers",
     "SPINLOCK.holder", "SPINLOCK.acquisitions", "SPINLOCK.contended", "SPINLOCK.spins",
     "LOCKSTAT.sizeof", "LOCKSTAT.addr", "LOCKSTAT.kind", "LOCKSTAT.acquisitions",
     "LOCKSTAT.contended", "LOCKSTAT.spins", "LOCKSTAT.wait_cycles", "LOCKSTAT.hold_cycles",
@@ -147,6 +151,9 @@ struct simcpu {
     uint64_t hit, transfer, atomic, quantum;   /* the cost model, copied at configure */
     uint64_t horizon;       /* SCHED_LAX: the slowest running clock + quantum, last computed */
     int spin_token;         /* poll the token before sleeping (few CPUs per host core) */
+    PyObject *tracer;       /* token mode: called as tracer(step, kind, addr, next, preempted)
+                             * at every point, before the token moves (a borrowed reference:
+                             * its owner, the Arena, keeps it) */
 };
 
 #define HW(s, f) ((uint64_t *)((s)->base + (s)->hdr + SL.f))
@@ -355,6 +362,8 @@ charge(struct simcpu *s, uint64_t addr, int kind)
         } else {
             t = umax(t, e & TIME_MASK) + s->transfer;
             __atomic_fetch_or(mine, bit, __ATOMIC_RELAXED);   /* now it holds a copy too */
+            uint64_t *n = CW(s, s->cpu, c_transfers);
+            st_relaxed(n, ld_relaxed(n) + 1);
         }
         st_relaxed(clock, t);
         wake_waiters(s);
@@ -376,9 +385,12 @@ charge(struct simcpu *s, uint64_t addr, int kind)
                                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
             continue;                       /* another CPU took the line meanwhile: again */
         }
-        if (!alone)
+        if (!alone) {
             for (uint64_t w = 0; w + 1 < s->tag_words; w++)
                 st_relaxed(tag + 1 + w, tag + 1 + w == mine ? bit : 0);
+            uint64_t *n = CW(s, s->cpu, c_transfers);
+            st_relaxed(n, ld_relaxed(n) + 1);
+        }
         st_relaxed(clock, done);
         if (s->sched == SCHED_LAX)
             wake_waiters(s);
@@ -586,7 +598,7 @@ schedule_stop(struct simcpu *s)
  * next, hands over and waits for the token to come back (unless this CPU is done). -1 with a
  * Python exception set when the run must end here. */
 static int
-token_pass(struct simcpu *s)
+token_pass(struct simcpu *s, int kind, uint64_t addr)
 {
     uint64_t *step = HW(s, h_step), k = ld_relaxed(step) + 1;
     st_relaxed(step, k);
@@ -609,7 +621,16 @@ token_pass(struct simcpu *s)
             st_relaxed(next, i + 1);
         }
     }
+    uint64_t preempted = ld_relaxed(HW(s, h_preemptions));
     int next = choose(s, s->cpu);
+    if (s->tracer) {
+        PyObject *r = PyObject_CallFunction(
+            s->tracer, "KiKiO", (unsigned long long)k, kind, (unsigned long long)addr, next,
+            ld_relaxed(HW(s, h_preemptions)) != preempted ? Py_True : Py_False);
+        if (!r)
+            return -1;
+        Py_DECREF(r);
+    }
     if (next < 0) {
         if (ld_relaxed(CW(s, s->cpu, c_state)) == CPU_DONE &&
             ld_relaxed(HW(s, h_failure)) == FAIL_NONE)
@@ -630,21 +651,21 @@ token_pass(struct simcpu *s)
 
 /* A scheduling point before an action. 0 to go on; -1 with a Python exception set. */
 static inline int
-sim_point(struct simcpu *s)
+sim_point(struct simcpu *s, int kind, uint64_t addr)
 {
     if (!s->on || s->sched == SCHED_FREE || !ld_relaxed(HW(s, h_run_active)))
         return 0;
     st_relaxed(CW(s, s->cpu, c_points), ld_relaxed(CW(s, s->cpu, c_points)) + 1);
     if (s->sched == SCHED_LAX)
         return lax_wait(s);
-    return token_pass(s);
+    return token_pass(s, kind, addr);
 }
 
 /* A data access of the allocator's code: charged, and a point of a controlled run. */
 static inline int
 sim_access(struct simcpu *s, uint64_t addr, int kind)
 {
-    if (s->data_points && sim_point(s) < 0)
+    if (s->data_points && sim_point(s, kind == ACC_READ ? PT_READ : PT_WRITE, addr) < 0)
         return -1;
     charge(s, addr, kind);
     return 0;
@@ -821,7 +842,7 @@ sim_lock(struct simcpu *s, uint64_t word, uint64_t counters, uint64_t owner, dou
          int kind)
 {
     uint64_t *holder = (uint64_t *)(s->base + word);
-    if (sim_point(s) < 0)
+    if (sim_point(s, PT_LOCK, word) < 0)
         return -2;
     uint64_t before = s->timed ? ld_relaxed(MYCLOCK(s)) : 0;
     long long spins = 0;
@@ -864,7 +885,7 @@ sim_lock(struct simcpu *s, uint64_t word, uint64_t counters, uint64_t owner, dou
 static int
 sim_unlock(struct simcpu *s, uint64_t word, int kind)
 {
-    if (sim_point(s) < 0)
+    if (sim_point(s, PT_UNLOCK, word) < 0)
         return -1;
     __atomic_store_n((uint64_t *)(s->base + word), 0, __ATOMIC_RELEASE);
     sim_released(s, word, kind);

@@ -206,6 +206,7 @@ CPU_CTL = Struct("cpu_ctl", [
     ("progress", 8),    # futex word: bumped when this CPU wakes the CPUs waiting for it
     ("wake_at", 8),     # bounded skew: the earliest clock of this CPU that a sleeper needs
     ("points", 8),      # scheduling points this CPU has passed
+    ("transfers", 8),   # simulated time: lines this CPU had to take from another CPU's cache
     ("_", PAD_TO_LINE),
 ], align=LINE)
 

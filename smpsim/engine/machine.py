@@ -286,7 +286,8 @@ class Machine:
 
     def cpu_stats(self):
         """Per CPU: operations, allocations, frees, magazine hits and misses since boot, and the
-        misses by the deepest layer they reached (depot, slab, frames)."""
+        misses by the deepest layer they reached (depot, slab, frames); in simulated time also
+        its clock ("cycles") and the lines it took from other CPUs' caches ("transfers")."""
         self._check_open()
         k = self._observer()
         out = []
@@ -295,6 +296,9 @@ class Machine:
             row = {"cpu": i}
             for f in ("ops", "allocs", "frees", "hits", "misses", "depot", "slab", "frames"):
                 row[f] = k.peek(ctl + getattr(CPU_CTL, f))
+            if self.time == "simulated":
+                row["cycles"] = k.peek(ctl + CPU_CTL.clock)
+                row["transfers"] = k.peek(ctl + CPU_CTL.transfers)
             out.append(row)
         return out
 

@@ -265,3 +265,20 @@ def test_python_constants_match_the_c_scheduler():
 def _sim_h():
     import os
     return os.path.join(os.path.dirname(smpsim.engine.__file__), "_sim.h")
+
+
+def test_a_lenient_replay_follows_what_it_can_and_records_what_ran():
+    """Machine(replay="lenient") (for shrinking schedules): where the schedule names a CPU
+    that cannot run, or has ended, the run goes on without a preemption; m.last_schedule is
+    what ran, and replays exactly."""
+    full = _controlled(60, schedule="random", seed=5)
+    cut = Schedule(full[4].decisions[:len(full[4]) // 3], cpus=3)
+    lenient = _controlled(60, schedule=cut, replay="lenient")
+    ran = lenient[4]
+    assert ran.decisions[:len(cut)] == cut.decisions and len(ran) > len(cut)
+    assert ran.preemptions < full[4].preemptions
+    exact = _controlled(60, schedule=ran)
+    assert exact[:4] == lenient[:4]
+    with pytest.raises(smpsim.CPUError) as e:
+        _controlled(60, schedule=cut)                     # exact: it ends too soon
+    assert e.value.reason == "schedule"

@@ -80,6 +80,7 @@ static struct {
     Py_ssize_t h_token, h_step, h_decisions, h_preemptions, h_rng, h_kill_cpu, h_kill_step;
     Py_ssize_t h_failure, h_failure_step, h_log_len, h_log_cap, h_pct_next, h_pct_count;
     Py_ssize_t h_barrier_clock, h_pct_change, h_barrier_count, h_barrier_round, h_run_cpus;
+    Py_ssize_t h_replay_lenient;
     /* CPU_CTL */
     Py_ssize_t c_sizeof, c_clock, c_state, c_wants, c_go, c_prio, c_progress, c_wake_at;
     Py_ssize_t c_points, c_transfers;
@@ -97,7 +98,7 @@ static const char *const SIM_FIELDS[] = {
     "HEADER.preemptions", "HEADER.rng", "HEADER.kill_cpu", "HEADER.kill_step", "HEADER.failure",
     "HEADER.failure_step", "HEADER.log_len", "HEADER.log_cap", "HEADER.pct_next",
     "HEADER.pct_count", "HEADER.barrier_clock", "HEADER.pct_change", "HEADER.barrier_count",
-    "HEADER.barrier_round", "HEADER.run_cpus",
+    "HEADER.barrier_round", "HEADER.run_cpus", "HEADER.replay_lenient",
     "CPU_CTL.sizeof", "CPU_CTL.clock", "CPU_CTL.state", "CPU_CTL.wants", "CPU_CTL.go",
     "CPU_CTL.prio", "CPU_CTL.progress", "CPU_CTL.wake_at", "CPU_CTL.points",
     "CPU_CTL.transfers",
@@ -515,17 +516,32 @@ choose(struct simcpu *s, uint32_t me)
                     chosen = (int)i;
                 }
         } else {                            /* STRATEGY_REPLAY */
-            if (d >= ld_relaxed(HW(s, h_log_len))) {
-                st_relaxed(HW(s, h_failure), FAIL_MISMATCH);
+            int lenient = (int)ld_relaxed(HW(s, h_replay_lenient));
+            chosen = d < ld_relaxed(HW(s, h_log_len)) ? (unsigned char)s->base[s->log + d] : -1;
+            if (chosen < 0 || chosen >= (int)n || !runnable(s, (uint32_t)chosen)) {
+                if (!lenient) {
+                    st_relaxed(HW(s, h_failure), FAIL_MISMATCH);
+                    st_relaxed(HW(s, h_failure_step), ld_relaxed(HW(s, h_step)));
+                    return -1;
+                }
+                /* Lenient (shrinking a schedule): where the schedule names a CPU that cannot
+                 * run, or has ended, go on without a preemption: the deciding CPU if it can,
+                 * else the lowest runnable id. */
+                chosen = me < n && runnable(s, me) ? (int)me : (int)only;
+                for (uint32_t i = 0; i < n && chosen != (int)me; i++)
+                    if (runnable(s, i)) {
+                        chosen = (int)i;
+                        break;
+                    }
+            }
+        }
+        if (strategy == STRATEGY_REPLAY && ld_relaxed(HW(s, h_replay_lenient))) {
+            if (d >= ld_relaxed(HW(s, h_log_cap))) {
+                st_relaxed(HW(s, h_failure), FAIL_LOG_FULL);
                 st_relaxed(HW(s, h_failure_step), ld_relaxed(HW(s, h_step)));
                 return -1;
             }
-            chosen = (unsigned char)s->base[s->log + d];
-            if (chosen >= (int)n || !runnable(s, (uint32_t)chosen)) {
-                st_relaxed(HW(s, h_failure), FAIL_MISMATCH);
-                st_relaxed(HW(s, h_failure_step), ld_relaxed(HW(s, h_step)));
-                return -1;
-            }
+            s->base[s->log + d] = (char)chosen;           /* what actually ran */
         }
         if (strategy != STRATEGY_REPLAY && strategy != STRATEGY_CLOCK) {
             if (d >= ld_relaxed(HW(s, h_log_cap))) {

@@ -177,6 +177,8 @@ HEADER = Struct("machine_header", [
     ("log_len", 8), ("log_cap", 8),      # decisions in the schedule log, and its room
     ("pct_next", 8), ("pct_count", 8),   # PCT: the next change point's index, how many
     ("barrier_clock", 8),                # the latest arrival's clock in this barrier round
+    ("replay_lenient", 8),               # replay: where the log names a CPU that cannot run or
+                                         # has ended, go on without a preemption (shrinking)
     ("_", PAD_TO_LINE),
     ("pct_change", 8 * PCT_MAX),         # PCT: the steps at which a priority drops, ascending
     ("_", PAD_TO_LINE),

@@ -112,7 +112,7 @@ class Machine:
 
     def __init__(self, cpus, memory="64M", *, magazine_size=4, debug=False, counters="shared",
                  lock_timeout=None, accel="c", time="host", quantum=None, cost=None,
-                 schedule=None, seed=0, depth=3, kill=None, max_steps=None):
+                 schedule=None, seed=0, depth=3, kill=None, max_steps=None, replay="exact"):
         if type(cpus) is not int or not 1 <= cpus <= 256:
             raise BadArgument(f"Machine: 'cpus' must be an int from 1 to 256, got {cpus!r}")
         memory = parse_memory(memory)
@@ -130,7 +130,8 @@ class Machine:
         if accel not in ACCEL_CHOICES:
             raise BadArgument(f"Machine: 'accel' must be one of {', '.join(ACCEL_CHOICES)} (or "
                               f"True / False for 'c' / 'python'), got {accel!r}")
-        modes = resolve_modes(cpus, time, quantum, cost, schedule, seed, depth, kill, max_steps)
+        modes = resolve_modes(cpus, time, quantum, cost, schedule, seed, depth, kill, max_steps,
+                              replay)
         self.accel = accel
         self.cpus, self.memory, self.magazine_size = cpus, memory, magazine_size
         self.debug, self.counters, self.lock_timeout = bool(debug), counters, lock_timeout
@@ -138,6 +139,7 @@ class Machine:
         self.schedule, self.seed, self.depth = modes["schedule"], seed, depth
         self._sched_mode, self._strategy = modes["sched_mode"], modes["strategy"]
         self._replay, self._kill_pending = modes["replay"], modes["kill"]
+        self._lenient = modes["lenient"]
         self._pct_steps = PCT_FIRST_STEPS
         self.regions = Regions(memory, cpus, timed=self.time == "simulated",
                                log_cap=modes["log_cap"])

@@ -89,7 +89,8 @@ def check_cost(cost):
     return out
 
 
-def resolve_modes(cpus, time, quantum, cost, schedule, seed, depth, kill, max_steps):
+def resolve_modes(cpus, time, quantum, cost, schedule, seed, depth, kill, max_steps,
+                  replay_mode="exact"):
     """Machine's arguments for simulated time and controlled schedules, checked (BadArgument
     naming the argument), as a dict: time, quantum, cost, schedule (None, "random", "pct" or
     the Schedule replayed), seed, depth, kill, sched_mode, strategy, log_cap."""
@@ -128,6 +129,9 @@ def resolve_modes(cpus, time, quantum, cost, schedule, seed, depth, kill, max_st
             raise BadArgument(f"Machine: 'kill' must be (cpu, step) with a CPU id from 0 to "
                               f"{cpus - 1} and a step >= 1, got {kill!r}")
         kill = tuple(kill)
+    if replay_mode not in ("exact", "lenient"):
+        raise BadArgument(f"Machine: 'replay' must be 'exact' or 'lenient', got "
+                          f"{replay_mode!r}")
     if max_steps is not None and (type(max_steps) is not int or max_steps < 1):
         raise BadArgument(f"Machine: 'max_steps' must be an int >= 1 or None, got {max_steps!r}")
     if schedule is not None:
@@ -143,7 +147,8 @@ def resolve_modes(cpus, time, quantum, cost, schedule, seed, depth, kill, max_st
         quantum = DEFAULT_QUANTUM
     return {"time": time, "quantum": quantum if time == "simulated" else None, "cost": cost,
             "schedule": schedule, "replay": replay, "seed": seed, "depth": depth, "kill": kill,
-            "sched_mode": mode, "strategy": strategy, "log_cap": log_cap}
+            "sched_mode": mode, "strategy": strategy, "log_cap": log_cap,
+            "lenient": replay_mode == "lenient"}
 
 
 class Schedule:
@@ -243,6 +248,7 @@ def setup_run(m, sa, ids):
             log = m._replay.decisions
             sa.segment[r.log:r.log + len(log)] = log
             po(h + HEADER.log_len, len(log))
+        po(h + HEADER.replay_lenient, int(m._lenient))
     kill = m._kill_pending
     po(h + HEADER.kill_cpu, kill[0] + 1 if kill else 0)
     po(h + HEADER.kill_step, kill[1] if kill else 0)
@@ -278,7 +284,9 @@ def finish_run(m, sa):
         return None
     steps = pk(h + HEADER.step)
     m._pct_steps = max(m._pct_steps, steps)
-    n = pk(h + HEADER.log_len)
+    # Recorded, or replayed leniently: the decisions actually made; replayed exactly: the log.
+    exact = m._strategy == STRATEGY_REPLAY and not m._lenient
+    n = pk(h + (HEADER.log_len if exact else HEADER.decisions))
     name = {STRATEGY_RANDOM: "random", STRATEGY_PCT: "pct",
             STRATEGY_REPLAY: "replay"}[m._strategy]
     return Schedule(bytes(sa.segment[r.log:r.log + n]), preemptions=pk(h + HEADER.preemptions),

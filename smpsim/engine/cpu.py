@@ -46,6 +46,7 @@ from .layout import CPU_CTL, HEADER, SPINLOCK
 from .kernel import OPS
 from .memory import PID_DEAD
 from . import sched
+from .trace import HEADER_LINE as TRACE_HEADER
 
 __all__ = ["run", "all_stopped", "STOP_SIGNAL", "GRACE"]
 
@@ -119,6 +120,9 @@ def _cpu_main(machine, cpu, program, args, conn, gate_r, gate_w, pin, parent):
     conn.send(("ready",))
     os.read(gate_r, 1)                      # returns at EOF: the gate is open
     arena = k._sa.arena
+    if machine.trace:                       # a line per scheduling point (smpsim/engine/trace.py)
+        from .trace import Tracer
+        arena.set_tracer(Tracer(k, machine.trace))
     try:
         arena.sched_begin()                 # the program's start: a scheduling point
         result = program(k, *args)
@@ -181,6 +185,10 @@ def run(machine, program, args, *, cpus, timeout, monitor, interval, pin):
         gate_r = None
         failure = _wait_ready(procs, conns, machine)
         if failure is None:
+            if machine.trace and not (os.path.exists(machine.trace) and
+                                      os.path.getsize(machine.trace)):
+                with open(machine.trace, "a") as f:
+                    f.write(TRACE_HEADER)
             sched.setup_run(machine, k, ids)  # clocks, states, the first decision
             os.close(gate_w)                 # open the gate: every CPU starts now
             gate_w = None

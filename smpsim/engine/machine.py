@@ -112,7 +112,8 @@ class Machine:
 
     def __init__(self, cpus, memory="64M", *, magazine_size=4, debug=False, counters="shared",
                  lock_timeout=None, accel="c", time="host", quantum=None, cost=None,
-                 schedule=None, seed=0, depth=3, kill=None, max_steps=None, replay="exact"):
+                 schedule=None, seed=0, depth=3, kill=None, max_steps=None, replay="exact",
+                 trace=None):
         if type(cpus) is not int or not 1 <= cpus <= 256:
             raise BadArgument(f"Machine: 'cpus' must be an int from 1 to 256, got {cpus!r}")
         memory = parse_memory(memory)
@@ -140,6 +141,10 @@ class Machine:
         self._sched_mode, self._strategy = modes["sched_mode"], modes["strategy"]
         self._replay, self._kill_pending = modes["replay"], modes["kill"]
         self._lenient = modes["lenient"]
+        if trace is not None and (schedule is None or not isinstance(trace, (str, os.PathLike))):
+            raise BadArgument(f"Machine: 'trace' must be a file path, with a controlled run "
+                              f"(schedule='random', 'pct' or a Schedule), got {trace!r}")
+        self.trace = None if trace is None else os.fspath(trace)
         self._pct_steps = PCT_FIRST_STEPS
         self.regions = Regions(memory, cpus, timed=self.time == "simulated",
                                log_cap=modes["log_cap"])

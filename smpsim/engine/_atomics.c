@@ -379,6 +379,7 @@ Arena_configure_sim(ArenaObject *self, PyObject *args)
     m->transfer = ld_relaxed(HW(m, h_cost_transfer));
     m->atomic = ld_relaxed(HW(m, h_cost_atomic));
     m->quantum = ld_relaxed(HW(m, h_quantum));
+    sim_bind(m);
     m->on = 1;
     Py_RETURN_NONE;
 }

@@ -66,8 +66,8 @@ enum { PT_START = 0, PT_END, PT_LOCK, PT_UNLOCK, PT_TRYLOCK, PT_ATOMIC, PT_LOAD,
        PT_READ, PT_WRITE, PT_BARRIER };
 
 #define TIME_MASK ((UINT64_C(1) << 56) - 1)
-#define TOKEN_SPINS 2000        /* polls of the token before yielding the core */
-#define TOKEN_YIELDS 50         /* sched_yield()s before sleeping on the futex */
+#define TOKEN_SPINS 1000       /* polls of the token before yielding the core */
+#define TOKEN_YIELDS 10        /* sched_yield()s before sleeping on the futex */
 #define WAIT_SLICE_NS 20000000  /* a futex sleep is cut into slices this long (signals, deaths) */
 
 /* --- the layout: offsets from smpsim/engine/layout.py, set once by sim_configure() ---------- */
@@ -152,6 +152,10 @@ struct simcpu {
     uint64_t hit, transfer, atomic, quantum;   /* the cost model, copied at configure */
     uint64_t horizon;       /* SCHED_LAX: the slowest running clock + quantum, last computed */
     int spin_token;         /* poll the token before sleeping (few CPUs per host core) */
+    uint64_t lk_word[16], lk_entry[16];   /* lockstat()'s last answers, by lock line */
+    /* precomputed by sim_bind(): this CPU's own words and its tag */
+    uint64_t *clock, *wake_at, *transfers, *points, *run_active, *tagbase;
+    uint64_t me_tag, bit;
     PyObject *tracer;       /* token mode: called as tracer(step, kind, addr, next, preempted)
                              * at every point, before the token moves (a borrowed reference:
                              * its owner, the Arena, keeps it) */
@@ -159,7 +163,21 @@ struct simcpu {
 
 #define HW(s, f) ((uint64_t *)((s)->base + (s)->hdr + SL.f))
 #define CW(s, i, f) ((uint64_t *)((s)->base + (s)->ctl0 + (uint64_t)(i) * SL.c_sizeof + SL.f))
-#define MYCLOCK(s) CW(s, (s)->cpu, c_clock)
+#define MYCLOCK(s) ((s)->clock)
+
+/* Fill in the pointers simcpu keeps to this CPU's own words (after its offsets are set). */
+static inline void
+sim_bind(struct simcpu *s)
+{
+    s->clock = CW(s, s->cpu, c_clock);
+    s->wake_at = CW(s, s->cpu, c_wake_at);
+    s->transfers = CW(s, s->cpu, c_transfers);
+    s->points = CW(s, s->cpu, c_points);
+    s->run_active = HW(s, h_run_active);
+    s->tagbase = (uint64_t *)(s->base + s->tags);
+    s->me_tag = (uint64_t)(s->cpu + 1) << 56;
+    s->bit = UINT64_C(1) << (s->cpu & 63);
+}
 
 static inline uint64_t ld_relaxed(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void st_relaxed(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
@@ -197,8 +215,8 @@ futex_sleep(uint64_t *word, uint32_t seen)
 static inline void
 wake_waiters(struct simcpu *s)
 {
-    uint64_t *at = CW(s, s->cpu, c_wake_at);
-    if (ld_relaxed(MYCLOCK(s)) >= __atomic_load_n(at, __ATOMIC_ACQUIRE)) {
+    uint64_t *at = s->wake_at;
+    if (ld_relaxed(s->clock) >= __atomic_load_n(at, __ATOMIC_ACQUIRE)) {
         __atomic_store_n(at, UINT64_MAX, __ATOMIC_RELEASE);
         uint64_t *p = CW(s, s->cpu, c_progress);
         __atomic_fetch_add(p, 1, __ATOMIC_RELEASE);
@@ -318,7 +336,7 @@ lax_wait(struct simcpu *s)
 
 /* Whether an access of `kind` finds the line this CPU's already (no transfer): a read, when it
  * wrote the line last or holds a copy; a write or an atomic, when no other CPU holds one. */
-static inline int
+static inline __attribute__((always_inline)) int
 line_is_mine(struct simcpu *s, uint64_t *tag, uint64_t e, int kind)
 {
     uint64_t me = (uint64_t)(s->cpu + 1) << 56, bit = UINT64_C(1) << (s->cpu & 63);
@@ -333,22 +351,15 @@ line_is_mine(struct simcpu *s, uint64_t *tag, uint64_t e, int kind)
     return 1;
 }
 
-/* Charge this CPU's clock for an access of `kind` to the line holding addr, and update the
- * line's coherence tag. Lines at or above the tag table's end (bookkeeping) cost nothing. */
-static inline void
-charge(struct simcpu *s, uint64_t addr, int kind)
+/* charge() past its fast case: the line is not this CPU's alone (or a read of a line it only
+ * holds a copy of). */
+static __attribute__((noinline)) void
+charge_slow(struct simcpu *s, uint64_t *tag, int kind)
 {
-    if (!s->timed)
-        return;
-    uint64_t line = addr >> 6;
-    if (line >= s->tag_lines)
-        return;
-    uint64_t *tag = (uint64_t *)(s->base + s->tags) + line * s->tag_words;
-    uint64_t *mine = tag + 1 + (s->cpu >> 6), bit = UINT64_C(1) << (s->cpu & 63);
-    uint64_t *clock = MYCLOCK(s), t = ld_relaxed(clock), me = (uint64_t)(s->cpu + 1) << 56;
+    uint64_t *mine = tag + 1 + (s->cpu >> 6), bit = s->bit;
+    uint64_t *clock = s->clock, t = ld_relaxed(clock), me = s->me_tag;
     uint64_t e = ld_relaxed(tag);
-    if (s->sched == SCHED_LAX && !line_is_mine(s, tag, e, kind) &&
-        ld_relaxed(HW(s, h_run_active))) {
+    if (s->sched == SCHED_LAX && !line_is_mine(s, tag, e, kind) && ld_relaxed(s->run_active)) {
         /* An access that needs the line from another CPU happens in simulated-time order:
          * first every running CPU behind this one catches up (a stop request may run its
          * Python handler here; it cannot raise, see Kernel._on_stop_signal). */
@@ -363,8 +374,7 @@ charge(struct simcpu *s, uint64_t addr, int kind)
         } else {
             t = umax(t, e & TIME_MASK) + s->transfer;
             __atomic_fetch_or(mine, bit, __ATOMIC_RELAXED);   /* now it holds a copy too */
-            uint64_t *n = CW(s, s->cpu, c_transfers);
-            st_relaxed(n, ld_relaxed(n) + 1);
+            st_relaxed(s->transfers, ld_relaxed(s->transfers) + 1);
         }
         st_relaxed(clock, t);
         wake_waiters(s);
@@ -389,22 +399,60 @@ charge(struct simcpu *s, uint64_t addr, int kind)
         if (!alone) {
             for (uint64_t w = 0; w + 1 < s->tag_words; w++)
                 st_relaxed(tag + 1 + w, tag + 1 + w == mine ? bit : 0);
-            uint64_t *n = CW(s, s->cpu, c_transfers);
-            st_relaxed(n, ld_relaxed(n) + 1);
+            st_relaxed(s->transfers, ld_relaxed(s->transfers) + 1);
         }
         st_relaxed(clock, done);
-        if (s->sched == SCHED_LAX)
+        wake_waiters(s);
+        return;
+    }
+}
+
+/* Charge this CPU's clock for an access of `kind` to the line holding addr, and update the
+ * line's coherence tag. Lines at or above the tag table's end (bookkeeping) cost nothing. The
+ * common case, inline: the line was written last by this CPU and no other holds a copy. */
+static inline __attribute__((always_inline)) void
+charge(struct simcpu *s, uint64_t addr, int kind)
+{
+    if (!s->timed)
+        return;
+    uint64_t line = addr >> 6;
+    if (line >= s->tag_lines)
+        return;
+    uint64_t *tag = s->tagbase + line * s->tag_words;
+    uint64_t e = ld_relaxed(tag);
+    if ((e & ~TIME_MASK) == s->me_tag && s->tag_words == 2 &&
+        (kind == ACC_READ || !(ld_relaxed(tag + 1) & ~s->bit))) {
+        uint64_t t = ld_relaxed(s->clock) + (kind == ACC_RMW ? s->atomic : s->hit);
+        if (kind != ACC_READ)
+            st_relaxed(tag, s->me_tag | (t & TIME_MASK));
+        st_relaxed(s->clock, t);
+        if (t >= ld_relaxed(s->wake_at))
             wake_waiters(s);
         return;
     }
+    charge_slow(s, tag, kind);
 }
 
 /* --- lock statistics: an open addressed table keyed by the lock word's address ------------- */
 
 /* The statistics entry of the lock at addr (made on first use), or NULL when the table is
  * full. Entries are claimed with a compare-and-swap of `addr` from 0, so CPUs may race. */
-static uint64_t
+static uint64_t lockstat_find(struct simcpu *s, uint64_t addr, int kind);
+
+static inline uint64_t
 lockstat(struct simcpu *s, uint64_t addr, int kind)
+{
+    /* Entries are never freed or moved, so an answer stays right for the machine's life. */
+    unsigned i = (unsigned)(addr >> 6) & 15;
+    if (s->lk_word[i] != addr || !s->lk_entry[i]) {
+        s->lk_entry[i] = lockstat_find(s, addr, kind);
+        s->lk_word[i] = addr;
+    }
+    return s->lk_entry[i];
+}
+
+static uint64_t
+lockstat_find(struct simcpu *s, uint64_t addr, int kind)
 {
     uint64_t h = (addr >> 3) * UINT64_C(0x9E3779B97F4A7C15);
     for (uint64_t i = 0; i <= s->locktab_mask; i++) {
@@ -669,9 +717,9 @@ token_pass(struct simcpu *s, int kind, uint64_t addr)
 static inline int
 sim_point(struct simcpu *s, int kind, uint64_t addr)
 {
-    if (!s->on || s->sched == SCHED_FREE || !ld_relaxed(HW(s, h_run_active)))
+    if (s->sched == SCHED_FREE || !s->on || !ld_relaxed(s->run_active))
         return 0;
-    st_relaxed(CW(s, s->cpu, c_points), ld_relaxed(CW(s, s->cpu, c_points)) + 1);
+    st_relaxed(s->points, ld_relaxed(s->points) + 1);
     if (s->sched == SCHED_LAX)
         return lax_wait(s);
     return token_pass(s, kind, addr);

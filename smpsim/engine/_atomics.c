@@ -30,7 +30,7 @@
 
 #include <string.h>
 
-#include "_sim.h"
+#include "_sched.h"
 
 
 struct spinlock {

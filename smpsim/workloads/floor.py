@@ -7,7 +7,9 @@ this, measured in the same sweep.
 
 from smpsim.workloads.common import LENGTH, Budget, Param, log, resolve
 
-__all__ = ["PARAMS", "run"]
+__all__ = ["PARAMS", "COLUMNS", "run"]
+
+COLUMNS = []          # nothing beyond the common columns of the result tables
 
 PARAMS = {
     **LENGTH,

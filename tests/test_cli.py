@@ -299,9 +299,11 @@ def test_compare_marks_ratios_within_the_noise():
 
 # --- the command line's manners ---------------------------------------------------------------
 
-def test_a_closed_pipe_ends_quietly(tmp_path):
-    """`smpsim demo | head`: the reader leaves early; no BrokenPipeError traceback."""
-    p = subprocess.Popen([sys.executable, "-m", "smpsim", "demo", "--cpus", "2", "--ops", "100"],
+@pytest.mark.parametrize("argv", [["demo", "--cpus", "2", "--ops", "100"], ["workloads"]])
+def test_a_closed_pipe_ends_quietly(tmp_path, argv):
+    """`smpsim demo | head`: the reader leaves early; no BrokenPipeError traceback, whether the
+    pipe breaks while the command runs or when its output is flushed at the end."""
+    p = subprocess.Popen([sys.executable, "-m", "smpsim"] + argv,
                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
     p.stdout.close()
     err = p.stderr.read().decode()

@@ -11,20 +11,20 @@ def t_quantile(df):
     """t(0.975, df) by bisection on the numerically integrated t density (Simpson's rule)."""
     c = math.exp(math.lgamma((df + 1) / 2) - math.lgamma(df / 2)) / math.sqrt(df * math.pi)
 
-    def cdf0(x, n=4000):
+    def cdf0(x, n=600):
         h = x / n
         f = [c * (1 + (i * h) ** 2 / df) ** (-(df + 1) / 2) for i in range(n + 1)]
         return h / 3 * (f[0] + f[-1] + 4 * sum(f[1:-1:2]) + 2 * sum(f[2:-1:2]))
     lo, hi = 0.0, 20.0
-    for _ in range(50):
+    for _ in range(40):
         mid = (lo + hi) / 2
         lo, hi = (mid, hi) if cdf0(mid) < 0.475 else (lo, mid)
     return lo
 
 
-@pytest.mark.parametrize("df", [1, 2, 4, 9, 30, 31, 45, 100])
-def test_t975_against_the_t_distribution(df):
-    assert stats.t975(df) == pytest.approx(t_quantile(df), abs=2e-4)
+def test_t975_against_the_t_distribution():
+    for df in list(range(1, 32)) + [45, 100]:
+        assert stats.t975(df) == pytest.approx(t_quantile(df), abs=2e-4), df
 
 
 def test_t975_refuses_no_freedom():

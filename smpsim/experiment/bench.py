@@ -1,7 +1,7 @@
 """smpsim bench: the engine's own costs, next to what the host itself can do, in one run.
 
-Sections (issue 6; each number that depends on the host is taken beside its own reference,
-measured in the same run, so that the ratio means something on a busy or a different host):
+Sections (each number that depends on the host is taken beside its own reference, measured in
+the same run, so that the ratio means something on a busy or a different host):
 
 1. hot path    time per slab_alloc + slab_free pair that hits the CPU's magazines, against a
                Python list.append + list.pop pair (the floor); the pair that misses to the slab

@@ -330,3 +330,19 @@ def test_the_live_views_last_frame_is_the_runs_own_numbers(scn):
     elapsed, ops, force = view.frames[-1]
     assert force and ops == r["ops"] and elapsed == r["elapsed"]
     assert ops / elapsed == r["throughput"]
+
+
+def test_a_workload_that_does_not_clean_up_is_refused_before_the_runs(tmp_path):
+    (tmp_path / "leaky.py").write_text(
+        "def prepare(k, params, cpus):\n"
+        "    k.slab_alloc(k.cache('obj'))\n"
+        "    return params\n"
+        "def run(k, params):\n"
+        "    return {'ops': 0, 'seconds': 0.0}\n")
+    path = tmp_path / "s.toml"
+    path.write_text('[machine]\nmemory = "4M"\n[[caches]]\nname = "obj"\nsize = 64\n'
+                    '[workload]\nname = "leaky.py"\n')
+    scn = scenario.load(str(path))
+    with pytest.raises(scenario.ScenarioError, match=r"cannot be set up on 2 CPUs: its clean-up "
+                                                     r"failed: .*'obj'"):
+        runner.check_setup(scn.points())

@@ -143,8 +143,9 @@ def _workload(point):
 
 def check_setup(points):
     """Boots a machine for every distinct configuration among `points`, creates the caches, lets
-    the workload prepare and finish, and checks the machine: ScenarioError (from the first that
-    fails) when a point could not be set up. Nothing else changes."""
+    the workload prepare and finish, and destroys the caches: ScenarioError (from the first that
+    fails) when a point could not be set up. Nothing else changes. (The invariant checker is
+    left to the runs: it would cost as much as a short run.)"""
     seen = set()
     for point in points:
         key = json.dumps([point.cpus, point.machine, point.caches, point.workload],
@@ -154,11 +155,15 @@ def check_setup(points):
         seen.add(key)
         wl, params = _workload(point)
         with _boot(point) as m:
+            k = m.cpu(0)
             caches, params = _set_up(point, m, wl, params)
-            problems = _clean_up(m, m.cpu(0), wl, params, caches, None)
-        if problems != "ok":
-            raise ScenarioError(point.scenario.path, "", f"cannot be set up on {point.cpus} "
-                                f"CPUs: {'; '.join(problems)}")
+            try:
+                wl.finish(k, params)
+                for c in reversed(caches):
+                    k.slab_cache_destroy(c)
+            except smpsim.SmpsimError as e:
+                raise ScenarioError(point.scenario.path, "", f"cannot be set up on "
+                                    f"{point.cpus} CPUs: its clean-up failed: {e}") from None
 
 
 def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=None, view=None):

@@ -318,3 +318,35 @@ def test_length_and_seed_apply_to_every_workload(tmp_path):
     with pytest.raises(ScenarioError, match=r"unknown key 'workload.seconds'; expected a "
                                             r"parameter of pressure"):
         scenario.load(path, seconds=1.0)
+
+
+# --- the format's documentation -----------------------------------------------------------------
+
+DOC = os.path.join(ROOT, "docs", "scenarios.md")
+
+
+def test_docs_describe_every_key():
+    """docs/scenarios.md has a row for every key the checker knows and every bundled workload's
+    parameters."""
+    from smpsim import workloads
+    text = open(DOC).read()
+    keys = (set(scenario.MACHINE_KEYS) | set(scenario.RUN_KEYS) | set(scenario.SWEEP_KEYS)
+            | set(scenario._CACHE) | set(scenario._VARIANT)
+            | {k for k in scenario._TOP if k not in ("machine", "caches", "workload", "run",
+                                                      "sweep", "variants")})
+    for name in workloads.WORKLOADS:
+        keys |= set(workloads.find(name).params)
+    missing = sorted(k for k in keys if f"`{k}`" not in text)
+    assert not missing, f"docs/scenarios.md does not describe {missing}"
+
+
+def test_the_docs_example_workload_runs(tmp_path):
+    from smpsim.experiment import runner
+    text = open(DOC).read()
+    code = text.split('```python\n"""burst:')[1].split("```")[0]
+    (tmp_path / "burst.py").write_text('"""burst:' + code)
+    path = write(tmp_path, '[machine]\nmemory = "4M"\n[workload]\nname = "burst.py"\n'
+                           'burst = 20\nops = 200\n')
+    r = runner.run_point(scenario.load(path).points()[0])
+    assert r["error"] is None and r["check"] == "ok" and r["ops"] == 400
+    assert r["columns"] == [["bursts", "bursts"]] and [c["bursts"] for c in r["cpus"]] == [5, 5]

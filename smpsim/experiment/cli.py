@@ -220,21 +220,18 @@ def _run_script(args):
     _check_out(args)
     try:
         ns = script.load(args.scenario)
-        refused = script.accepted(ns["run"], options)
+        script.check_options(args.scenario, ns, options)
     except script.ScriptError as e:
         raise _Bad(str(e)) from None
     except Exception as e:                 # noqa: BLE001 - the script's own error, shown as such
         sys.stderr.write(script.format_error(e, args.scenario))
         return 1
-    if refused:
-        raise _Bad(f"--{refused[0]}: {os.path.basename(args.scenario)}'s run() takes no "
-                   f"'{refused[0]}' parameter, so the option would be ignored")
     base = os.path.basename(args.scenario)
     with open(args.scenario) as f:
         out = _claim(args, os.path.splitext(base)[0], f.read(), base)    # the script as run
     logs = _Logging(out, args.verbose)
     try:
-        result = script.call(args.scenario, ns, out, options)
+        result = script.call(ns, out, options)
     except KeyboardInterrupt:
         raise
     except Exception as e:                 # noqa: BLE001 - the script's own error, shown as such

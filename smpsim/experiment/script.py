@@ -17,7 +17,7 @@ import os
 import runpy
 import traceback
 
-__all__ = ["ScriptError", "load", "call", "format_error"]
+__all__ = ["ScriptError", "load", "check_options", "call", "format_error"]
 
 
 class ScriptError(ValueError):
@@ -33,25 +33,22 @@ def load(path):
     return ns
 
 
-def accepted(fn, options):
-    """The names among `options` that function `fn` does not take as keyword arguments."""
-    params = inspect.signature(fn).parameters.values()
+def check_options(path, ns, options):
+    """ScriptError naming the first of `options` that the script's run() does not take as a
+    keyword argument (and has no **options to take it)."""
+    params = inspect.signature(ns["run"]).parameters.values()
     if any(p.kind is p.VAR_KEYWORD for p in params):
-        return []
+        return
     names = {p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
-    return [o for o in options if o not in names]
+    for opt in options:
+        if opt not in names:
+            raise ScriptError(f"--{opt}: {os.path.basename(path)}'s run() takes no '{opt}' "
+                              f"parameter, so the option would be ignored")
 
 
-def call(path, ns, out, options):
-    """Calls the script's run(out, **options); ScriptError naming the first option it does not
-    take (nothing run)."""
-    fn = ns["run"]
-    refused = accepted(fn, options)
-    if refused:
-        opt = refused[0]
-        raise ScriptError(f"--{opt}: {os.path.basename(path)}'s run() takes no '{opt}' "
-                          f"parameter, so the option would be ignored")
-    return fn(out, **options)
+def call(ns, out, options):
+    """The script's run(out, **options) (options checked with check_options first)."""
+    return ns["run"](out, **options)
 
 
 def format_error(exc, path):

@@ -311,6 +311,9 @@ def test_length_and_seed_apply_to_every_workload(tmp_path):
     assert (floor.workload["seconds"], floor.workload["seed"]) == (1.5, 9)
     a, b, floor = scenario.load(path, ops=500).points()
     assert (a.workload["ops"], floor.workload["ops"], floor.workload["seconds"]) == (500, 500, 0)
+    a, b, floor = scenario.load(path, ops=500, seconds=3.0).points()   # whichever ends first
+    assert (a.workload["ops"], a.workload["seconds"], floor.workload["ops"],
+            floor.workload["seconds"]) == (500, 3.0, 500, 3.0)
     with pytest.raises(ScenarioError, match=r"key 'workload.ops': expected an integer "
                                             r"0..1000000000, got -1"):
         scenario.load(path, ops=-1)

@@ -3,7 +3,7 @@
     name = "threadtest"                 # optional; defaults to the file's stem
     description = "..."                 # optional
 
-    [machine]                           # Machine(...) arguments (the table _MACHINE)
+    [machine]                           # Machine(...) arguments (the table MACHINE_KEYS)
     cpus = 2                            # 1..256
     memory = "64M"                      # bytes, or a string with K/M/G; >= 1M, page multiple
     magazine_size = 4                   # 1..1024
@@ -448,11 +448,11 @@ def _set_length(doc, ops, seconds, seed):
                             and t["name"] != base.get("name"))
         if ops is not None and (own or "ops" in t or "seconds" in t):
             t["ops"] = ops
-            if "seconds" in t:
+            if "seconds" in t and seconds is None:
                 t["seconds"] = 0.0
         if seconds is not None and (own or "ops" in t or "seconds" in t):
             t["seconds"] = seconds
-            if "ops" in t:
+            if "ops" in t and ops is None:
                 t["ops"] = 0
         if seed is not None and (own or "seed" in t):
             t["seed"] = seed
@@ -461,8 +461,8 @@ def _set_length(doc, ops, seconds, seed):
 def load(path, *, sets=(), ops=None, seconds=None, seed=None):
     """The checked Scenario in TOML file `path`; ScenarioError naming the file, key and what was
     expected when it cannot be run. `sets` are overrides "KEY=VALUE" (parse_set); `ops`,
-    `seconds` and `seed` set the run length and seed of every workload (`ops` clears a
-    `seconds` the file sets and the other way round)."""
+    `seconds` and `seed` set the run length and seed of every workload (`ops` alone clears a
+    `seconds` the file sets and the other way round; both: whichever ends first)."""
     file = os.fspath(path)
     try:
         with open(file, "rb") as f:

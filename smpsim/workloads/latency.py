@@ -66,14 +66,16 @@ class Histogram:
         """Counts `value` (an int >= 0) `n` times; ValueError for a negative or non-int value."""
         if type(value) is not int or value < 0:
             raise ValueError(f"Histogram.record: 'value' must be an int >= 0, got {value!r}")
-        i = _index(value)
-        self.counts[i] = self.counts.get(i, 0) + n
+        b = value.bit_length()
+        i = value if b <= BITS else ((b - BITS) << (BITS - 1)) + (value >> (b - BITS))
+        counts = self.counts
+        counts[i] = counts.get(i, 0) + n
         self.count += n
         self.total += value * n
-        if self.min is None or value < self.min:
-            self.min = value
         if value > self.max:
             self.max = value
+        if self.min is None or value < self.min:
+            self.min = value
 
     def merge(self, other):
         """Adds `other`'s counts to this one (same unit, else ValueError); returns self."""

@@ -114,3 +114,30 @@ def test_the_heap_times_one_operation_in_n_at_random_gaps():
         assert {"kalloc/hit", "kfree/hit"} <= set(sampled)
         assert _heap_run(k, 0)["latency"] == {}
         m.check()
+
+
+def test_failed_allocations_are_not_timed():
+    with smpsim.Machine(1, "1M") as m:
+        k = m.cpu(0)
+        heap = common.Heap(k, "", 1)
+        objs = []
+        while len(objs) < 64 and (a := heap.alloc(65536)) is not None:
+            objs.append(a)
+        heap.alloc(65536)
+        assert heap.failed >= 1
+        assert sum(h.count for key, h in heap.latency.items()
+                   if key.startswith("kalloc/")) == heap.allocs
+        for a in objs:
+            heap.free(a)
+        m.check()
+
+
+def test_the_heap_measures_with_the_machines_clock():
+    """In simulated time the Heap's latencies are the CPU's cycles (latency.clock)."""
+    with smpsim.Machine(1, "4M") as m:
+        k = m.cpu(0)
+        k.time, k.cycles = "simulated", 0
+        r = _heap_run(k, 1)
+        assert {h["unit"] for h in r["latency"].values()} == {"cycles"}
+        assert {h["max"] for h in r["latency"].values()} == {0}
+        m.check()

@@ -346,3 +346,20 @@ def test_a_workload_that_does_not_clean_up_is_refused_before_the_runs(tmp_path):
     with pytest.raises(scenario.ScenarioError, match=r"cannot be set up on 2 CPUs: its clean-up "
                                                      r"failed: .*'obj'"):
         runner.check_setup(scn.points())
+
+
+def test_lock_times_the_engine_counts_reach_the_tables(scn, monkeypatch):
+    """In simulated time the engine counts cycles locks were waited for and held: the run's
+    totals and the sweep table show them per operation and per acquisition."""
+    monkeypatch.setitem(scenario.MACHINE_KEYS, "time",
+                        (lambda c, v, key: c.str(v, key, ("host", "simulated")), "host"))
+    [point] = scn.points()[:1]
+    point.machine["time"] = "simulated"
+    r = runner.run_point(point)
+    t = r["lock_totals"]
+    assert t["hold_cycles"] > 0 and t["hold_cycles_per_acq"] == t["hold_cycles"] / \
+        t["acquisitions"]
+    assert r["locks"]["obj.cpu0"]["hold_cycles_per_acq"] > 0
+    headings = [c[1] for c in tables.sweep_columns(tables.aggregate([tables.summary_row(r)]))]
+    assert {"lock wait cycles/op", "wait cycles/acq", "lock hold cycles/op",
+            "hold cycles/acq"} <= set(headings)

@@ -91,6 +91,9 @@ class Kernel:
     def __init__(self, allocator, *, accel="off"):
         sa = self._sa = allocator
         self.cpu_id, self.cpus, self.memory = sa.cpu_id, sa.cpus, sa.memory
+        a = sa.arena                    # atomics on simulated memory: scheduling points if any
+        self._atomics = ((a.aload, a.astore, a.aadd, a.acas) if sa.scheduled else
+                         (a.load, a.store, a.fetch_add, a.cas))
         ctl = sa.ctl
         self._in_kernel = (ctl + CPU_CTL.in_kernel) >> 3
         self._ctl = {f: (ctl + getattr(CPU_CTL, f)) >> 3
@@ -104,13 +107,13 @@ class Kernel:
             # slab_alloc, slab_free, kalloc and kfree become the accelerator's on this instance:
             # it serves magazine hits and calls the methods below for everything else.
             from .fastpath import accelerator, install
-            cls = accelerator(accel)
-            if cls is not None:
-                try:
+            try:
+                cls = accelerator(accel, sa)
+                if cls is not None:
                     self._fast = install(self, cls, sa.segment)
-                except BaseException:
-                    sa.release()
-                    raise
+            except BaseException:
+                sa.release()
+                raise
 
     def __repr__(self):
         return f"<Kernel cpu {self.cpu_id} of {self.cpus}>"
@@ -330,7 +333,11 @@ class Kernel:
         except InvalidFree:
             self._leave()
             raise
-        self._sa._free(c, addr)
+        sa, slab = self._sa, 0
+        if fn == "kfree":                   # the seed's kfree finds the object's slab first
+            slab = sa.frame_parent(addr)
+            sa.ld(slab + SLAB.cache)
+        sa._free(c, addr, slab)
         self._counted(False)
         self._leave()
 
@@ -412,6 +419,9 @@ class Kernel:
         if not self._in_run:
             raise SmpsimError("barrier: only CPUs inside Machine.run can wait at a barrier")
         sa = self._sa
+        if sa.scheduled:                # a scheduling point; in simulated time a charged one
+            sa.arena.barrier()
+            return
         hdr = sa.regions.header
         n = sa.peek(hdr + HEADER.run_cpus)
         rnd = sa.arena.load(hdr + HEADER.barrier_round)
@@ -434,21 +444,69 @@ class Kernel:
                               f"memory, got {addr!r}")
         return addr
 
+    @staticmethod
+    def _value(value, fn, name, signed=False):
+        lo = -(1 << 63) if signed else 0
+        if type(value) is not int or not lo <= value < 1 << 64:
+            raise BadArgument(f"{fn}: '{name}' must be an int from {lo} to 2**64 - 1, "
+                              f"got {value!r}")
+        return value
+
     def atomic_load(self, addr):
         """The word at addr of simulated memory (an acquire load)."""
-        return self._sa.arena.load(self._word(addr, "atomic_load"))
+        return self._atomics[0](self._word(addr, "atomic_load"))
 
     def atomic_store(self, addr, value):
-        """Store value in the word at addr (a release store)."""
-        self._sa.arena.store(self._word(addr, "atomic_store"), value)
+        """Store value (0 .. 2**64-1) in the word at addr (a release store)."""
+        self._atomics[1](self._word(addr, "atomic_store"),
+                         self._value(value, "atomic_store", "value"))
 
     def atomic_add(self, addr, delta):
-        """Fetch-and-add on the word at addr; returns the old value."""
-        return self._sa.arena.fetch_add(self._word(addr, "atomic_add"), delta)
+        """Fetch-and-add on the word at addr (modulo 2**64; delta may be negative); returns
+        the old value."""
+        return self._atomics[2](self._word(addr, "atomic_add"),
+                                self._value(delta, "atomic_add", "delta", signed=True))
 
     def atomic_cas(self, addr, old, new):
         """Compare-and-swap on the word at addr; True when it swapped."""
-        return self._sa.arena.cas(self._word(addr, "atomic_cas"), old, new)
+        return self._atomics[3](self._word(addr, "atomic_cas"),
+                                self._value(old, "atomic_cas", "old"),
+                                self._value(new, "atomic_cas", "new"))
+
+    def spin_lock(self, addr):
+        """Take the simulator's spinlock on the 8-byte word at addr of simulated memory (0 when
+        free; the holder's CPU id + 1 while held), for workloads that build their own shared
+        structures. Counted in Machine.stats()["locks"] as "user@<addr>". Waits as long as
+        another CPU holds it (LockTimeout when the holder died, or after the machine's
+        lock_timeout)."""
+        sa = self._sa
+        self._word(addr, "spin_lock")
+        if sa.arena.ulock(addr, sa.owner, sa._poll) < 0:
+            sa._lock_slow(addr, sa.arena.ulock)
+
+    def spin_unlock(self, addr):
+        """Release the spinlock at addr, which this CPU must hold (ValueError otherwise)."""
+        sa = self._sa
+        self._word(addr, "spin_unlock")
+        if not sa.arena.uunlock(addr, sa.owner):
+            holder = sa.peek(addr)
+            who = "nobody" if not holder else f"CPU {holder - 1}"
+            raise BadArgument(f"spin_unlock: CPU {self.cpu_id} does not hold the lock at "
+                              f"{addr} (held by {who})")
+
+    # --- simulated time -------------------------------------------------------------------
+
+    @property
+    def cycles(self):
+        """This CPU's simulated clock, in cycles (0 when the machine runs in host time)."""
+        return self._sa.arena.clock() if self._sa.timed else 0
+
+    def compute(self, cycles):
+        """Charge `cycles` of private work (the application's own, between allocations) to
+        this CPU's clock; nothing in host time. ValueError unless an int >= 0."""
+        if type(cycles) is not int or cycles < 0:
+            raise BadArgument(f"compute: 'cycles' must be an int >= 0, got {cycles!r}")
+        self._sa.arena.compute(cycles)
 
 
 def boot(k: Kernel, magazine_size):

@@ -29,10 +29,12 @@ Sections follow the seed: slab space, slab objects, CPU magazines, caches, recla
 from .debug import UNTRAILERED, debug_size
 from .errors import BadArgument
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM, FrameAllocator
-from .layout import (CACHE, CPU_MAGS, FRAME, HEADER, KERNEL, LINK, MAGAZINE, MAX_CACHES, MAX_ORDER,
-                     NAME_MAX, OBJ_INTERNAL, PAGE_SIZE, PAGE_WIDTH, SLAB, SPINLOCK, WORD)
+from .layout import (CACHE, CPU_MAGS, FRAME, HEADER, KERNEL, LINK, LOCKSTAT, LOCKTAB_SIZE, MAGAZINE,
+                     MAX_CACHES, MAX_ORDER, NAME_MAX, OBJ_INTERNAL, PAGE_SIZE, PAGE_WIDTH, SLAB,
+                     SPINLOCK, WORD)
 from .locks import (RANK_CACHE_LIST, RANK_FRAMES, TIER_CLIENT, TIER_EXTERN, TIER_INTERNAL,
                     cache_lock_rank)
+from .sched import LOCK_USER
 
 __all__ = ["SlabAllocator", "geometry", "fnzb", "SLAB_CACHE_NOMAGAZINE", "SLAB_CACHE_SLINSIDE",
            "SLAB_RECLAIM_ALL", "SLAB_MIN_MALLOC_W", "SLAB_MAX_MALLOC_W", "MALLOC_NAMES", "PATHS",
@@ -81,8 +83,13 @@ def _badness(size, order, flags):
 
 
 def geometry(size, align=0, flags=0):
-    """The seed's slab geometry: (size, order, objects, flags) of a cache
-    created with this size, alignment and flags."""
+    """The seed's slab geometry: (size, order, objects, flags) of a cache created with this
+    size, alignment and flags (BadArgument for arguments slab_cache_create would refuse)."""
+    _check_geometry_args("geometry", size, align, flags)
+    return _geometry(size, align, flags)
+
+
+def _geometry(size, align, flags):
     align = max(align, WORD)
     size = -(-size // align) * align
     if size < SLAB_INSIDE_SIZE:
@@ -403,7 +410,7 @@ class SlabAllocator(FrameAllocator):
         objsize = size
         if self.debug and name not in UNTRAILERED:  # room for debugging mode's trailer
             size = debug_size(size, align)
-        size, order, objects, flags = geometry(size, align, flags)
+        size, order, objects, flags = _geometry(size, align, flags)
         encoded = name.encode()
         self.memory[cache + CACHE.name:cache + CACHE.name + NAME_MAX] = \
             encoded + bytes(NAME_MAX - len(encoded))
@@ -514,13 +521,27 @@ class SlabAllocator(FrameAllocator):
         return locks
 
     def all_locks(self):
-        """(name, address) of every lock of the machine, as Machine.stats names them."""
+        """(name, address) of every lock of the machine, as Machine.stats names them: the
+        allocator's, then the workloads' (Kernel.spin_lock, "user@<addr>")."""
         yield "slab_cache_lock", KERNEL.slab_cache_lock
         yield "frames", self.frames_lock
         for cache in self.caches():
             name = self.cache_name(cache)
             for kind, lock in self.cache_locks(cache):
                 yield f"{name}.{kind}", lock
+        for entry, lock in self.lock_entries(LOCK_USER):
+            yield f"user@{lock}", lock
+
+    def lock_entries(self, kind=None):
+        """(entry, lock word) of the lock table's entries (of `kind`, LOCK_USER or LOCK_KERNEL,
+        or all), in address order: the statistics a lock word cannot hold (layout.LOCKSTAT)."""
+        base, stride = self.regions.locktab, LOCKSTAT.sizeof >> 3
+        words = self.q[base >> 3:(base >> 3) + LOCKTAB_SIZE * stride].tolist()
+        a, k = LOCKSTAT.addr >> 3, LOCKSTAT.kind >> 3
+        out = [(base + i * LOCKSTAT.sizeof, words[i * stride + a])
+               for i in range(LOCKTAB_SIZE) if words[i * stride + a]
+               and (kind is None or words[i * stride + k] == kind)]
+        return sorted(out, key=lambda e: e[1])
 
     def _locate_lock(self, lock):
         if lock == KERNEL.slab_cache_lock:
@@ -537,6 +558,8 @@ class SlabAllocator(FrameAllocator):
                                 else TIER_EXTERN if cache == self.slab_extern else TIER_CLIENT)
                         rank = cache_lock_rank(tier, "cpu" if kind.startswith("cpu") else kind)
                         return f"{self.cache_name(cache)}.{kind}", rank
+        if any(addr == lock for _, addr in self.lock_entries(LOCK_USER)):
+            return f"user@{lock}", 0
         return f"lock@{lock:#x}", 0
 
     def lock_name(self, lock):
@@ -577,6 +600,19 @@ class SlabAllocator(FrameAllocator):
         return cache_lock_rank(tier, kind)
 
 
+def _check_geometry_args(fn, size, align, flags):
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise BadArgument(f"{fn}: 'size' must be an int of at least 1, got {size!r}")
+    if not isinstance(align, int) or isinstance(align, bool) or align < 0 or \
+            align > PAGE_SIZE or (align & (align - 1)):
+        raise BadArgument(f"{fn}: 'align' must be 0 or a power of two up to {PAGE_SIZE}, "
+                          f"got {align!r}")
+    if not isinstance(flags, int) or isinstance(flags, bool) or \
+            flags & ~(SLAB_CACHE_NOMAGAZINE | SLAB_CACHE_SLINSIDE):
+        raise BadArgument(f"{fn}: 'flags' may hold only SLAB_CACHE_NOMAGAZINE and "
+                          f"SLAB_CACHE_SLINSIDE, got {flags!r}")
+
+
 def check_cache_args(name, size, align, flags):
     """Validate slab_cache_create's arguments (BadArgument naming the one that is wrong)."""
     if not isinstance(name, str) or not 1 <= len(name) <= NAME_MAX or \
@@ -584,17 +620,8 @@ def check_cache_args(name, size, align, flags):
             len(name.encode()) > NAME_MAX:
         raise BadArgument(f"slab_cache_create: 'name' must be 1 to {NAME_MAX} printable "
                           f"characters without whitespace, got {name!r}")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise BadArgument(f"slab_cache_create: 'size' must be an int of at least 1, got {size!r}")
-    if not isinstance(align, int) or isinstance(align, bool) or align < 0 or \
-            align > PAGE_SIZE or (align & (align - 1)):
-        raise BadArgument(f"slab_cache_create: 'align' must be 0 or a power of two up to "
-                          f"{PAGE_SIZE}, got {align!r}")
-    if not isinstance(flags, int) or isinstance(flags, bool) or \
-            flags & ~(SLAB_CACHE_NOMAGAZINE | SLAB_CACHE_SLINSIDE):
-        raise BadArgument(f"slab_cache_create: 'flags' may hold only SLAB_CACHE_NOMAGAZINE and "
-                          f"SLAB_CACHE_SLINSIDE, got {flags!r}")
-    order = geometry(size, align, flags)[1]
+    _check_geometry_args("slab_cache_create", size, align, flags)
+    order = _geometry(size, align, flags)[1]
     if order > MAX_ORDER:
         raise BadArgument(f"slab_cache_create: 'size' {size} needs slabs of order {order}, above "
                           f"the frame allocator's largest block (order {MAX_ORDER})")

@@ -33,8 +33,9 @@ it has them, its `program` handed to Machine.run.
 
 `run` is deterministic for a given `seed`: each CPU seeds its own generator from (seed, cpu id).
 Every object a bundled workload allocates is freed before `run` returns, so `Machine.check()`
-passes after it. Workloads use only the public API of smpsim plus the kernel atomics on
-simulated memory words.
+passes after it and the caches' allocated-minus-cached counts return to where they were.
+Workloads use only the public interface of smpsim (docs/api.md), the kernel atomics on simulated
+memory words included.
 
 | module       | models                                                                     |
 | ------------ | -------------------------------------------------------------------------- |

@@ -188,7 +188,8 @@ def test_a_workload_its_machine_cannot_hold_exits_2(tmp_path, capsys):
 
 # --- overrides ----------------------------------------------------------------------------------
 
-def test_overrides_on_the_command_line(tiny, tmp_path, capsys):
+def test_overrides_on_the_command_line(tiny, tmp_path, monkeypatch, capsys):
+    _no_plots(monkeypatch)
     out = str(tmp_path / "o")
     assert cli.main(["run", tiny, "--out", out, "-q", "--set", "workload.slots=5",
                      "--set", "machine.magazine_size=8", "--ops", "100", "--seed", "3"]) == 0
@@ -216,7 +217,8 @@ def test_a_bad_override_says_what_the_file_would(tiny, tmp_path, capsys):
 
 # --- result folders -------------------------------------------------------------------------------
 
-def test_a_folder_with_content_is_refused_and_replaced_only_when_asked(tiny, tmp_path, capsys):
+def test_a_folder_with_content_is_refused_and_replaced_only_when_asked(tiny, tmp_path, monkeypatch, capsys):
+    _no_plots(monkeypatch)
     out = tmp_path / "o"
     out.mkdir()
     (out / "old.txt").write_text("earlier run")
@@ -233,7 +235,15 @@ def test_a_folder_with_content_is_refused_and_replaced_only_when_asked(tiny, tmp
     assert "old.txt" not in os.listdir(out) and (out / "summary.json").exists()
 
 
+def _no_plots(monkeypatch):
+    """Tests about something else skip the plots (matplotlib is the slow part of a short run)."""
+    from smpsim.experiment import plot
+    monkeypatch.setattr(plot, "sweep_plots", lambda *a, **kw: [])
+    monkeypatch.setattr(plot, "timeseries_plot", lambda *a, **kw: None)
+
+
 def test_the_default_folder_is_new_for_every_run(tiny, tmp_path, monkeypatch, capsys):
+    _no_plots(monkeypatch)
     monkeypatch.chdir(tmp_path)
     assert cli.main(["run", tiny, "-q", "--ops", "50"]) == 0
     assert cli.main(["run", tiny, "-q", "--ops", "50"]) == 0
@@ -245,7 +255,8 @@ def test_the_default_folder_is_new_for_every_run(tiny, tmp_path, monkeypatch, ca
 
 # --- slabinfo of a sweep, compare -----------------------------------------------------------------
 
-def test_slabinfo_picks_a_run_of_a_sweep(tiny, tmp_path, capsys):
+def test_slabinfo_picks_a_run_of_a_sweep(tiny, tmp_path, monkeypatch, capsys):
+    _no_plots(monkeypatch)
     out = str(tmp_path / "sw")
     assert cli.main(["sweep", tiny, "--cpus", "1,2", "--out", out, "-q", "--ops", "50"]) == 0
     assert cli.main(["slabinfo", out]) == 2
@@ -327,6 +338,7 @@ class _Bar:
 
 def test_a_sweep_has_a_bar_over_its_points(tiny, tmp_path, monkeypatch, capsys):
     import tqdm
+    _no_plots(monkeypatch)
     monkeypatch.setattr(tqdm, "tqdm", _Bar)
     _Bar.made = []
     assert cli.main(["sweep", tiny, "--cpus", "1,2", "--repeat", "2", "--out",
@@ -338,7 +350,8 @@ def test_a_sweep_has_a_bar_over_its_points(tiny, tmp_path, monkeypatch, capsys):
     assert all(b.n > 0 for b in runs)
 
 
-def test_the_live_header_agrees_with_the_table(tiny, tmp_path, capsys):
+def test_the_live_header_agrees_with_the_table(tiny, tmp_path, monkeypatch, capsys):
+    _no_plots(monkeypatch)
     assert cli.main(["run", tiny, "--live", "--out", str(tmp_path / "o"), "--ops", "400"]) == 0
     out = capsys.readouterr().out
     header = [line for line in out.splitlines() if line.startswith(" smpsim base-c2-r0")][-1]

@@ -11,7 +11,11 @@ One `multiprocessing.shared_memory` segment holds the whole machine:
     memory .. end             bookkeeping, outside simulated memory (Regions below): the machine
                               header, the frame allocator's lock and free lists, one control line
                               per CPU, the cache-id table, the frame table (FRAME, one per page)
-                              and the object table (one uint16 per 8-byte granule).
+                              and the object table (one uint16 per 8-byte granule); then what the
+                              options beyond the seed use (smpsim/engine/options.py): their global
+                              line (OPTIONS), one CACHE_EXT per cache id, one slab lock per frame.
+                              A machine with every option off never writes those last three, so
+                              its simulated memory and every region before them are the seed's.
 
 Addresses are byte offsets into the segment, so an address of simulated memory and a bookkeeping
 offset are the same kind of int, and the lists of list.h link either. Every field is a whole
@@ -24,7 +28,8 @@ Per-CPU data sits on its own 64-byte line (LINE) so that CPUs do not share cache
 
 __all__ = ["WORD", "LINE", "PAGE_SIZE", "PAGE_WIDTH", "MAX_ORDER", "Struct", "SPINLOCK", "LINK",
            "SLAB", "MAGAZINE", "CPU_MAGS", "CACHE", "KERNEL", "HEADER", "CPU_CTL", "FRAME",
-           "Regions", "MAX_CACHES", "OBJ_INTERNAL", "NAME_MAX"]
+           "CACHE_EXT", "OPTIONS", "Regions", "MAX_CACHES", "OBJ_INTERNAL", "NAME_MAX", "FN_MAX",
+           "MAGAZINE_SIZES"]
 
 WORD = 8
 LINE = 64
@@ -38,6 +43,11 @@ MAX_CACHES = 4096
 # descriptor, a cache descriptor): never a caller's to free.
 OBJ_INTERNAL = 0x8000
 NAME_MAX = 32
+# Longest "module:function" name of a constructor or destructor (CACHE_EXT.ctor, .dtor).
+FN_MAX = 128
+# Solaris's magazine sizes (objects per magazine), the steps of Machine(resize_magazines=True);
+# KERNEL.mag_sized holds the magazine cache of each.
+MAGAZINE_SIZES = (1, 3, 7, 15, 31, 47, 63, 95, 143)
 
 
 class Struct:
@@ -133,6 +143,10 @@ KERNEL = Struct("kernel_static", [
     ("_", PAD_TO_LINE),
     ("mag_cache", CACHE.sizeof),           # the seed's static `mag_cache` ("slab_magazine")
     ("slab_cache_cache", CACHE.sizeof),    # the seed's static `slab_cache_cache` ("slab_cache")
+    # Options beyond the seed (smpsim/engine/options.py); never written with every option off.
+    ("mag_front", 8),                      # Machine(cpu_magazine_cache): "slab_magazine_cpu"
+    ("mag_sized", 8 * len(MAGAZINE_SIZES)),  # Machine(resize_magazines): slab_magazine_<M>,
+                                           # one per size above the machine's magazine_size
 ])
 assert KERNEL.sizeof <= PAGE_SIZE
 
@@ -169,12 +183,53 @@ CPU_CTL = Struct("cpu_ctl", [
     ("slab", 8),        #   ... a slab's free list
     ("frames", 8),      #   ... the frame allocator
     ("pid", 8),
+    # Where inside an option's window the operation under way is (STAGES in options.py), so
+    # that the checker can say what a CPU that died there left: the stage, its cache, its object.
+    ("stage", 8), ("stage_cache", 8), ("stage_obj", 8),
     ("_", PAD_TO_LINE),
 ], align=LINE)
 
 # A frame table entry (frame_t): `link` in a buddy free list, `parent` the slab owning the frame
 # (the seed's frame->parent), `info` the state and order (FRAME_* in frames.py).
 FRAME = Struct("frame_t", [("link", LINK.sizeof), ("parent", 8), ("info", 8)])
+
+# --- the options beyond the seed (smpsim/engine/options.py), after everything above ------------
+
+# What a cache needs for the options beyond the seed, one per cache id (outside simulated memory,
+# like the frame table: the model's own state, read and written with ld / st / locks, on lines
+# of their own; then the simulator's statistics and the names of the constructor and destructor,
+# which are bookkeeping). Initialised when the cache is linked (_link_cache), only for the
+# options the machine has on; the names and statistics always.
+CACHE_EXT = Struct("slab_cache_ext_t", [
+    # Depot state guarded by the cache's maglock.
+    ("depot_contention", 8),       # resize: contended maglock acquisitions this period
+    ("period_start", 8),           # resize: when this period began (options.clock_ns)
+    ("depot_low", 8),              # reap: fewest full magazines on the list since the last reap
+    ("_", PAD_TO_LINE),
+    # Machine(empty_magazines=True): the cache's list of empty magazines.
+    ("emptylock", SPINLOCK.sizeof),  # guards `empty` and empty_counter
+    ("empty", LINK.sizeof),
+    ("empty_counter", 8),
+    ("_", PAD_TO_LINE),
+    # Machine(colour=True).
+    ("colour_next", 8),            # atomic: slabs created so far, whose count picks the colour
+    ("colour_max", 8),             # the largest colour offset (the slab's slack, in steps)
+    ("colour_step", 8),            # bytes between colours (64, or the cache's alignment)
+    ("_", PAD_TO_LINE),
+    # Bookkeeping: statistics (atomics of the simulator's own).
+    ("constructed", 8), ("destructed", 8), ("resizes", 8), ("ctor_failures", 8),
+    ("dtor_errors", 8),
+    ("slab_acquisitions", 8), ("slab_contended", 8), ("slab_spins", 8),   # of freed slabs' locks
+    # Bookkeeping: "module:function" of the constructor and the destructor, NUL padded.
+    ("ctor", FN_MAX), ("dtor", FN_MAX),
+], align=LINE)
+
+# The options' global line (bookkeeping): the periodic reap's timer and the reaps' counters.
+OPTIONS = Struct("options_state", [
+    ("reap_due", 8),               # options.clock_ns when the next periodic reap is due
+    ("reap_calls", 8), ("reap_frames", 8), ("reap_magazines", 8),
+    ("_", PAD_TO_LINE),
+], align=LINE)
 
 
 class Regions:
@@ -194,6 +249,13 @@ class Regions:
         off += FRAME.sizeof * self.nframes
         self.object_table = off              # uint16 per 8-byte granule of simulated memory
         off += 2 * (memory // WORD)
+        off += -off % LINE
+        self.options = off                   # OPTIONS
+        off += OPTIONS.sizeof
+        self.cache_ext = off                 # CACHE_EXT per cache id
+        off += CACHE_EXT.sizeof * MAX_CACHES
+        self.slab_locks = off                # a SPINLOCK per frame: Machine(slab_locks=True)
+        off += SPINLOCK.sizeof * self.nframes
         self.size = off + (-off % PAGE_SIZE)
 
     def cpu(self, i):
@@ -207,3 +269,11 @@ class Regions:
     def granule(self, addr):
         """The object table entry (a byte offset) of the 8-byte granule at addr."""
         return self.object_table + (addr >> 2)
+
+    def ext(self, cid):
+        """The CACHE_EXT of the cache with id cid."""
+        return self.cache_ext + cid * CACHE_EXT.sizeof
+
+    def slab_lock(self, pfn):
+        """The slab lock of the slab whose space begins at frame pfn (slab_locks option)."""
+        return self.slab_locks + pfn * SPINLOCK.sizeof

@@ -20,7 +20,8 @@ from .errors import BadArgument, InvariantError, SmpsimError
 from .fastpath import ACCEL_CHOICES
 from .frames import boot_frames
 from .kernel import Kernel, boot
-from .layout import CACHE, HEADER, KERNEL, PAGE_SIZE, SPINLOCK, CPU_CTL, Regions
+from .layout import CACHE, CACHE_EXT, HEADER, KERNEL, OPTIONS, PAGE_SIZE, CPU_CTL, Regions
+from .options import RESIZE_PERIOD, RESIZE_THRESHOLD, Options, clock_ns
 from .slab import SLAB_CACHE_SLINSIDE, SlabAllocator
 
 __all__ = ["Machine", "parse_memory", "sweep_stale_segments"]
@@ -109,7 +110,10 @@ class Machine:
     last_run = None
 
     def __init__(self, cpus, memory="64M", *, magazine_size=4, debug=False, counters="shared",
-                 lock_timeout=None, accel="c"):
+                 lock_timeout=None, accel="c", resize_magazines=False, colour=False,
+                 empty_magazines=False, cpu_magazine_cache=False, slab_locks=False,
+                 reap_every=None, resize_threshold=RESIZE_THRESHOLD,
+                 resize_period=RESIZE_PERIOD):
         if type(cpus) is not int or not 1 <= cpus <= 256:
             raise BadArgument(f"Machine: 'cpus' must be an int from 1 to 256, got {cpus!r}")
         memory = parse_memory(memory)
@@ -127,6 +131,12 @@ class Machine:
         if accel not in ACCEL_CHOICES:
             raise BadArgument(f"Machine: 'accel' must be one of {', '.join(ACCEL_CHOICES)} (or "
                               f"True / False for 'c' / 'python'), got {accel!r}")
+        # The options beyond the seed (smpsim/engine/options.py); each checks its own keyword.
+        self.options = Options(resize_magazines=resize_magazines, colour=colour,
+                               empty_magazines=empty_magazines,
+                               cpu_magazine_cache=cpu_magazine_cache, slab_locks=slab_locks,
+                               reap_every=reap_every, resize_threshold=resize_threshold,
+                               resize_period=resize_period, magazine_size=magazine_size)
         self.accel = accel
         self.cpus, self.memory, self.magazine_size = cpus, memory, magazine_size
         self.debug, self.counters, self.lock_timeout = bool(debug), counters, lock_timeout
@@ -161,9 +171,13 @@ class Machine:
                              ("nframes", self.regions.nframes), ("cpus", self.cpus),
                              ("magazine_size", self.magazine_size),
                              ("options", (OPT_DEBUG if self.debug else 0)
-                              | (OPT_PERCPU if self.counters == "percpu" else 0)),
+                              | (OPT_PERCPU if self.counters == "percpu" else 0)
+                              | self.options.bits),
                              ("creator_pid", os.getpid())):
             sa.poke(h + getattr(HEADER, field), value)
+        if self.options.reap_period_ns is not None:      # the first periodic reap
+            sa.poke(self.regions.options + OPTIONS.reap_due,
+                    clock_ns() + self.options.reap_period_ns)
         boot_frames(sa)
         boot(k, self.magazine_size)
 
@@ -173,7 +187,7 @@ class Machine:
         """A new SlabAllocator of CPU i on this machine's segment (the engine's internals)."""
         return SlabAllocator(self._shm.buf, self.regions, i, self.cpus, debug=self.debug,
                              lock_timeout=self.lock_timeout,
-                             percpu_counters=self.counters == "percpu")
+                             percpu_counters=self.counters == "percpu", options=self.options)
 
     def _new_kernel(self, i):
         return Kernel(self._allocator(i), accel=self.accel)
@@ -237,15 +251,24 @@ class Machine:
                 "inside": bool(ld(c + CACHE.flags) & SLAB_CACHE_SLINSIDE),
                 "flags": ld(c + CACHE.flags), "order": ld(c + CACHE.order),
                 "magazines": ld(c + CACHE.magazine_counter),
+                "magazine_size": ld(c + CACHE.magazine_size),
             }
-        for name, lock in k.all_locks():
-            locks[name] = {"acquisitions": k.peek(lock + SPINLOCK.acquisitions),
-                           "contended": k.peek(lock + SPINLOCK.contended),
-                           "spins": k.peek(lock + SPINLOCK.spins)}
+            ext = k._ext(c)                 # the options' statistics (always there)
+            for key, field in (("constructed", "constructed"), ("destructed", "destructed"),
+                               ("resizes", "resizes"), ("ctor_failures", "ctor_failures"),
+                               ("dtor_errors", "dtor_errors")):
+                caches[name][key] = ld(ext + getattr(CACHE_EXT, field))
+            caches[name]["empty_magazines"] = (ld(ext + CACHE_EXT.empty_counter)
+                                               if self.options.empty_magazines else 0)
+        locks = k.lock_counters()
+        line = self.regions.options
         return {"frames": {"total": self.regions.nframes, "free": k.free_frames()},
                 "caches": caches, "locks": locks,
                 "reclaim": {"calls": k.peek(KERNEL.reclaim_calls),
                             "frames": k.peek(KERNEL.reclaim_frames)},
+                "reap": {"calls": k.peek(line + OPTIONS.reap_calls),
+                         "frames": k.peek(line + OPTIONS.reap_frames),
+                         "magazines": k.peek(line + OPTIONS.reap_magazines)},
                 "cpus": self.cpu_stats()}
 
     def cpu_stats(self):

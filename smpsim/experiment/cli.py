@@ -197,7 +197,7 @@ def _experiment(args):
                                      os.path.join(out, "runs", r["point"]["id"], "timeseries.png"),
                                      f"{scn.name} {r['point']['id']}")
     if not args.quiet:
-        print(report.markdown_table(sweep, report.SWEEP_COLUMNS))
+        print(report.markdown_table(sweep, report.optional_columns(sweep)))
         print(f"results in {out}")
     bad = [r for r in results if r["error"] or r["check"] != "ok"]
     for r in bad:

@@ -23,7 +23,8 @@ import os
 import statistics
 
 __all__ = ["slabinfo", "seed_table", "markdown_table", "write_csv", "summary_row",
-           "aggregate", "load_results", "SUMMARY_COLUMNS", "SWEEP_COLUMNS"]
+           "aggregate", "load_results", "SUMMARY_COLUMNS", "SWEEP_COLUMNS", "OPTION_COLUMNS",
+           "optional_columns"]
 
 SLABINFO_HEADER = ("slabinfo - version: 2.1\n"
                    "# name            <active_objs> <num_objs> <objsize> <objperslab> "
@@ -89,6 +90,8 @@ SUMMARY_COLUMNS = ["id", "label", "workload", "cpus", "rep", "ops", "elapsed", "
                    "throughput_per_cpu", "ops_per_cpu_s", "hit_rate", "acquisitions", "contended",
                    "contended_per_op", "spins_per_op", "shared_list_ops", "shared_list_per_op",
                    "failed", "remote_frees", "reclaim_calls", "reclaim_frames", "peak_frames",
+                   "frames_held", "ctor_per_alloc", "magazine_size", "resizes", "reap_frames",
+                   "line_miss_rate",
                    "cpu_user", "cpu_system", "voluntary_cs", "involuntary_cs", "check",
                    "error"]
 
@@ -121,7 +124,24 @@ def summary_row(result):
         "involuntary_cs": sum(c.get("involuntary") or 0 for c in cpus),
         "check": result["check"] if isinstance(result["check"], str) else "violations",
         "error": result.get("error") or "",
+        **_option_row(result),
     }
+
+
+def _option_row(result):
+    """The summary columns of the options beyond the seed: frames held when the run ended,
+    constructor calls per allocation (None without a constructor), the largest magazine size
+    the scenario's caches ended with and the resizes, frames the reaps freed, and the line
+    misses per access of a workload that models a hardware cache (None for the others)."""
+    o = result.get("options") or {}
+    sizes = [v for v in (o.get("magazine_sizes") or {}).values() if v]
+    lines = [(c.get("line_misses"), c.get("line_accesses")) for c in result["cpus"]]
+    accesses = sum(a or 0 for _, a in lines)
+    return {"frames_held": result["frames"]["used_after"],
+            "ctor_per_alloc": o.get("ctor_per_alloc"),
+            "magazine_size": max(sizes) if sizes else None, "resizes": o.get("resizes", 0),
+            "reap_frames": o.get("reap_frames", 0),
+            "line_miss_rate": (sum(m or 0 for m, _ in lines) / accesses) if accesses else None}
 
 
 # The sweep table: one row per (variant, CPU count), means over repetitions. "ops per CPU-s" is
@@ -132,7 +152,18 @@ SWEEP_COLUMNS = [("label", "variant"), ("cpus", "CPUs"), ("runs", "runs"),
                  ("throughput_per_cpu", "ops/s per CPU"), ("speedup", "speed-up"),
                  ("ops_per_cpu_s", "ops per CPU-s"),
                  ("hit_rate", "hit rate"), ("contended_per_op", "contended/op"),
-                 ("shared_list_per_op", "shared list/op"), ("check", "check")]
+                 ("shared_list_per_op", "shared list/op"), ("frames_held", "frames held"),
+                 ("check", "check")]
+# Columns the options beyond the seed add to the sweep table, each shown only when some row of
+# the sweep has a value for it (optional_columns).
+OPTION_COLUMNS = [("ctor_per_alloc", "ctor calls/alloc"), ("magazine_size", "magazine size"),
+                  ("line_miss_rate", "line misses/access")]
+
+
+def optional_columns(rows):
+    """SWEEP_COLUMNS with those of OPTION_COLUMNS some row has a value for, before "check"."""
+    extra = [c for c in OPTION_COLUMNS if any(r.get(c[0]) is not None for r in rows)]
+    return SWEEP_COLUMNS[:-1] + extra + SWEEP_COLUMNS[-1:]
 
 
 def aggregate(rows):
@@ -157,6 +188,9 @@ def aggregate(rows):
             "contended_per_op": statistics.fmean(r["contended_per_op"] for r in rs),
             "spins_per_op": statistics.fmean(r["spins_per_op"] for r in rs),
             "shared_list_per_op": statistics.fmean(r["shared_list_per_op"] for r in rs),
+            "frames_held": statistics.fmean(r.get("frames_held") or 0 for r in rs),
+            **{key: _mean_or_none(r.get(key) for r in rs)
+               for key in ("ctor_per_alloc", "magazine_size", "line_miss_rate")},
             "check": "ok" if all(r["check"] == "ok" for r in rs) else "violations",
         })
     out.sort(key=lambda r: (r["label"], r["cpus"]))
@@ -164,6 +198,11 @@ def aggregate(rows):
     for r in out:
         r["speedup"] = r["throughput"] / one[r["label"]] if one.get(r["label"]) else None
     return out
+
+
+def _mean_or_none(values):
+    values = [v for v in values if v is not None and v != ""]
+    return statistics.fmean(values) if values else None
 
 
 def load_results(path):

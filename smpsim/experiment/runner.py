@@ -34,7 +34,7 @@ import smpsim
 from smpsim import workloads
 from smpsim.workloads.common import DEFAULT_OPS
 from smpsim.experiment import report
-from smpsim.experiment.scenario import FLAG_NAMES, ScenarioError
+from smpsim.experiment.scenario import FLAG_NAMES, OPTION_SWITCHES, ScenarioError
 
 __all__ = ["run_point", "run_points", "write_summary", "result_dir", "Sampler", "Interrupted"]
 
@@ -136,6 +136,12 @@ def _machine(point):
         kw["counters"] = mc["counters"]
     if mc["lock_timeout"]:
         kw["lock_timeout"] = mc["lock_timeout"]
+    for name in OPTION_SWITCHES + ("reap_every",):          # the options beyond the seed
+        if mc.get(name):
+            kw[name] = mc[name]
+    if mc.get("resize_magazines"):
+        kw["resize_threshold"] = mc.get("resize_threshold", 3)
+        kw["resize_period"] = mc.get("resize_period", 1.0)
     return smpsim.Machine(point.cpus, mc["memory"], **kw)
 
 
@@ -158,7 +164,8 @@ def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=Non
         k = m.cpu(0)
         try:
             caches = [k.slab_cache_create(c["name"], c["size"], c["align"],
-                                          sum(FLAG_NAMES[f] for f in c["flags"]))
+                                          sum(FLAG_NAMES[f] for f in c["flags"]),
+                                          ctor=c.get("ctor"), dtor=c.get("dtor"))
                       for c in point.caches]
             if hasattr(mod, "prepare"):
                 params = mod.prepare(k, params, point.cpus)
@@ -252,8 +259,28 @@ def _collect(result, point, outcome, before, after, cpu_before, cpu_after, last,
     result["frames"] = {"total": fa["total"], "used_before": fb["total"] - fb["free"],
                         "used_after": fa["total"] - fa["free"],
                         "peak_used": max(sampler.peak_frames, fa["total"] - fa["free"])}
+    result["options"] = _option_numbers(point, before, after, cpus)
     result["timeseries"] = sampler.series
     result["caches_peak"] = sampler.peak or result["caches_end"]
+
+
+def _option_numbers(point, before, after, cpus):
+    """What the options beyond the seed did in the run: constructor and destructor calls (and
+    constructor calls per allocation, when a cache has a constructor), reaps, and the magazine
+    size each of the scenario's caches ended with."""
+    cb, ca = before["caches"], after["caches"]
+    made = {c["name"] for c in point.caches}
+    count = {key: sum(c.get(key, 0) - cb.get(n, {}).get(key, 0) for n, c in ca.items())
+             for key in ("constructed", "destructed", "resizes")}
+    allocs = sum(c["allocs"] for c in cpus)
+    with_ctor = any(c.get("ctor") for c in point.caches)
+    rb, ra = before.get("reap", {}), after.get("reap", {})
+    return {**count,
+            "ctor_per_alloc": count["constructed"] / allocs if with_ctor and allocs else None,
+            "reap_calls": ra.get("calls", 0) - rb.get("calls", 0),
+            "reap_frames": ra.get("frames", 0) - rb.get("frames", 0),
+            "reap_magazines": ra.get("magazines", 0) - rb.get("magazines", 0),
+            "magazine_sizes": {n: ca[n].get("magazine_size") for n in made if n in ca}}
 
 
 def _clean_up(m, k, mod, params, caches, error):
@@ -303,11 +330,12 @@ def write_summary(out, scenario, results, *, partial, command=""):
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(meta, f, indent=1)
     report.write_csv(os.path.join(out, "summary.csv"), rows, report.SUMMARY_COLUMNS)
+    columns = report.optional_columns(sweep)
     report.write_csv(os.path.join(out, "sweep.csv"), sweep,
-                     [k for k, _ in report.SWEEP_COLUMNS] + ["workload", "spins_per_op"])
+                     [k for k, _ in columns] + ["workload", "spins_per_op"])
     with open(os.path.join(out, "sweep.md"), "w") as f:
         title = f"{scenario.name}" + (" (partial: interrupted)" if partial else "")
-        f.write(f"# {title}\n\n{report.markdown_table(sweep, report.SWEEP_COLUMNS)}")
+        f.write(f"# {title}\n\n{report.markdown_table(sweep, columns)}")
     return sweep
 
 

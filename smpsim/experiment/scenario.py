@@ -10,12 +10,22 @@
     debug = false
     counters = "shared"                 # or "percpu"
     lock_timeout = 10.0                 # optional, seconds
+    resize_magazines = false            # the options beyond the seed (docs/options.md), each
+    colour = false                      #   off by default
+    empty_magazines = false
+    cpu_magazine_cache = false
+    slab_locks = false
+    reap_every = 0.5                    # optional, seconds (inf: reaps by hand only)
+    resize_threshold = 3                # contended maglock acquisitions per period, then grow
+    resize_period = 1.0                 # seconds
 
     [[caches]]                          # created on CPU 0 before the run, destroyed after
     name = "node"
     size = 100
     align = 0                           # 0 or a power of two up to 4096
     flags = ["NOMAGAZINE"]              # NOMAGAZINE, SLINSIDE
+    ctor = "smpsim.workloads.objects:construct"   # optional "module:function" constructor
+    dtor = "smpsim.workloads.objects:destruct"    # and destructor
 
     [workload]
     name = "threadtest"                 # a module of workers/ (workloads.WORKLOADS)
@@ -187,9 +197,18 @@ def parse_memory(value):
 
 _MACHINE = {"cpus": "an integer 1..256", "memory": "bytes or a string like '64M' (>= 1M)",
             "magazine_size": "an integer 1..1024", "debug": "true or false",
-            "counters": "'shared' or 'percpu'", "lock_timeout": "a number of seconds > 0"}
+            "counters": "'shared' or 'percpu'", "lock_timeout": "a number of seconds > 0",
+            "resize_magazines": "true or false", "colour": "true or false",
+            "empty_magazines": "true or false", "cpu_magazine_cache": "true or false",
+            "slab_locks": "true or false", "reap_every": "a number of seconds > 0 (or inf)",
+            "resize_threshold": "an integer 0..1000000",
+            "resize_period": "a number of seconds > 0"}
+# The options beyond the seed that are switches (Machine keywords of the same names).
+OPTION_SWITCHES = ("resize_magazines", "colour", "empty_magazines", "cpu_magazine_cache",
+                   "slab_locks")
 _CACHE = {"name": "a cache name of 1..32 printable characters", "size": "an integer >= 1",
-          "align": "0 or a power of two up to 4096", "flags": "a list of NOMAGAZINE, SLINSIDE"}
+          "align": "0 or a power of two up to 4096", "flags": "a list of NOMAGAZINE, SLINSIDE",
+          "ctor": "a 'module:function' string", "dtor": "a 'module:function' string"}
 _RUN = {"timeout": "seconds > 0", "interval": "seconds 0.01..60", "pin": "true or false"}
 _SWEEP = {"cpus": "a list of CPU counts 1..256", "repeat": "an integer 1..100"}
 _TOP = {"name": "a string", "description": "a string", "machine": "a table",
@@ -202,7 +221,8 @@ _VARIANT = {"label": "a string", "machine": "a table", "caches": "an array of ta
 def _machine(c, t, key):
     c.table(t, key, _MACHINE)
     m = {"cpus": 2, "memory": 64 << 20, "magazine_size": 4, "debug": False,
-         "counters": "shared", "lock_timeout": None}
+         "counters": "shared", "lock_timeout": None, **dict.fromkeys(OPTION_SWITCHES, False),
+         "reap_every": None, "resize_threshold": 3, "resize_period": 1.0}
     if "cpus" in t:
         m["cpus"] = c.int(t["cpus"], f"{key}.cpus", 1, 256)
     if "memory" in t:
@@ -219,6 +239,18 @@ def _machine(c, t, key):
     if "lock_timeout" in t:
         m["lock_timeout"] = c.number(t["lock_timeout"], f"{key}.lock_timeout", 0, 3600,
                                      open_lo=True)
+    for name in OPTION_SWITCHES:
+        if name in t:
+            m[name] = c.bool(t[name], f"{key}.{name}")
+    if "reap_every" in t:
+        m["reap_every"] = c.number(t["reap_every"], f"{key}.reap_every", 0, float("inf"),
+                                   open_lo=True)
+    if "resize_threshold" in t:
+        m["resize_threshold"] = c.int(t["resize_threshold"], f"{key}.resize_threshold", 0,
+                                      1000000)
+    if "resize_period" in t:
+        m["resize_period"] = c.number(t["resize_period"], f"{key}.resize_period", 0, 86400,
+                                      open_lo=True)
     return m
 
 
@@ -244,7 +276,13 @@ def _caches(c, arr, key, memory):
         flags = t.get("flags", [])
         if not isinstance(flags, list) or any(f not in FLAG_NAMES for f in flags):
             c.fail(f"{k}.flags", _CACHE["flags"], flags)
-        out.append({"name": name, "size": size, "align": align, "flags": list(flags)})
+        entry = {"name": name, "size": size, "align": align, "flags": list(flags)}
+        for fn in ("ctor", "dtor"):
+            if fn in t:
+                if not isinstance(t[fn], str) or t[fn].count(":") != 1:
+                    c.fail(f"{k}.{fn}", _CACHE[fn], t[fn])
+                entry[fn] = t[fn]
+        out.append(entry)
     return out
 
 

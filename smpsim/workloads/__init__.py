@@ -25,7 +25,12 @@ public API of smpsim (API.md) plus the kernel atomics on simulated memory words.
 | scratch      | small objects written after allocation: false sharing (cache-scratch)      |
 | kalloc_mix   | a working set over a size distribution spanning the malloc caches          |
 | pressure     | fill memory until allocation fails, free part, allocate elsewhere: reclaim  |
+| burst        | a burst freed at once, then a small steady working set: what reaping frees  |
+| walk         | objects read through a model of a hardware cache: what colouring is for     |
 | floor        | plain Python list operations, no allocator: the host's scaling ceiling      |
+
+smpsim/workloads/objects.py is no workload: it holds the constructor and destructor the
+scenarios give their caches (slab_cache_create(..., ctor=, dtor=)).
 """
 
 __all__ = ["WORKLOADS", "module"]
@@ -38,6 +43,8 @@ WORKLOADS = {
     "scratch": "smpsim.workloads.scratch",
     "kalloc_mix": "smpsim.workloads.kalloc_mix",
     "pressure": "smpsim.workloads.pressure",
+    "burst": "smpsim.workloads.burst",
+    "walk": "smpsim.workloads.walk",
     "floor": "smpsim.workloads.floor",
 }
 

@@ -155,6 +155,18 @@ def test_bad_constructor_arguments_change_nothing(arg, value, msg):
         m.check()
 
 
+def test_a_constructor_may_not_call_the_allocator():
+    with Machine(1, "2M") as m:
+        k = m.cpu(0)
+        c = k.slab_cache_create("obj", 64, ctor=f"{H}:reenter")
+        with pytest.raises(smpsim.OutOfMemory, match=r"the constructor option_helpers:reenter "
+                                                     r"of cache 'obj' raised SmpsimError: cache: "
+                                                     r"a constructor or destructor may not call "
+                                                     r"the allocator \(it runs inside it\)$"):
+            k.slab_alloc(c)
+        m.check()
+
+
 def test_the_constructor_gets_the_kernel_of_the_cpu_doing_the_work():
     with Machine(3, "4M") as m:
         m.cpu(0).slab_cache_create("obj", 64, 0, SLAB_CACHE_NOMAGAZINE,

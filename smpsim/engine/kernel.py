@@ -127,6 +127,9 @@ class Kernel:
     # --- the bracket around allocator code ----------------------------------------------
 
     def _enter(self, op):
+        if self._sa.in_function:
+            raise SmpsimError(f"{op}: a constructor or destructor may not call the allocator "
+                              f"(it runs inside it)")
         self._sa.q[self._in_kernel] = _OP[op]
         self._sa.path = PATH_HIT
         if self._reap_period is not None and self._sa.reap_due():

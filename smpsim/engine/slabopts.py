@@ -64,6 +64,7 @@ class SlabLayerOptions:
     """Constructors, destructors, colouring and slab locks, for SlabAllocator."""
 
     ctor_failure = None       # (cache name, constructor, why) of the last failed construction
+    in_function = False       # a constructor or destructor is running (the Kernel refuses calls)
 
     # --- helpers ------------------------------------------------------------------------------
 
@@ -124,12 +125,15 @@ class SlabLayerOptions:
         ctor_failure says why (the Kernel turns it into None or OutOfMemory)."""
         ext = self._ext(cache)
         previous = self._stage(STAGE_CTOR, cache, obj)
+        self.in_function = True
         try:
             result = self._callable(ctor)(self._kernel, obj)
         except Exception as e:                 # noqa: BLE001 - a failed construction, reported
             why = f"raised {type(e).__name__}: {e}"
         else:
             why = f"returned {result!r}" if isinstance(result, int) and result else None
+        finally:
+            self.in_function = False
         self._stage(*previous)
         if why is None:
             self.arena.fetch_add(ext + CACHE_EXT.constructed, 1)
@@ -144,12 +148,15 @@ class SlabLayerOptions:
         logged and counted (CACHE_EXT.dtor_errors); the object goes back all the same."""
         ext = self._ext(cache)
         previous = self._stage(STAGE_DTOR, cache, obj)
+        self.in_function = True
         try:
             self._callable(dtor)(self._kernel, obj)
         except Exception as e:                 # noqa: BLE001 - logged and counted
             self.arena.fetch_add(ext + CACHE_EXT.dtor_errors, 1)
             log.error("CPU %d: destructor %s of cache %s raised on %#x: %s: %s", self.cpu_id,
                       dtor, self.cache_name(cache), obj, type(e).__name__, e)
+        finally:
+            self.in_function = False
         self._stage(*previous)
         self.arena.fetch_add(ext + CACHE_EXT.destructed, 1)
 

@@ -3,11 +3,9 @@ and working-set reaping, step by step on one CPU and on 2 to 8 CPUs through Mach
 ending with m.check()."""
 
 import math
-import random
 
 import pytest
 
-import smpsim
 from smpsim import SLAB_CACHE_NOMAGAZINE, SLAB_RECLAIM_ALL, Machine
 from smpsim.engine import depot
 from smpsim.engine.layout import CACHE, CACHE_EXT, CPU_MAGS, MAGAZINE, OPTIONS, SLAB

@@ -130,8 +130,10 @@ def test_burst_then_a_steady_phase():
     assert [r["burst_ops"] for r in results] == [600, 600]
     assert [r["ops"] for r in results] == [840, 840]
     assert all(r["rounds"] == 10 and r["remote_frees"] == 0 for r in results)
-    # The burst's magazines wait on the shared list: what reaping would give back.
-    assert stats["caches"]["obj"]["magazines"] >= 2 * (300 - 8) // 4 - 2 * 12 // 4
+    # The burst's magazines wait on the shared list: what reaping would give back. (A CPU
+    # still in its burst may take magazines the other freed, so at least one burst is there,
+    # less what two CPUs' pairs hold.)
+    assert stats["caches"]["obj"]["magazines"] >= (300 - 2 * 2 * 4) // 4
 
 
 @pytest.mark.parametrize("colour,misses", [(False, 1.0), (True, 0.1)])

@@ -12,6 +12,10 @@ interface (docs/api.md): Machine, Kernel (from Machine.cpu), SlabCache, the cons
         m.check()
 """
 
+# The one place the version is written: setuptools reads it from here for the package's
+# metadata (pyproject.toml, [tool.setuptools.dynamic]); `smpsim --version` prints it.
+__version__ = "0.1.0"
+
 from .engine.errors import (BadArgument, CacheNotEmpty, CPUError, DebugError, InvalidCache, InvalidFree,
                      InvariantError, LockOrderError, LockTimeout, OutOfMemory, SmpsimError)
 from .engine.frames import FRAME_ATOMIC, FRAME_NO_RECLAIM

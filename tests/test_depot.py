@@ -43,7 +43,7 @@ def contend(k, times):
 
 def test_more_than_threshold_contended_acquisitions_grow_the_magazines(monkeypatch):
     now = [10 ** 12]
-    monkeypatch.setattr(depot, "clock_ns", lambda: now[0])
+    monkeypatch.setattr(depot, "clock_ns", lambda sa=None: now[0])
     with Machine(1, "4M", resize_magazines=True, resize_threshold=3, resize_period=1.0) as m:
         k = m.cpu(0)
         c = k.slab_cache_create("obj", 64)
@@ -70,7 +70,7 @@ def test_more_than_threshold_contended_acquisitions_grow_the_magazines(monkeypat
 
 
 def test_resizing_steps_through_solaris_sizes_and_stops_at_the_largest(monkeypatch):
-    monkeypatch.setattr(depot, "clock_ns", lambda: 10 ** 12)
+    monkeypatch.setattr(depot, "clock_ns", lambda sa=None: 10 ** 12)
     with Machine(1, "8M", magazine_size=1, resize_magazines=True, resize_threshold=0) as m:
         k = m.cpu(0)
         c = k.slab_cache_create("obj", 32)
@@ -293,10 +293,10 @@ def test_a_periodic_reap_runs_once_per_period_on_the_first_cpu_to_enter():
         k = m.cpu(0)
         c = k.slab_cache_create("obj", 128)
         cycle(k, c, 60)
-        k._sa.poke(m.regions.options + OPTIONS.reap_due, 0)      # due now
+        k._sa.poke(m.regions.options_line + OPTIONS.reap_due, 0)      # due now
         m.run(threadtest, "obj", 20, 20, timeout=120)
         assert m.stats()["reap"]["calls"] == 1
-        due = k._sa.peek(m.regions.options + OPTIONS.reap_due)
+        due = k._sa.peek(m.regions.options_line + OPTIONS.reap_due)
         from smpsim.engine.options import clock_ns
         assert due > clock_ns() + 3000 * 10 ** 9
         m.check()

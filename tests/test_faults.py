@@ -568,7 +568,10 @@ def test_running_out_of_memory_at_any_step_changes_nothing(seed):
 def _one_kill(rnd, log):
     """One run of 2 CPUs churning on shared caches; one CPU is killed at a random point, either
     by the test after a random delay (anywhere) or by itself at a random store inside
-    allocator code. Checks what the issue asks for; returns whether the kill was inside."""
+    allocator code. Checks what a kill must leave: a CPUError naming the CPU, no CPU process,
+    the checker's report matching the error (locks held, CPUs inside) or, killed outside
+    allocator code, a machine still usable; no segment after close. Returns whether the kill
+    was inside."""
     flags = rnd.choice([0, SLAB_CACHE_NOMAGAZINE])
     victim = rnd.randrange(2)
     how = rnd.choice(["delay", "store", "between"])

@@ -45,6 +45,8 @@ from .errors import BadArgument, CPUError
 from .layout import CPU_CTL, HEADER, SPINLOCK
 from .kernel import OPS
 from .memory import PID_DEAD
+from . import sched
+from .trace import HEADER_LINE as TRACE_HEADER
 
 __all__ = ["run", "all_stopped", "STOP_SIGNAL", "GRACE"]
 
@@ -117,8 +119,15 @@ def _cpu_main(machine, cpu, program, args, conn, gate_r, gate_w, pin, parent):
     k._sa.poke(k._sa.ctl + CPU_CTL.pid, os.getpid())
     conn.send(("ready",))
     os.read(gate_r, 1)                      # returns at EOF: the gate is open
+    arena = k._sa.arena
+    if machine.trace:                       # a line per scheduling point (smpsim/engine/trace.py)
+        from .trace import Tracer
+        arena.set_tracer(Tracer(k, machine.trace))
     try:
-        msg = ("ok", program(k, *args))
+        arena.sched_begin()                 # the program's start: a scheduling point
+        result = program(k, *args)
+        arena.sched_end()                   # ... and its end
+        msg = ("ok", result)
     except BaseException as e:              # noqa: BLE001 - everything goes back to the caller
         msg = ("error", traceback.format_exc(), f"{type(e).__name__}: {e}")
     try:
@@ -176,6 +185,11 @@ def run(machine, program, args, *, cpus, timeout, monitor, interval, pin):
         gate_r = None
         failure = _wait_ready(procs, conns, machine)
         if failure is None:
+            if machine.trace and not (os.path.exists(machine.trace) and
+                                      os.path.getsize(machine.trace)):
+                with open(machine.trace, "a") as f:
+                    f.write(TRACE_HEADER)
+            sched.setup_run(machine, k, ids)  # clocks, states, the first decision
             os.close(gate_w)                 # open the gate: every CPU starts now
             gate_w = None
             t0 = time.perf_counter()
@@ -201,6 +215,10 @@ def run(machine, program, args, *, cpus, timeout, monitor, interval, pin):
                 os.close(fd)
         for c in conns.values():
             c.close()
+        k.poke(hdr + HEADER.stop, 0)         # every CPU process is gone: no stop pending
+        machine.last_schedule = sched.finish_run(machine, k)
+        if failure is None:
+            failure = _replay_finished(machine, k)
         _mark_ended(machine, procs)
         machine.last_run = {
             "elapsed": time.perf_counter() - t0,
@@ -325,7 +343,8 @@ def _supervise(machine, procs, conns, results, usage, t0, timeout, monitor, inte
                 results[c] = msg[1]
             else:
                 op = _inside(k, c)
-                failures.append(CPUError(c, "exception", msg[2], traceback=msg[1],
+                failures.append(_schedule_failure(machine, k, c) or
+                                CPUError(c, "exception", msg[2], traceback=msg[1],
                                          inside=bool(op), locks=held_locks(k, c)))
         if failures:
             # A death comes first: a CPU that raised at the same moment may only have been
@@ -341,6 +360,71 @@ def _supervise(machine, procs, conns, results, usage, t0, timeout, monitor, inte
             return CPUError(c, "timeout", f"still running after {timeout:g} s",
                             inside=bool(op), locks=held_locks(k, c))
     return None
+
+
+def _schedule_failure(machine, k, cpu):
+    """The CPUError of a controlled run that the scheduler ended (HEADER.failure), or None."""
+    h = k.regions.header
+    why, step = k.peek(h + HEADER.failure), k.peek(h + HEADER.failure_step)
+    if why == sched.FAIL_DEADLOCK:
+        stuck = []
+        for i in range(machine.cpus):
+            ctl = k.regions.cpu(i)
+            state = k.peek(ctl + CPU_CTL.state)
+            if state == sched.CPU_BLOCKED:
+                wants = k.lock_name(k.peek(ctl + CPU_CTL.wants))
+                held = held_locks(k, i)
+                stuck.append(f"CPU {i} holds {', '.join(held) if held else 'no lock'} and "
+                             f"waits for {wants}")
+            elif state == sched.CPU_BARRIER:
+                stuck.append(f"CPU {i} waits at the barrier")
+        first = next((i for i in range(machine.cpus) if k.peek(
+            k.regions.cpu(i) + CPU_CTL.state) in (sched.CPU_BLOCKED, sched.CPU_BARRIER)), cpu)
+        e = CPUError(first, "deadlock", f"no CPU can go on at step {step}: "
+                     + "; ".join(stuck), inside=bool(_inside(k, first)),
+                     locks=held_locks(k, first))
+        e.stuck = stuck
+        return e
+    if why == sched.FAIL_MISMATCH:
+        return CPUError(cpu, "schedule", f"the schedule replayed does not match the program: "
+                        f"at step {step} it names a CPU that cannot run there (or it ends "
+                        f"before the run does)", inside=bool(_inside(k, cpu)),
+                        locks=held_locks(k, cpu))
+    if why == sched.FAIL_LOG_FULL:
+        return CPUError(cpu, "schedule", f"the controlled run made more than "
+                        f"{machine.regions.log_cap} decisions, the schedule log's room "
+                        f"(Machine(max_steps=...) makes more)", inside=bool(_inside(k, cpu)),
+                        locks=held_locks(k, cpu))
+    return None
+
+
+def _replay_finished(machine, k):
+    """A replay that ran to its end must have used the whole schedule."""
+    if machine._strategy != sched.STRATEGY_REPLAY or machine._sched_mode != sched.SCHED_TOKEN \
+            or machine._lenient:
+        return None
+    h = k.regions.header
+    used, total = k.peek(h + HEADER.decisions), k.peek(h + HEADER.log_len)
+    if used == total:
+        return None
+    return CPUError(0, "schedule", f"the schedule replayed does not match the program: the run "
+                    f"ended after {used} of its {total} decisions")
+
+
+def _pass_token(machine, procs):
+    """Token mode, while stopping: the CPU holding the token has ended, so the Machine chooses
+    who runs next among those left (each runs to the end of its allocator operation, where
+    the stop request ends it). False when none can run (they wait for what the dead held)."""
+    k = machine._observer()
+    if machine._sched_mode != sched.SCHED_TOKEN or not k.peek(k.regions.header + HEADER.run_active):
+        return True
+    for cpu, p in procs.items():
+        if p.exitcode is not None:
+            k.poke(k.regions.cpu(cpu) + CPU_CTL.state, sched.CPU_DONE)
+    holder = k.peek(k.regions.header + HEADER.token)
+    if holder in procs and procs[holder].exitcode is None:
+        return True
+    return k.arena.decide() >= 0
 
 
 def _stop(machine, procs):
@@ -361,6 +445,14 @@ def _stop(machine, procs):
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + GRACE
+        if machine._sched_mode == sched.SCHED_TOKEN:
+            # One CPU runs at a time: pass the token on whenever its holder ends.
+            while any(p.exitcode is None for p in alive) and time.monotonic() < deadline:
+                if not _pass_token(machine, procs):
+                    deadline = 0.0          # none can run: no grace period will help
+                    break
+                multiprocessing.connection.wait([p.sentinel for p in alive
+                                                 if p.exitcode is None], timeout=0.05)
         for p in alive:
             p.join(max(0.0, deadline - time.monotonic()))
     finally:

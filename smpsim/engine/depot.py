@@ -45,8 +45,8 @@ hit path does not enter it; such a CPU does not touch the shared lists either.)
 """
 
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM
-from .layout import (CACHE, CACHE_EXT, KERNEL, LINK, MAGAZINE, MAGAZINE_SIZES, OPTIONS, SLAB,
-                     SPINLOCK, WORD)
+from .layout import (CACHE, CACHE_EXT, CACHE_STATS, KERNEL, LINK, MAGAZINE, MAGAZINE_SIZES,
+                     OPTIONS, SLAB, SPINLOCK, WORD)
 from .options import STAGE_REAP, SLAB_CACHE_MAGCACHE, clock_ns
 
 __all__ = ["DepotOptions"]
@@ -98,17 +98,17 @@ class DepotOptions:
         if self.ld(cache + CACHE.flags) & SLAB_CACHE_MAGCACHE:
             return                                # magazine caches keep the machine's size
         ext = self._ext(cache)
-        now = clock_ns()
+        now = clock_ns(self)
         if now - self.ld(ext + CACHE_EXT.period_start) >= self._resize_period_ns:
             self.st(ext + CACHE_EXT.period_start, now)
             self.st(ext + CACHE_EXT.depot_contention, 0)
         n = self.ld(ext + CACHE_EXT.depot_contention) + 1
-        if n > self.opts.resize_threshold and self._grow_magazines(cache, ext):
+        if n > self.opts.resize_threshold and self._grow_magazines(cache):
             n = 0
             self.st(ext + CACHE_EXT.period_start, now)
         self.st(ext + CACHE_EXT.depot_contention, n)
 
-    def _grow_magazines(self, cache, ext):
+    def _grow_magazines(self, cache):
         """Step cache's magazine size up to the next Solaris size; False at the largest. The
         cache's maglock must be held."""
         assert self.holds(cache + CACHE.maglock)
@@ -117,7 +117,7 @@ class DepotOptions:
         if not bigger:
             return False
         self.st(cache + CACHE.magazine_size, bigger[0])
-        self.arena.fetch_add(ext + CACHE_EXT.resizes, 1)        # a statistic
+        self.arena.fetch_add(self._stats(cache) + CACHE_STATS.resizes, 1)     # a statistic
         return True
 
     # --- the empty-magazine list ------------------------------------------------------------
@@ -232,7 +232,7 @@ class DepotOptions:
                 f, d = self._slab_reap(cache)
                 frames, destroyed = frames + f, destroyed + d
         self.unlock(KERNEL.slab_cache_lock)
-        line = self.regions.options
+        line = self.regions.options_line
         self.arena.fetch_add(line + OPTIONS.reap_calls, 1)        # statistics
         self.arena.fetch_add(line + OPTIONS.reap_frames, frames)
         self.arena.fetch_add(line + OPTIONS.reap_magazines, destroyed)
@@ -241,24 +241,26 @@ class DepotOptions:
     def reap_due(self):
         """True when this CPU has claimed a periodic reap that is due (the first to see it due
         wins the compare-and-swap that moves the due time one period on). No lock is held."""
-        at = self.regions.options + OPTIONS.reap_due
-        due, now = self.peek(at), clock_ns()
+        at = self.regions.options_line + OPTIONS.reap_due
+        due, now = self.peek(at), clock_ns(self)
         return now >= due and self.arena.cas(at, due, now + self._reap_period_ns)
 
     # --- a cache's CACHE_EXT, when it is linked ---------------------------------------------
 
     def _init_ext(self, cache, cid, ctor, dtor):
-        """Set up cache's CACHE_EXT (cache id cid) for what the machine's options use, and
-        record its constructor and destructor names. slab_cache_lock must be held."""
+        """Record cache's constructor and destructor names and clear its statistics
+        (CACHE_STATS, cache id cid), and set up its CACHE_EXT for what the machine's options
+        use. slab_cache_lock must be held."""
+        stats = self.regions.stats(cid)
+        for f in CACHE_STATS.fields:
+            if f not in ("ctor", "dtor"):
+                self.poke(stats + getattr(CACHE_STATS, f), 0)
+        self._set_fn_name(stats + CACHE_STATS.ctor, ctor)
+        self._set_fn_name(stats + CACHE_STATS.dtor, dtor)
         ext = self.regions.ext(cid)
-        for f in ("constructed", "destructed", "resizes", "ctor_failures", "dtor_errors",
-                  "slab_acquisitions", "slab_contended", "slab_spins"):
-            self.poke(ext + getattr(CACHE_EXT, f), 0)
-        self._set_fn_name(ext + CACHE_EXT.ctor, ctor)
-        self._set_fn_name(ext + CACHE_EXT.dtor, dtor)
         if self._resize:
             self.st(ext + CACHE_EXT.depot_contention, 0)
-            self.st(ext + CACHE_EXT.period_start, clock_ns())
+            self.st(ext + CACHE_EXT.period_start, clock_ns(self))
         if self._reap:
             self.st(ext + CACHE_EXT.depot_low, 0)
         if self._empty:

@@ -94,6 +94,9 @@ class Kernel:
         sa._kernel = self                     # what constructors and destructors are given
         self._reap_period = sa._reap_period_ns
         self.cpu_id, self.cpus, self.memory = sa.cpu_id, sa.cpus, sa.memory
+        a = sa.arena                    # atomics on simulated memory: scheduling points if any
+        self._atomics = ((a.aload, a.astore, a.aadd, a.acas) if sa.scheduled else
+                         (a.load, a.store, a.fetch_add, a.cas))
         ctl = sa.ctl
         self._in_kernel = (ctl + CPU_CTL.in_kernel) >> 3
         self._ctl = {f: (ctl + getattr(CPU_CTL, f)) >> 3
@@ -107,13 +110,13 @@ class Kernel:
             # slab_alloc, slab_free, kalloc and kfree become the accelerator's on this instance:
             # it serves magazine hits and calls the methods below for everything else.
             from .fastpath import accelerator, install
-            cls = accelerator(accel)
-            if cls is not None:
-                try:
+            try:
+                cls = accelerator(accel, sa)
+                if cls is not None:
                     self._fast = install(self, cls, sa.segment)
-                except BaseException:
-                    sa.release()
-                    raise
+            except BaseException:
+                sa.release()
+                raise
 
     def __repr__(self):
         return f"<Kernel cpu {self.cpu_id} of {self.cpus}>"
@@ -367,7 +370,11 @@ class Kernel:
         except InvalidFree:
             self._leave()
             raise
-        self._sa._free(c, addr)
+        sa, slab = self._sa, 0
+        if fn == "kfree":                   # the seed's kfree finds the object's slab first
+            slab = sa.frame_parent(addr)
+            sa.ld(slab + SLAB.cache)
+        sa._free(c, addr, slab)
         self._counted(False)
         self._leave()
 
@@ -465,6 +472,9 @@ class Kernel:
         if not self._in_run:
             raise SmpsimError("barrier: only CPUs inside Machine.run can wait at a barrier")
         sa = self._sa
+        if sa.scheduled:                # a scheduling point; in simulated time a charged one
+            sa.arena.barrier()
+            return
         hdr = sa.regions.header
         n = sa.peek(hdr + HEADER.run_cpus)
         rnd = sa.arena.load(hdr + HEADER.barrier_round)
@@ -489,19 +499,54 @@ class Kernel:
 
     def atomic_load(self, addr):
         """The word at addr of simulated memory (an acquire load)."""
-        return self._sa.arena.load(self._word(addr, "atomic_load"))
+        return self._atomics[0](self._word(addr, "atomic_load"))
 
     def atomic_store(self, addr, value):
         """Store value in the word at addr (a release store)."""
-        self._sa.arena.store(self._word(addr, "atomic_store"), value)
+        self._atomics[1](self._word(addr, "atomic_store"), value)
 
     def atomic_add(self, addr, delta):
         """Fetch-and-add on the word at addr; returns the old value."""
-        return self._sa.arena.fetch_add(self._word(addr, "atomic_add"), delta)
+        return self._atomics[2](self._word(addr, "atomic_add"), delta)
 
     def atomic_cas(self, addr, old, new):
         """Compare-and-swap on the word at addr; True when it swapped."""
-        return self._sa.arena.cas(self._word(addr, "atomic_cas"), old, new)
+        return self._atomics[3](self._word(addr, "atomic_cas"), old, new)
+
+    def spin_lock(self, addr):
+        """Take the simulator's spinlock on the 8-byte word at addr of simulated memory (0 when
+        free; the holder's CPU id + 1 while held), for workloads that build their own shared
+        structures. Counted in Machine.stats()["locks"] as "user@<addr>". Waits as long as
+        another CPU holds it (LockTimeout when the holder died, or after the machine's
+        lock_timeout)."""
+        sa = self._sa
+        self._word(addr, "spin_lock")
+        if sa.arena.ulock(addr, sa.owner, sa._poll) < 0:
+            sa._lock_slow(addr, sa.arena.ulock)
+
+    def spin_unlock(self, addr):
+        """Release the spinlock at addr, which this CPU must hold (ValueError otherwise)."""
+        sa = self._sa
+        self._word(addr, "spin_unlock")
+        if not sa.arena.uunlock(addr, sa.owner):
+            holder = sa.peek(addr)
+            who = "nobody" if not holder else f"CPU {holder - 1}"
+            raise BadArgument(f"spin_unlock: CPU {self.cpu_id} does not hold the lock at "
+                              f"{addr} (held by {who})")
+
+    # --- simulated time -------------------------------------------------------------------
+
+    @property
+    def cycles(self):
+        """This CPU's simulated clock, in cycles (0 when the machine runs in host time)."""
+        return self._sa.arena.clock() if self._sa.timed else 0
+
+    def compute(self, cycles):
+        """Charge `cycles` of private work (the application's own, between allocations) to
+        this CPU's clock; nothing in host time. ValueError unless an int >= 0."""
+        if type(cycles) is not int or cycles < 0:
+            raise BadArgument(f"compute: 'cycles' must be an int >= 0, got {cycles!r}")
+        self._sa.arena.compute(cycles)
 
 
 def boot(k: Kernel, magazine_size):

@@ -11,11 +11,13 @@ One `multiprocessing.shared_memory` segment holds the whole machine:
     memory .. end             bookkeeping, outside simulated memory (Regions below): the machine
                               header, the frame allocator's lock and free lists, one control line
                               per CPU, the cache-id table, the frame table (FRAME, one per page)
-                              and the object table (one uint16 per 8-byte granule); then what the
-                              options beyond the seed use (smpsim/engine/options.py): their global
-                              line (OPTIONS), one CACHE_EXT per cache id, one slab lock per frame.
-                              A machine with every option off never writes those last three, so
-                              its simulated memory and every region before them are the seed's.
+                              and the object table (one uint16 per 8-byte granule), and what
+                              simulated time and controlled schedules keep. The options beyond
+                              the seed (smpsim/engine/options.py) add, on a machine with one on,
+                              their model state before the object table (CACHE_EXT per cache id,
+                              a slab lock per frame), and on every machine their bookkeeping at
+                              the end (OPTIONS, CACHE_STATS per cache id): with every option off
+                              the regions up to there are exactly the seed machine's.
 
 Addresses are byte offsets into the segment, so an address of simulated memory and a bookkeeping
 offset are the same kind of int, and the lists of list.h link either. Every field is a whole
@@ -28,8 +30,8 @@ Per-CPU data sits on its own 64-byte line (LINE) so that CPUs do not share cache
 
 __all__ = ["WORD", "LINE", "PAGE_SIZE", "PAGE_WIDTH", "MAX_ORDER", "Struct", "SPINLOCK", "LINK",
            "SLAB", "MAGAZINE", "CPU_MAGS", "CACHE", "KERNEL", "HEADER", "CPU_CTL", "FRAME",
-           "CACHE_EXT", "OPTIONS", "Regions", "MAX_CACHES", "OBJ_INTERNAL", "NAME_MAX", "FN_MAX",
-           "MAGAZINE_SIZES"]
+           "LOCKSTAT", "LOCKTAB_SIZE", "PCT_MAX", "CACHE_EXT", "CACHE_STATS", "OPTIONS",
+           "Regions", "MAX_CACHES", "OBJ_INTERNAL", "NAME_MAX", "FN_MAX", "MAGAZINE_SIZES"]
 
 WORD = 8
 LINE = 64
@@ -80,6 +82,7 @@ class Struct:
 
 
 PAD_TO_LINE = object()
+PCT_MAX = 64            # PCT change points at most (depth - 1)
 
 # A spinlock (spinlock_t): the word C's test-and-set works on, then counters updated by the
 # holder. smpsim/engine/_atomics.c declares the same struct (tests/test_atomics.py checks the two agree).
@@ -168,6 +171,32 @@ HEADER = Struct("machine_header", [
     ("barrier_round", 8),                # atomic: rounds completed
     ("stop", 8),                         # set when the run is being stopped
     ("_", PAD_TO_LINE),
+    # Simulated time and the scheduler (smpsim/engine/_sim.h): the modes and the cost model,
+    # written by the Machine before a run, read by every CPU.
+    ("time_mode", 8),                    # TIME_HOST or TIME_SIMULATED
+    ("sched_mode", 8),                   # SCHED_FREE, SCHED_LAX or SCHED_TOKEN
+    ("strategy", 8),                     # token mode: STRATEGY_* (who passes the next point)
+    ("run_active", 8),                   # a run is under way: scheduling points act only then
+    ("hz", 8), ("quantum", 8),           # clock rate; largest skew between running CPUs
+    ("cost_hit", 8), ("cost_transfer", 8), ("cost_atomic", 8),   # cycles (the cost model)
+    ("_", PAD_TO_LINE),
+    # A controlled run's state, written only by the CPU holding the token (or by the Machine
+    # between runs, or after the holder died).
+    ("token", 8),                        # the CPU that may run
+    ("step", 8),                         # scheduling points passed
+    ("decisions", 8),                    # choices made among two or more runnable CPUs
+    ("preemptions", 8),                  # ... that switched away from a CPU that could go on
+    ("rng", 8),                          # the random strategies' generator (splitmix64)
+    ("kill_cpu", 8), ("kill_step", 8),   # Machine(kill=(cpu, step)): cpu + 1, or 0 for none
+    ("failure", 8), ("failure_step", 8), # FAIL_*: why no CPU could go on, and where
+    ("log_len", 8), ("log_cap", 8),      # decisions in the schedule log, and its room
+    ("pct_next", 8), ("pct_count", 8),   # PCT: the next change point's index, how many
+    ("barrier_clock", 8),                # the latest arrival's clock in this barrier round
+    ("replay_lenient", 8),               # replay: where the log names a CPU that cannot run or
+                                         # has ended, go on without a preemption (shrinking)
+    ("_", PAD_TO_LINE),
+    ("pct_change", 8 * PCT_MAX),         # PCT: the steps at which a priority drops, ascending
+    ("_", PAD_TO_LINE),
 ], align=LINE)
 
 # One CPU's control line, written by that CPU, read by the supervisor.
@@ -187,19 +216,45 @@ CPU_CTL = Struct("cpu_ctl", [
     # that the checker can say what a CPU that died there left: the stage, its cache, its object.
     ("stage", 8), ("stage_cache", 8), ("stage_obj", 8),
     ("_", PAD_TO_LINE),
+    # Simulated time and the scheduler: written by this CPU, read by the others when they
+    # compute the slowest running clock or choose who runs next.
+    ("clock", 8),       # this CPU's simulated clock, in cycles
+    ("state", 8),       # CPU_IDLE, CPU_RUNNABLE, CPU_BLOCKED, CPU_BARRIER or CPU_DONE
+    ("wants", 8),       # CPU_BLOCKED: the lock word it waits for
+    ("go", 8),          # futex word: the token was handed to this CPU (token mode)
+    ("prio", 8),        # PCT: this CPU's priority
+    ("progress", 8),    # futex word: bumped when this CPU wakes the CPUs waiting for it
+    ("wake_at", 8),     # bounded skew: the earliest clock of this CPU that a sleeper needs
+    ("points", 8),      # scheduling points this CPU has passed
+    ("transfers", 8),   # simulated time: lines this CPU had to take from another CPU's cache
+    ("_", PAD_TO_LINE),
 ], align=LINE)
+
+# Statistics of one lock, outside simulated memory, found by the lock word's address (an open
+# addressed table, Regions.locktab): every measure a lock word cannot hold. For a user lock
+# (Kernel.spin_lock) all of them; for the allocator's locks, whose SPINLOCK struct counts
+# acquisitions, contention and spins, the simulated cycles.
+LOCKSTAT = Struct("lockstat_t", [
+    ("addr", 8),                         # the lock word; 0: a free entry
+    ("kind", 8),                         # LOCK_USER or LOCK_KERNEL
+    ("acquisitions", 8), ("contended", 8), ("spins", 8),   # user locks only (as SPINLOCK)
+    ("wait_cycles", 8),                  # simulated cycles from the attempt to the acquisition
+    ("hold_cycles", 8),                  # simulated cycles from the acquisition to the release
+    ("acquired_at", 8),                  # the holder's clock when it took the lock
+], align=LINE)
+LOCKTAB_SIZE = 4096                      # entries (a power of two)
 
 # A frame table entry (frame_t): `link` in a buddy free list, `parent` the slab owning the frame
 # (the seed's frame->parent), `info` the state and order (FRAME_* in frames.py).
 FRAME = Struct("frame_t", [("link", LINK.sizeof), ("parent", 8), ("info", 8)])
 
-# --- the options beyond the seed (smpsim/engine/options.py), after everything above ------------
+# --- the options beyond the seed (smpsim/engine/options.py) ------------------------------------
 
-# What a cache needs for the options beyond the seed, one per cache id (outside simulated memory,
-# like the frame table: the model's own state, read and written with ld / st / locks, on lines
-# of their own; then the simulator's statistics and the names of the constructor and destructor,
-# which are bookkeeping). Initialised when the cache is linked (_link_cache), only for the
-# options the machine has on; the names and statistics always.
+# The model state a cache needs for the machine's options, one per cache id, before the object
+# table (so that simulated time charges it like simulated memory: it is what a real kernel would
+# keep in the cache descriptor), only on a machine with an option on; read and written with
+# ld / st / locks, each group on a line of its own. Set up when the cache is linked
+# (_link_cache), for the options the machine has on.
 CACHE_EXT = Struct("slab_cache_ext_t", [
     # Depot state guarded by the cache's maglock.
     ("depot_contention", 8),       # resize: contended maglock acquisitions this period
@@ -216,12 +271,18 @@ CACHE_EXT = Struct("slab_cache_ext_t", [
     ("colour_max", 8),             # the largest colour offset (the slab's slack, in steps)
     ("colour_step", 8),            # bytes between colours (64, or the cache's alignment)
     ("_", PAD_TO_LINE),
-    # Bookkeeping: statistics (atomics of the simulator's own).
+], align=LINE)
+
+# The simulator's own data about a cache for the options, one per cache id, at the end of the
+# segment (bookkeeping, on every machine): statistics and the names of the constructor and the
+# destructor, which every CPU process must be able to read.
+CACHE_STATS = Struct("slab_cache_stats_t", [
     ("constructed", 8), ("destructed", 8), ("resizes", 8), ("ctor_failures", 8),
     ("dtor_errors", 8),
-    ("slab_acquisitions", 8), ("slab_contended", 8), ("slab_spins", 8),   # of freed slabs' locks
-    # Bookkeeping: "module:function" of the constructor and the destructor, NUL padded.
-    ("ctor", FN_MAX), ("dtor", FN_MAX),
+    # The locks of the cache's freed slabs (slab locks): their counts and simulated cycles.
+    ("slab_acquisitions", 8), ("slab_contended", 8), ("slab_spins", 8),
+    ("slab_wait_cycles", 8), ("slab_hold_cycles", 8),
+    ("ctor", FN_MAX), ("dtor", FN_MAX),    # "module:function", NUL padded
 ], align=LINE)
 
 # The options' global line (bookkeeping): the periodic reap's timer and the reaps' counters.
@@ -233,10 +294,19 @@ OPTIONS = Struct("options_state", [
 
 
 class Regions:
-    """Where each part lies in the segment of a machine with `memory` bytes and `cpus` CPUs."""
+    """Where each part lies in the segment of a machine with `memory` bytes and `cpus` CPUs.
 
-    def __init__(self, memory, cpus):
+    `timed`: the machine runs in simulated time, so the segment holds a coherence tag for every
+    64-byte line before the object table (TAG words each: the last writer and the time of that
+    write, then a bit per CPU that holds a copy). `log_cap`: the room, in decisions, of a
+    controlled run's schedule log (0: the machine runs no controlled schedule). `options`: an
+    option beyond the seed is on, so the segment holds its model state (CACHE_EXT per cache id
+    and a slab lock per frame) before the object table.
+    """
+
+    def __init__(self, memory, cpus, *, timed=False, log_cap=0, options=False):
         self.memory = memory
+        self.cpus = cpus
         self.nframes = memory // PAGE_SIZE
         off = memory
         self.header = off
@@ -247,15 +317,32 @@ class Regions:
         off += WORD * MAX_CACHES
         self.frame_table = off
         off += FRAME.sizeof * self.nframes
+        self.cache_ext = self.slab_locks = 0
+        if options:
+            off += -off % LINE
+            self.cache_ext = off             # CACHE_EXT per cache id
+            off += CACHE_EXT.sizeof * MAX_CACHES
+            self.slab_locks = off            # a SPINLOCK per frame: Machine(slab_locks=True)
+            off += SPINLOCK.sizeof * self.nframes
         self.object_table = off              # uint16 per 8-byte granule of simulated memory
         off += 2 * (memory // WORD)
         off += -off % LINE
-        self.options = off                   # OPTIONS
+        self.locktab = off
+        off += LOCKSTAT.sizeof * LOCKTAB_SIZE
+        # Coherence tags cover every line before the object table: simulated memory and the
+        # frame allocator's state (the bookkeeping in between is never charged).
+        self.tag_words = 1 + (cpus + 63) // 64
+        self.tag_lines = self.object_table // LINE if timed else 0
+        self.tags = off
+        off += WORD * self.tag_words * self.tag_lines
+        self.log = off                       # one byte per decision: the CPU chosen
+        self.log_cap = log_cap
+        off += log_cap
+        off += -off % LINE
+        self.options_line = off              # OPTIONS
         off += OPTIONS.sizeof
-        self.cache_ext = off                 # CACHE_EXT per cache id
-        off += CACHE_EXT.sizeof * MAX_CACHES
-        self.slab_locks = off                # a SPINLOCK per frame: Machine(slab_locks=True)
-        off += SPINLOCK.sizeof * self.nframes
+        self.cache_stats = off               # CACHE_STATS per cache id
+        off += CACHE_STATS.sizeof * MAX_CACHES
         self.size = off + (-off % PAGE_SIZE)
 
     def cpu(self, i):
@@ -271,8 +358,12 @@ class Regions:
         return self.object_table + (addr >> 2)
 
     def ext(self, cid):
-        """The CACHE_EXT of the cache with id cid."""
+        """The CACHE_EXT of the cache with id cid (a machine with an option on)."""
         return self.cache_ext + cid * CACHE_EXT.sizeof
+
+    def stats(self, cid):
+        """The CACHE_STATS of the cache with id cid."""
+        return self.cache_stats + cid * CACHE_STATS.sizeof
 
     def slab_lock(self, pfn):
         """The slab lock of the slab whose space begins at frame pfn (slab_locks option)."""

@@ -20,8 +20,10 @@ from .errors import BadArgument, InvariantError, SmpsimError
 from .fastpath import ACCEL_CHOICES
 from .frames import boot_frames
 from .kernel import Kernel, boot
-from .layout import CACHE, CACHE_EXT, HEADER, KERNEL, OPTIONS, PAGE_SIZE, CPU_CTL, Regions
+from .layout import (CACHE, CACHE_EXT, CACHE_STATS, CPU_CTL, HEADER, KERNEL, LOCKSTAT, OPTIONS,
+                     PAGE_SIZE, SPINLOCK, Regions)
 from .options import RESIZE_PERIOD, RESIZE_THRESHOLD, Options, clock_ns
+from .sched import PCT_FIRST_STEPS, resolve_modes
 from .slab import SLAB_CACHE_SLINSIDE, SlabAllocator
 
 __all__ = ["Machine", "parse_memory", "sweep_stale_segments"]
@@ -108,12 +110,14 @@ class Machine:
     _kernels = None
     _running = False
     last_run = None
+    last_schedule = None
 
     def __init__(self, cpus, memory="64M", *, magazine_size=4, debug=False, counters="shared",
-                 lock_timeout=None, accel="c", resize_magazines=False, colour=False,
-                 empty_magazines=False, cpu_magazine_cache=False, slab_locks=False,
-                 reap_every=None, resize_threshold=RESIZE_THRESHOLD,
-                 resize_period=RESIZE_PERIOD):
+                 lock_timeout=None, accel="c", time="host", quantum=None, cost=None,
+                 schedule=None, seed=0, depth=3, kill=None, max_steps=None, replay="exact",
+                 trace=None, resize_magazines=False, colour=False, empty_magazines=False,
+                 cpu_magazine_cache=False, slab_locks=False, reap_every=None,
+                 resize_threshold=RESIZE_THRESHOLD, resize_period=RESIZE_PERIOD):
         if type(cpus) is not int or not 1 <= cpus <= 256:
             raise BadArgument(f"Machine: 'cpus' must be an int from 1 to 256, got {cpus!r}")
         memory = parse_memory(memory)
@@ -131,6 +135,8 @@ class Machine:
         if accel not in ACCEL_CHOICES:
             raise BadArgument(f"Machine: 'accel' must be one of {', '.join(ACCEL_CHOICES)} (or "
                               f"True / False for 'c' / 'python'), got {accel!r}")
+        modes = resolve_modes(cpus, time, quantum, cost, schedule, seed, depth, kill, max_steps,
+                              replay)
         # The options beyond the seed (smpsim/engine/options.py); each checks its own keyword.
         self.options = Options(resize_magazines=resize_magazines, colour=colour,
                                empty_magazines=empty_magazines,
@@ -140,7 +146,18 @@ class Machine:
         self.accel = accel
         self.cpus, self.memory, self.magazine_size = cpus, memory, magazine_size
         self.debug, self.counters, self.lock_timeout = bool(debug), counters, lock_timeout
-        self.regions = Regions(memory, cpus)
+        self.time, self.quantum, self.cost = modes["time"], modes["quantum"], modes["cost"]
+        self.schedule, self.seed, self.depth = modes["schedule"], seed, depth
+        self._sched_mode, self._strategy = modes["sched_mode"], modes["strategy"]
+        self._replay, self._kill_pending = modes["replay"], modes["kill"]
+        self._lenient = modes["lenient"]
+        if trace is not None and (schedule is None or not isinstance(trace, (str, os.PathLike))):
+            raise BadArgument(f"Machine: 'trace' must be a file path, with a controlled run "
+                              f"(schedule='random', 'pct' or a Schedule), got {trace!r}")
+        self.trace = None if trace is None else os.fspath(trace)
+        self._pct_steps = PCT_FIRST_STEPS
+        self.regions = Regions(memory, cpus, timed=self.time == "simulated",
+                               log_cap=modes["log_cap"], options=self.options.any)
         room = _shm_room()
         if room is not None and self.regions.size > room:
             raise BadArgument(f"Machine: 'memory' {memory} needs a segment of "
@@ -164,20 +181,33 @@ class Machine:
             raise
 
     def _boot(self):
+        # The header first: every CPU's views are made after it (they read its modes).
+        words = self._shm.buf.cast("Q")
+        try:
+            h = self.regions.header >> 3
+            for field, value in (("magic", MAGIC), ("memory", self.memory),
+                                 ("nframes", self.regions.nframes), ("cpus", self.cpus),
+                                 ("magazine_size", self.magazine_size),
+                                 ("options", (OPT_DEBUG if self.debug else 0)
+                                  | (OPT_PERCPU if self.counters == "percpu" else 0)
+                                  | self.options.bits),
+                                 ("creator_pid", os.getpid()),
+                                 ("time_mode", self.time == "simulated"),
+                                 ("sched_mode", self._sched_mode), ("strategy", self._strategy),
+                                 ("hz", self.cost["hz"]), ("quantum", self.quantum or 0),
+                                 ("cost_hit", self.cost["hit"]),
+                                 ("cost_transfer", self.cost["transfer"]),
+                                 ("cost_atomic", self.cost["atomic"]),
+                                 ("log_cap", self.regions.log_cap),
+                                 ("rng", (self.seed * 0x9E3779B97F4A7C15 + 1) % (1 << 64))):
+                words[h + (getattr(HEADER, field) >> 3)] = int(value)
+        finally:
+            words.release()
         k = self.cpu(0)
-        h = self.regions.header
         sa = k._sa
-        for field, value in (("magic", MAGIC), ("memory", self.memory),
-                             ("nframes", self.regions.nframes), ("cpus", self.cpus),
-                             ("magazine_size", self.magazine_size),
-                             ("options", (OPT_DEBUG if self.debug else 0)
-                              | (OPT_PERCPU if self.counters == "percpu" else 0)
-                              | self.options.bits),
-                             ("creator_pid", os.getpid())):
-            sa.poke(h + getattr(HEADER, field), value)
         if self.options.reap_period_ns is not None:      # the first periodic reap
-            sa.poke(self.regions.options + OPTIONS.reap_due,
-                    clock_ns() + self.options.reap_period_ns)
+            sa.poke(self.regions.options_line + OPTIONS.reap_due,
+                    clock_ns(sa) + self.options.reap_period_ns)
         boot_frames(sa)
         boot(k, self.magazine_size)
 
@@ -253,15 +283,27 @@ class Machine:
                 "magazines": ld(c + CACHE.magazine_counter),
                 "magazine_size": ld(c + CACHE.magazine_size),
             }
-            ext = k._ext(c)                 # the options' statistics (always there)
-            for key, field in (("constructed", "constructed"), ("destructed", "destructed"),
-                               ("resizes", "resizes"), ("ctor_failures", "ctor_failures"),
-                               ("dtor_errors", "dtor_errors")):
-                caches[name][key] = ld(ext + getattr(CACHE_EXT, field))
-            caches[name]["empty_magazines"] = (ld(ext + CACHE_EXT.empty_counter)
+            stats = k._stats(c)              # the options' statistics (always there)
+            for key in ("constructed", "destructed", "resizes", "ctor_failures", "dtor_errors"):
+                caches[name][key] = ld(stats + getattr(CACHE_STATS, key))
+            caches[name]["empty_magazines"] = (ld(k._ext(c) + CACHE_EXT.empty_counter)
                                                if self.options.empty_magazines else 0)
-        locks = k.lock_counters()
-        line = self.regions.options
+        table = {lock: entry for entry, lock in k.lock_entries()}
+        timed = self.time == "simulated"
+        for name, lock in k.all_locks():
+            entry = table.get(lock)
+            if name.startswith("user@"):        # a bare word: its counters are in the table
+                counts = entry + LOCKSTAT.acquisitions - SPINLOCK.acquisitions
+            else:
+                counts = lock
+            row = locks[name] = {"acquisitions": k.peek(counts + SPINLOCK.acquisitions),
+                                 "contended": k.peek(counts + SPINLOCK.contended),
+                                 "spins": k.peek(counts + SPINLOCK.spins)}
+            if timed:
+                row["wait_cycles"] = k.peek(entry + LOCKSTAT.wait_cycles) if entry else 0
+                row["hold_cycles"] = k.peek(entry + LOCKSTAT.hold_cycles) if entry else 0
+        locks = k.fold_slab_locks(locks)       # slab locks: one row per cache
+        line = self.regions.options_line
         return {"frames": {"total": self.regions.nframes, "free": k.free_frames()},
                 "caches": caches, "locks": locks,
                 "reclaim": {"calls": k.peek(KERNEL.reclaim_calls),
@@ -269,11 +311,15 @@ class Machine:
                 "reap": {"calls": k.peek(line + OPTIONS.reap_calls),
                          "frames": k.peek(line + OPTIONS.reap_frames),
                          "magazines": k.peek(line + OPTIONS.reap_magazines)},
-                "cpus": self.cpu_stats()}
+                "cpus": self.cpu_stats(),
+                "time": {"mode": self.time, "hz": self.cost["hz"], "quantum": self.quantum,
+                         "cycles": [k.peek(self.regions.cpu(i) + CPU_CTL.clock) if timed else 0
+                                    for i in range(self.cpus)]}}
 
     def cpu_stats(self):
         """Per CPU: operations, allocations, frees, magazine hits and misses since boot, and the
-        misses by the deepest layer they reached (depot, slab, frames)."""
+        misses by the deepest layer they reached (depot, slab, frames); in simulated time also
+        its clock ("cycles") and the lines it took from other CPUs' caches ("transfers")."""
         self._check_open()
         k = self._observer()
         out = []
@@ -282,6 +328,9 @@ class Machine:
             row = {"cpu": i}
             for f in ("ops", "allocs", "frees", "hits", "misses", "depot", "slab", "frames"):
                 row[f] = k.peek(ctl + getattr(CPU_CTL, f))
+            if self.time == "simulated":
+                row["cycles"] = k.peek(ctl + CPU_CTL.clock)
+                row["transfers"] = k.peek(ctl + CPU_CTL.transfers)
             out.append(row)
         return out
 

@@ -21,11 +21,14 @@ Two kinds of access, and the code says which one it makes:
                            statistics, debugging data, control lines. Never part of the model.
 """
 
+import os
 import time
 
+from . import _atomics
 from ._atomics import Arena
 from .errors import LockOrderError, LockTimeout, SmpsimError
-from .layout import CPU_CTL, FRAME, LINK, SPINLOCK, Regions
+from .layout import CPU_CTL, FRAME, HEADER, LINK, LOCKSTAT, LOCKTAB_SIZE, SPINLOCK, Regions
+from .sched import SCHED_FREE, SCHED_TOKEN, STRATEGY_CLOCK
 
 __all__ = ["Memory", "PID_DEAD", "pid_alive", "DEAD_HOLDER_POLL"]
 
@@ -47,6 +50,29 @@ def pid_alive(pid):
     return stat[stat.rindex(b")") + 2:][:1] not in (b"Z", b"X")
 
 
+_configured = False
+
+
+def sim_fields():
+    """The offsets of layout.py that smpsim/engine/_sim.h needs, by "STRUCT.field"."""
+    fields = {}
+    for prefix, struct in (("HEADER", HEADER), ("CPU_CTL", CPU_CTL), ("SPINLOCK", SPINLOCK),
+                           ("LOCKSTAT", LOCKSTAT)):
+        fields[f"{prefix}.sizeof"] = struct.sizeof
+        for name, off in struct.fields.items():
+            fields[f"{prefix}.{name}"] = off
+    return fields
+
+
+def configure_extensions():
+    """Give the atomics extension the offsets it needs (once per process)."""
+    global _configured
+    if not _configured:
+        _atomics.configure(sim_fields())
+        _configured = True
+    return _configured
+
+
 class Memory:
     """Views of the segment for CPU `cpu_id` (the owner id in lock words is cpu_id + 1).
 
@@ -64,25 +90,49 @@ class Memory:
         self.lock_timeout = float(lock_timeout or 0.0)
         # Seconds of spinning before a waiter first looks at the holder (then once per poll).
         self._poll = min(DEAD_HOLDER_POLL, self.lock_timeout or DEAD_HOLDER_POLL)
-        self.arena = Arena(buf)
+        configure_extensions()
+        arena = self.arena = Arena(buf)
         self.segment = buf              # the whole segment (owned by the Machine's SharedMemory)
+        arena.configure_sim(*self.sim_regions())
+        # peek / poke: a plain access, for the simulator's bookkeeping (module docstring).
+        self.peek = arena.get
+        self.poke = arena.put
+        hdr = regions.header
+        self.timed = bool(self.peek(hdr + HEADER.time_mode))
+        sched = self.peek(hdr + HEADER.sched_mode)
+        self.scheduled = self.timed or sched != SCHED_FREE
+        # A controlled run: every access of the allocator's code is a scheduling point.
+        self.data_points = sched == SCHED_TOKEN and \
+            self.peek(hdr + HEADER.strategy) != STRATEGY_CLOCK
         # ld(addr) / st(addr, value): the 8-byte word at addr, a plain load or store (the caller
         # holds what guards it). Bound C methods of the arena: a third of what a Python method
         # reading self.q[addr >> 3] costs, and the slab layer makes some thirty per operation.
-        self.ld = self.arena.get
-        self.st = self.arena.put
         # ld32 / st32: the seed's 4-byte `int` (the free-list index kept in a free object).
-        self.ld32 = self.arena.get32
-        self.st32 = self.arena.put32
-        # peek / poke: the same plain access, for the simulator's bookkeeping (module docstring).
-        self.peek = self.arena.get
-        self.poke = self.arena.put
+        # fetch_add(addr, delta): the seed's atomic_inc/atomic_dec, SEQ_CST; returns the old
+        # value. Under simulated time or a schedule, the arena's charged variants, which also
+        # pass the scheduling points (smpsim/engine/_sim.h).
+        if self.scheduled:
+            self.ld, self.st = arena.tget, arena.tput
+            self.ld32, self.st32 = arena.tget32, arena.tput32
+            self.fetch_add = arena.tfetch_add
+        else:
+            self.ld, self.st = arena.get, arena.put
+            self.ld32, self.st32 = arena.get32, arena.put32
+            self.fetch_add = arena.fetch_add
         self.q = buf.cast("Q")          # 8-byte words: every field
         self.i32 = buf.cast("I")        # 4-byte words: the free-list index in a free object
         self.h = buf.cast("H")          # 2-byte words: the object table
         self.memory = buf[:regions.memory]
         self._views = [self.q, self.i32, self.h, self.memory]
         self._held = []                 # debug mode: (rank, off) of the locks held, in order
+
+    def sim_regions(self):
+        """What Arena.configure_sim (and the accelerator's) take: this CPU, the machine's CPU
+        count and regions, and whether to poll the token before sleeping (few CPUs per host
+        core)."""
+        r = self.regions
+        return (self.cpu_id, r.cpus, r.header, r.cpu(0), r.tags, r.tag_lines, r.tag_words,
+                r.locktab, LOCKTAB_SIZE, r.log, r.cpus <= (os.cpu_count() or 1))
 
     def release(self):
         """Drop every view of the segment (safe to repeat)."""
@@ -93,10 +143,6 @@ class Memory:
             self.arena = None
 
     # --- fields -------------------------------------------------------------------------------
-
-    def fetch_add(self, addr, delta):
-        """The seed's atomic_inc/atomic_dec: SEQ_CST fetch-and-add; returns the old value."""
-        return self.arena.fetch_add(addr, delta)
 
     def signed(self, addr):
         """The word at addr read as a signed 64-bit int (counters that were decremented); a
@@ -165,11 +211,11 @@ class Memory:
         if self.debug:
             self._check_order(lock)
         if self.arena.lock(lock, self.owner, self._poll) < 0:
-            self._lock_slow(lock)
+            self._lock_slow(lock, self.arena.lock)
         if self.debug:
             self._held.append((self.lock_rank(lock), lock))
 
-    def _lock_slow(self, lock):
+    def _lock_slow(self, lock, acquire):
         """A lock not had within one poll interval: every interval, see whether its holder can
         still release it. LockTimeout when the holder's process died (the lock would never be
         released), when this very CPU id holds it (a deadlock with itself), or once the
@@ -186,7 +232,7 @@ class Memory:
             step = self._poll
             if self.lock_timeout:
                 step = max(0.001, min(step, self.lock_timeout - waited))
-            if self.arena.lock(lock, self.owner, step) >= 0:
+            if acquire(lock, self.owner, step) >= 0:
                 return
 
     def _holder_gone(self, cpu):

@@ -29,8 +29,8 @@ slab layer's: constructors and destructors, colouring, slab locks). smpsim/engin
 into them only where an option is on.
 
 Time: resizing counts contention per period and reaping runs every `reap_every` seconds, both
-read from clock_ns(), the one place that says what a second is (host time: the monotonic clock,
-the same for every CPU process).
+read from clock_ns(), the one place that says what a second is: simulated seconds on a machine
+in simulated time (Machine(time="simulated")), else host time.
 """
 
 import importlib
@@ -39,11 +39,11 @@ import re
 import time
 
 from .errors import BadArgument
-from .layout import FN_MAX, MAGAZINE_SIZES
+from .layout import FN_MAX, HEADER, MAGAZINE_SIZES
 
 __all__ = ["Options", "OPT_RESIZE", "OPT_COLOUR", "OPT_EMPTY", "OPT_FRONT", "OPT_SLABLOCKS",
            "OPT_REAP", "MAGAZINE_SIZES", "COLOUR_STEP", "RESIZE_THRESHOLD", "RESIZE_PERIOD",
-           "STAGES", "STAGE_CTOR", "STAGE_DTOR", "STAGE_REAP", "STAGE_SLAB_FREE", "clock_ns",
+           "STAGES", "STAGE_CTOR", "STAGE_DTOR", "STAGE_REAP", "clock_ns",
            "check_function", "resolve", "SLAB_CACHE_MAGCACHE"]
 
 # Bits of HEADER.options (1 and 2 are machine.py's OPT_DEBUG and OPT_PERCPU).
@@ -69,15 +69,18 @@ RESIZE_PERIOD = 1.0
 
 # What a CPU is doing inside an option's window (CPU_CTL.stage), for the checker's explanation
 # of what a CPU that died there left behind; index 0 is "no window".
-STAGES = [None, "constructor", "destructor", "reap", "slab_free"]
-STAGE_CTOR, STAGE_DTOR, STAGE_REAP, STAGE_SLAB_FREE = 1, 2, 3, 4
+STAGES = [None, "constructor", "destructor", "reap"]
+STAGE_CTOR, STAGE_DTOR, STAGE_REAP = 1, 2, 3
 
 _FUNCTION = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*")
 
 
-def clock_ns():
-    """Now, in nanoseconds, for the options' periods (resizing, periodic reaping): host time, the
-    monotonic clock shared by every CPU process. The one place to switch to simulated time."""
+def clock_ns(sa=None):
+    """Now, in nanoseconds, for the options' periods (resizing, periodic reaping), as CPU `sa`
+    (its allocator) sees it: on a machine in simulated time, its clock (cycles at the cost
+    model's rate); else host time, the monotonic clock shared by every CPU process."""
+    if sa is not None and sa.timed:
+        return sa.arena.clock() * 1_000_000_000 // sa.peek(sa.regions.header + HEADER.hz)
     return time.monotonic_ns()
 
 

@@ -35,12 +35,13 @@ from .debug import UNTRAILERED, debug_size
 from .depot import DepotOptions
 from .errors import BadArgument
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM, FrameAllocator
-from .layout import (CACHE, CACHE_EXT, CPU_MAGS, FRAME, HEADER, KERNEL, LINK, MAGAZINE, MAX_CACHES,
-                     MAX_ORDER, NAME_MAX, OBJ_INTERNAL, PAGE_SIZE, PAGE_WIDTH, SLAB, SPINLOCK,
-                     WORD)
+from .layout import (CACHE, CACHE_EXT, CACHE_STATS, CPU_MAGS, FRAME, HEADER, KERNEL, LINK,
+                     LOCKSTAT, LOCKTAB_SIZE, MAGAZINE, MAX_CACHES, MAX_ORDER, NAME_MAX,
+                     OBJ_INTERNAL, PAGE_SIZE, PAGE_WIDTH, SLAB, SPINLOCK, WORD)
 from .locks import (RANK_CACHE_LIST, RANK_FRAMES, TIER_CLIENT, TIER_EXTERN, TIER_INTERNAL,
                     TIER_MAGAZINES, cache_lock_rank)
 from .options import SLAB_CACHE_MAGCACHE, Options
+from .sched import LOCK_USER
 from .slabopts import SlabLayerOptions
 
 __all__ = ["SlabAllocator", "geometry", "fnzb", "SLAB_CACHE_NOMAGAZINE", "SLAB_CACHE_SLINSIDE",
@@ -589,8 +590,9 @@ class SlabAllocator(DepotOptions, SlabLayerOptions, FrameAllocator):
         return locks
 
     def all_locks(self):
-        """(name, address) of every lock of the machine, as Machine.stats names them; with slab
-        locks, each slab's ("<cache>.slab@<address of its frames>"), which stats adds up."""
+        """(name, address) of every lock of the machine: the allocator's (with slab locks, each
+        slab's, "<cache>.slab@<address of its frames>", which Machine.stats adds up per cache),
+        then the workloads' (Kernel.spin_lock, "user@<addr>")."""
         yield "slab_cache_lock", KERNEL.slab_cache_lock
         yield "frames", self.frames_lock
         for cache in self.caches():
@@ -599,6 +601,19 @@ class SlabAllocator(DepotOptions, SlabLayerOptions, FrameAllocator):
                 yield f"{name}.{kind}", lock
         if self._slablocks:
             yield from self.slab_locks()
+        for entry, lock in self.lock_entries(LOCK_USER):
+            yield f"user@{lock}", lock
+
+    def lock_entries(self, kind=None):
+        """(entry, lock word) of the lock table's entries (of `kind`, LOCK_USER or LOCK_KERNEL,
+        or all), in address order: the statistics a lock word cannot hold (layout.LOCKSTAT)."""
+        base, stride = self.regions.locktab, LOCKSTAT.sizeof >> 3
+        words = self.q[base >> 3:(base >> 3) + LOCKTAB_SIZE * stride].tolist()
+        a, k = LOCKSTAT.addr >> 3, LOCKSTAT.kind >> 3
+        out = [(base + i * LOCKSTAT.sizeof, words[i * stride + a])
+               for i in range(LOCKTAB_SIZE) if words[i * stride + a]
+               and (kind is None or words[i * stride + k] == kind)]
+        return sorted(out, key=lambda e: e[1])
 
     def slab_locks(self):
         """(name, address) of the lock of every slab there is, and of any other slab lock that
@@ -626,29 +641,27 @@ class SlabAllocator(DepotOptions, SlabLayerOptions, FrameAllocator):
             return 0
         return cache
 
-    def lock_counters(self):
-        """{name: {"acquisitions", "contended", "spins"}} of every lock (Machine.stats): the
-        slab locks of a cache added up as "<cache>.slablocks", with those of its freed slabs."""
-        out = {}
-        pk = self.peek
-        for name, lock in self.all_locks():
-            counts = {f: pk(lock + getattr(SPINLOCK, f))
-                      for f in ("acquisitions", "contended", "spins")}
-            if name.startswith("slab lock of frame"):
-                continue                          # held, but of no slab: check() says so
+    def fold_slab_locks(self, locks):
+        """Machine.stats' lock rows with every slab's lock ("<cache>.slab@...") added into one
+        row per cache, "<cache>.slablocks", together with the locks of its slabs freed since
+        (their counts were kept in the cache's CACHE_STATS). Unchanged without slab locks."""
+        if not self._slablocks:
+            return locks
+        out, pk = {}, self.peek
+        for name, row in locks.items():
             if ".slab@" in name:
-                name = name.split(".slab@")[0] + ".slablocks"
-                for f, v in counts.items():
-                    out.setdefault(name, dict.fromkeys(counts, 0))[f] += v
+                total = out.setdefault(name.split(".slab@")[0] + ".slablocks", dict.fromkeys(row, 0))
+                for f, v in row.items():
+                    total[f] = total.get(f, 0) + v
             else:
-                out[name] = counts
-        if self._slablocks:
-            for cache in self.caches():
-                ext = self._ext(cache)
-                entry = out.setdefault(f"{self.cache_name(cache)}.slablocks",
-                                       {"acquisitions": 0, "contended": 0, "spins": 0})
-                for f in ("acquisitions", "contended", "spins"):
-                    entry[f] += pk(ext + getattr(CACHE_EXT, f"slab_{f}"))
+                out[name] = row
+        for cache in self.caches():
+            stats = self._stats(cache)
+            row = out.setdefault(f"{self.cache_name(cache)}.slablocks",
+                                 dict.fromkeys(next(iter(locks.values())), 0))
+            for f in row:
+                if hasattr(CACHE_STATS, f"slab_{f}"):
+                    row[f] += pk(stats + getattr(CACHE_STATS, f"slab_{f}"))
         return out
 
     def _tier(self, cache):
@@ -666,11 +679,11 @@ class SlabAllocator(DepotOptions, SlabLayerOptions, FrameAllocator):
         """(cache, kind) of a lock the options keep outside the cache descriptor (a slab lock,
         an emptylock), or None."""
         r = self.regions
-        if r.slab_locks <= lock < r.slab_locks + r.nframes * SPINLOCK.sizeof:
+        if r.slab_locks and r.slab_locks <= lock < r.slab_locks + r.nframes * SPINLOCK.sizeof:
             pfn, off = divmod(lock - r.slab_locks, SPINLOCK.sizeof)
             cache = self._slab_lock_cache(pfn) if not off else 0
             return (cache, "slab") if cache else None
-        if r.cache_ext <= lock < r.cache_ext + MAX_CACHES * CACHE_EXT.sizeof:
+        if r.cache_ext and r.cache_ext <= lock < r.cache_ext + MAX_CACHES * CACHE_EXT.sizeof:
             cid, off = divmod(lock - r.cache_ext, CACHE_EXT.sizeof)
             cache = self.peek(r.cache_ids + cid * WORD)
             return (cache, "emptylock") if cache and off == CACHE_EXT.emptylock else None
@@ -697,6 +710,8 @@ class SlabAllocator(DepotOptions, SlabLayerOptions, FrameAllocator):
                         rank = cache_lock_rank(self._tier(cache),
                                                "cpu" if kind.startswith("cpu") else kind)
                         return f"{self.cache_name(cache)}.{kind}", rank
+        if any(addr == lock for _, addr in self.lock_entries(LOCK_USER)):
+            return f"user@{lock}", 0
         return f"lock@{lock:#x}", 0
 
     def lock_name(self, lock):

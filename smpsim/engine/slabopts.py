@@ -41,7 +41,8 @@ decides afresh. Lock order: slablock before a slab lock (smpsim/engine/locks.py)
 
 import logging
 
-from .layout import CACHE, CACHE_EXT, CPU_CTL, FN_MAX, LINK, PAGE_SIZE, PAGE_WIDTH, SLAB, SPINLOCK
+from .layout import (CACHE, CACHE_EXT, CACHE_STATS, CPU_CTL, FN_MAX, LINK, LOCKSTAT, LOCKTAB_SIZE,
+                     PAGE_SIZE, PAGE_WIDTH, SLAB, SPINLOCK)
 from .options import COLOUR_STEP, STAGE_CTOR, STAGE_DTOR, resolve
 
 __all__ = ["SlabLayerOptions", "colour_range"]
@@ -69,8 +70,13 @@ class SlabLayerOptions:
     # --- helpers ------------------------------------------------------------------------------
 
     def _ext(self, cache):
-        """The CACHE_EXT of cache (its id is the simulator's: a bookkeeping read)."""
+        """The CACHE_EXT of cache, the options' model state (a machine with an option on; its id
+        is the simulator's: a bookkeeping read)."""
         return self.regions.ext(self.peek(cache + CACHE.id))
+
+    def _stats(self, cache):
+        """The CACHE_STATS of cache: the options' statistics and function names (bookkeeping)."""
+        return self.regions.stats(self.peek(cache + CACHE.id))
 
     def _stage(self, stage, cache=0, obj=0):
         """Note in this CPU's control line that it is (stage > 0) or no longer is (0) inside an
@@ -92,8 +98,8 @@ class SlabLayerOptions:
         gen = self.peek(cache + CACHE.gen)
         names = self._function_names.get(gen)
         if names is None:
-            ext = self._ext(cache)
-            names = (self._fn_name(ext + CACHE_EXT.ctor), self._fn_name(ext + CACHE_EXT.dtor))
+            at = self._stats(cache)
+            names = (self._fn_name(at + CACHE_STATS.ctor), self._fn_name(at + CACHE_STATS.dtor))
             if gen:                  # 0: a cache being destroyed (read afresh, never kept)
                 self._function_names[gen] = names
         return names
@@ -123,7 +129,7 @@ class SlabLayerOptions:
         """Run constructor `ctor` on obj, just taken from its slab. Returns obj, or 0 when the
         constructor raised or returned a non-zero int: then obj is back in its slab and
         ctor_failure says why (the Kernel turns it into None or OutOfMemory)."""
-        ext = self._ext(cache)
+        stats = self._stats(cache)
         previous = self._stage(STAGE_CTOR, cache, obj)
         self.in_function = True
         try:
@@ -136,29 +142,29 @@ class SlabLayerOptions:
             self.in_function = False
         self._stage(*previous)
         if why is None:
-            self.arena.fetch_add(ext + CACHE_EXT.constructed, 1)
+            self.arena.fetch_add(stats + CACHE_STATS.constructed, 1)
             return obj
-        self.arena.fetch_add(ext + CACHE_EXT.ctor_failures, 1)
+        self.arena.fetch_add(stats + CACHE_STATS.ctor_failures, 1)
         self.ctor_failure = (self.cache_name(cache), ctor, why)
         self._slab_obj_destroy(cache, obj, 0, constructed=False)
         return 0
 
     def _destruct(self, cache, obj, dtor):
         """Run destructor `dtor` on obj, on its way back to its slab. An exception it raises is
-        logged and counted (CACHE_EXT.dtor_errors); the object goes back all the same."""
-        ext = self._ext(cache)
+        logged and counted (CACHE_STATS.dtor_errors); the object goes back all the same."""
+        stats = self._stats(cache)
         previous = self._stage(STAGE_DTOR, cache, obj)
         self.in_function = True
         try:
             self._callable(dtor)(self._kernel, obj)
         except Exception as e:                 # noqa: BLE001 - logged and counted
-            self.arena.fetch_add(ext + CACHE_EXT.dtor_errors, 1)
+            self.arena.fetch_add(stats + CACHE_STATS.dtor_errors, 1)
             log.error("CPU %d: destructor %s of cache %s raised on %#x: %s: %s", self.cpu_id,
                       dtor, self.cache_name(cache), obj, type(e).__name__, e)
         finally:
             self.in_function = False
         self._stage(*previous)
-        self.arena.fetch_add(ext + CACHE_EXT.destructed, 1)
+        self.arena.fetch_add(stats + CACHE_STATS.destructed, 1)
 
     # --- colouring ----------------------------------------------------------------------------
 
@@ -268,11 +274,30 @@ class SlabLayerOptions:
 
     def _retire_slab_lock(self, cache, slab_lock):
         """A slab is being freed: add its lock's counters to the cache's (bookkeeping, so that
-        statistics keep them) and clear them for the next slab at that frame."""
-        ext = self._ext(cache)
-        for f, total in (("acquisitions", CACHE_EXT.slab_acquisitions),
-                         ("contended", CACHE_EXT.slab_contended),
-                         ("spins", CACHE_EXT.slab_spins)):
+        statistics keep them: CACHE_STATS) and clear them for the next slab at that frame; in
+        simulated time also the cycles the lock table keeps for it."""
+        stats = self._stats(cache)
+        for f in ("acquisitions", "contended", "spins"):
             at = slab_lock + getattr(SPINLOCK, f)
-            self.arena.fetch_add(ext + total, self.peek(at))
+            self.arena.fetch_add(stats + getattr(CACHE_STATS, f"slab_{f}"), self.peek(at))
             self.poke(at, 0)
+        entry = self._lock_entry(slab_lock) if self.timed else 0
+        if entry:
+            for f in ("wait_cycles", "hold_cycles"):
+                at = entry + getattr(LOCKSTAT, f)
+                self.arena.fetch_add(stats + getattr(CACHE_STATS, f"slab_{f}"), self.peek(at))
+                self.poke(at, 0)
+
+    def _lock_entry(self, lock):
+        """The lock table's entry of the lock word `lock`, or 0: the probe sequence of
+        smpsim/engine/_sim.h's lockstat() (bookkeeping reads)."""
+        h = ((lock >> 3) * 0x9E3779B97F4A7C15) & ((1 << 64) - 1)
+        mask = LOCKTAB_SIZE - 1
+        for i in range(LOCKTAB_SIZE):
+            e = self.regions.locktab + ((h + i) & mask) * LOCKSTAT.sizeof
+            addr = self.peek(e + LOCKSTAT.addr)
+            if addr == lock:
+                return e
+            if not addr:
+                return 0
+        return 0

@@ -211,6 +211,8 @@ take_lock(FastPath *fp, uint64_t lock)
             return 0;
         if (spins < 0)
             return -1;
+        if (spins == 0)
+            spins = 1;          /* the first attempt found it held: a contended acquisition */
     }
     uint64_t acq = lock + L.lock_acquisitions;
     ST(acq, LD(acq) + 1);

@@ -264,7 +264,8 @@ def _colours(k, c, slabs):
     (600, 128, [0, 128, 0, 128, 0, 128]),        # 640 aligned to 128: colours step 128
     (8, 0, [0, 0, 0]),                           # no slack at all
     (100, 0, [0, 64, 0, 64]),                    # slack 96
-])
+    (24576, 4096, [0, 4096, 0]),                 # order 3, slack 8144 in steps of 4096: the
+])                                               # first object a whole page in
 def test_successive_slabs_take_successive_colours(size, align, expect):
     with Machine(1, "4M", colour=True) as m:
         k = m.cpu(0)

@@ -99,3 +99,22 @@ def test_periodic_reaping_follows_simulated_seconds():
     assert calls >= 2 and magazines > 0
     assert calls <= seconds / 2e-5 + 1
     assert longer[0] < calls
+
+
+def test_the_simulated_time_scenario_measures_each_option():
+    """scenarios/options_simulated.py's measurement on a small machine: the numbers of the
+    README's simulated column come out, and an option's effect shows (reaping gives frames
+    back)."""
+    import os
+    import runpy
+    path = os.path.join(os.path.dirname(__file__), "..", "smpsim", "scenarios",
+                        "options_simulated.py")
+    ns = runpy.run_path(path, run_name="test")
+    params = {"cache": "obj", "burst": 300, "batch": 12, "ops": 600}
+    caches = [("obj", 256, 0, {})]
+    off = ns["measure"]("burst", params, {}, caches, cpus=2)
+    on = ns["measure"]("burst", params, {"reap_every": 0.00002}, caches, cpus=2)
+    assert off["ops"] == on["ops"] == 2 * (600 + 600)
+    assert off["throughput"] > 0 and off["reap_frames"] == 0
+    assert on["reap_frames"] > 0 and on["frames_held"] < off["frames_held"]
+    assert set(ns["COLUMNS"][i][0] for i in range(3, len(ns["COLUMNS"]))) <= set(on)

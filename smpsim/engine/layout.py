@@ -322,8 +322,8 @@ class Regions:
             off += -off % LINE
             self.cache_ext = off             # CACHE_EXT per cache id
             off += CACHE_EXT.sizeof * MAX_CACHES
-            self.slab_locks = off            # a SPINLOCK per frame: Machine(slab_locks=True)
-            off += SPINLOCK.sizeof * self.nframes
+            self.slab_locks = off            # a SPINLOCK per frame, a line each (slab_locks)
+            off += LINE * self.nframes
         self.object_table = off              # uint16 per 8-byte granule of simulated memory
         off += 2 * (memory // WORD)
         off += -off % LINE
@@ -366,5 +366,6 @@ class Regions:
         return self.cache_stats + cid * CACHE_STATS.sizeof
 
     def slab_lock(self, pfn):
-        """The slab lock of the slab whose space begins at frame pfn (slab_locks option)."""
-        return self.slab_locks + pfn * SPINLOCK.sizeof
+        """The slab lock of the slab whose space begins at frame pfn (slab_locks option), on a
+        line of its own as a lock in the slab's descriptor would be."""
+        return self.slab_locks + pfn * LINE

@@ -35,7 +35,7 @@ from .debug import UNTRAILERED, debug_size
 from .depot import DepotOptions
 from .errors import BadArgument
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM, FrameAllocator
-from .layout import (CACHE, CACHE_EXT, CACHE_STATS, CPU_MAGS, FRAME, HEADER, KERNEL, LINK,
+from .layout import (CACHE, CACHE_EXT, CACHE_STATS, CPU_MAGS, FRAME, HEADER, KERNEL, LINE, LINK,
                      LOCKSTAT, LOCKTAB_SIZE, MAGAZINE, MAX_CACHES, MAX_ORDER, NAME_MAX,
                      OBJ_INTERNAL, PAGE_SIZE, PAGE_WIDTH, SLAB, SPINLOCK, WORD)
 from .locks import (RANK_CACHE_LIST, RANK_FRAMES, TIER_CLIENT, TIER_EXTERN, TIER_INTERNAL,
@@ -684,8 +684,8 @@ class SlabAllocator(DepotOptions, SlabLayerOptions, FrameAllocator):
         """(cache, kind) of a lock the options keep outside the cache descriptor (a slab lock,
         an emptylock), or None."""
         r = self.regions
-        if r.slab_locks and r.slab_locks <= lock < r.slab_locks + r.nframes * SPINLOCK.sizeof:
-            pfn, off = divmod(lock - r.slab_locks, SPINLOCK.sizeof)
+        if r.slab_locks and r.slab_locks <= lock < r.slab_locks + r.nframes * LINE:
+            pfn, off = divmod(lock - r.slab_locks, LINE)
             cache = self._slab_lock_cache(pfn) if not off else 0
             return (cache, "slab") if cache else None
         if r.cache_ext and r.cache_ext <= lock < r.cache_ext + MAX_CACHES * CACHE_EXT.sizeof:
@@ -704,7 +704,7 @@ class SlabAllocator(DepotOptions, SlabLayerOptions, FrameAllocator):
             cache, kind = found
             name = f"{self.cache_name(cache)}.{kind}"
             if kind == "slab":
-                name += f"@{(lock - self.regions.slab_locks) // SPINLOCK.sizeof << PAGE_WIDTH:#x}"
+                name += f"@{(lock - self.regions.slab_locks) // LINE << PAGE_WIDTH:#x}"
             return name, cache_lock_rank(self._tier(cache), kind)
         for cache in [self.mag_cache, self.slab_cache_cache] + self.caches():
             end = cache + CACHE.mag_cache + (self.cpus * CPU_MAGS.sizeof

@@ -41,7 +41,7 @@ effective_clock(struct simcpu *s, uint32_t i)
 {
     uint64_t c = ld_relaxed(CW(s, i, c_clock));
     if (ld_relaxed(CW(s, i, c_state)) == CPU_BLOCKED)
-        c = umax(c, line_time(s, ld_relaxed(CW(s, i, c_wants))) + s->transfer);
+        c = take_time(s, i, ld_relaxed(CW(s, i, c_wants)), c);
     return c;
 }
 
@@ -406,14 +406,18 @@ lax_acquire(struct simcpu *s, uint64_t word, uint64_t owner, double timeout)
     for (;;) {
         uint64_t h = __atomic_load_n(holder, __ATOMIC_ACQUIRE);
         if (h == 0) {
-            uint64_t line = word >> 6, t = ld_relaxed(MYCLOCK(s));
+            uint64_t line = word >> 6, e = 0, *tag = NULL;
             if (s->timed && line < s->tag_lines) {
-                uint64_t *tag = (uint64_t *)(s->base + s->tags) + line * s->tag_words;
-                if (!line_is_mine(s, tag, ld_relaxed(tag), ACC_RMW))
-                    t = umax(t, line_time(s, word) + s->transfer);
+                tag = s->tagbase + line * s->tag_words;
+                e = ld_relaxed(tag);
             }
+            uint64_t t = take_time(s, s->cpu, word, ld_relaxed(MYCLOCK(s)));
             if (skew_wait_at(s, t, 0) < 0)
                 return -2;
+            if (tag && ld_relaxed(tag) != e) {
+                spins++;                /* taken and released while we waited: look again */
+                continue;
+            }
             expected = 0;
             if (__atomic_compare_exchange_n(holder, &expected, owner, 0, __ATOMIC_ACQUIRE,
                                             __ATOMIC_RELAXED))
@@ -484,8 +488,10 @@ sim_unlock(struct simcpu *s, uint64_t word, int kind)
 {
     if (sim_point(s, PT_UNLOCK, word) < 0)
         return -1;
-    __atomic_store_n((uint64_t *)(s->base + word), 0, __ATOMIC_RELEASE);
+    /* The release's time goes on the lock's line before the word is free: the next holder,
+     * whoever it is, then pays the transfer from this release. */
     sim_released(s, word, kind);
+    __atomic_store_n((uint64_t *)(s->base + word), 0, __ATOMIC_RELEASE);
     if (s->sched == SCHED_LAX)              /* wake the CPUs sleeping on the lock (lax_acquire) */
         for (uint32_t i = 0; i < s->ncpus; i++)
             if (ld_relaxed(CW(s, i, c_wants)) == word &&

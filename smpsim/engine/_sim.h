@@ -14,8 +14,9 @@
  *
  * Costs. Every access the seed's code makes to a 64-byte line of the machine's state goes
  * through charge(). Each such line has a coherence tag in the segment (Regions.tags): word 0 is
- * the CPU that wrote it last (+ 1, top byte) and the simulated time of that write (low 56 bits);
- * the words after it have a bit per CPU holding a copy. A read of a line this CPU holds costs
+ * the CPU that wrote it last and the simulated time of that write (OWNER_SHIFT, WSHARED and
+ * TIME_MASK below lay it out); the words after it have a bit per CPU holding a copy. A read of a
+ * line this CPU holds costs
  * cost_hit; of a line written by another CPU since, cost_transfer, and it cannot complete before
  * the time of that write (the reader's clock moves up to it first). A write or an atomic
  * read-modify-write needs the line alone: cost_hit (cost_atomic for an atomic) when it already
@@ -67,7 +68,14 @@ enum { LOCK_KERNEL = 1, LOCK_USER = 2 };
 enum { PT_START = 0, PT_END, PT_LOCK, PT_UNLOCK, PT_TRYLOCK, PT_ATOMIC, PT_LOAD, PT_STORE,
        PT_READ, PT_WRITE, PT_BARRIER };
 
-#define TIME_MASK ((UINT64_C(1) << 56) - 1)
+/* A coherence tag's first word: the CPU that wrote the line last, + 1 (bits 55-63: up to 256
+ * CPUs), WSHARED (bit 54: set for good once the line was written while another CPU wrote it
+ * last or held a copy, which makes every later access to it ordered by simulated time under
+ * bounded skew), and the time of that write. */
+#define OWNER_SHIFT 55
+#define WSHARED (UINT64_C(1) << 54)
+#define TIME_MASK (WSHARED - 1)
+#define OWNER_MASK (~(TIME_MASK | WSHARED))
 #define TOKEN_SPINS 1000       /* polls of the token before yielding the core */
 #define TOKEN_YIELDS 10        /* sched_yield()s before sleeping on the futex */
 #define WAIT_SLICE_NS 20000000  /* a futex sleep is cut into slices this long (signals, deaths) */
@@ -177,7 +185,7 @@ sim_bind(struct simcpu *s)
     s->points = CW(s, s->cpu, c_points);
     s->run_active = HW(s, h_run_active);
     s->tagbase = (uint64_t *)(s->base + s->tags);
-    s->me_tag = (uint64_t)(s->cpu + 1) << 56;
+    s->me_tag = (uint64_t)(s->cpu + 1) << OWNER_SHIFT;
     s->bit = UINT64_C(1) << (s->cpu & 63);
 }
 
@@ -253,6 +261,23 @@ line_time(struct simcpu *s, uint64_t addr)
  * back: a running CPU's clock; a CPU spinning for a lock that is free now would take it at the
  * release plus a transfer; one whose lock is held waits for its holder (who counts itself); a
  * CPU at a barrier, finished or idle does not count. */
+/* When CPU i, now at clock c, can take the free lock whose word is at `lock`: at once if it
+ * holds the lock's line alone (it released the lock last and no other CPU has looked), else
+ * after the release plus a transfer. */
+static inline uint64_t
+take_time(struct simcpu *s, uint32_t i, uint64_t lock, uint64_t c)
+{
+    uint64_t line = lock >> 6;
+    if (!s->timed || line >= s->tag_lines)
+        return c;
+    uint64_t *tag = s->tagbase + line * s->tag_words, e = ld_relaxed(tag);
+    int alone = (e & OWNER_MASK) == (uint64_t)(i + 1) << OWNER_SHIFT;
+    for (uint64_t w = 0; alone && w + 1 < s->tag_words; w++)
+        if (ld_relaxed(tag + 1 + w) & ~(w == (i >> 6) ? UINT64_C(1) << (i & 63) : 0))
+            alone = 0;
+    return alone ? c : umax(c, (e & TIME_MASK) + s->transfer);
+}
+
 static inline uint64_t
 lax_clock(struct simcpu *s, uint32_t i)
 {
@@ -263,7 +288,7 @@ lax_clock(struct simcpu *s, uint32_t i)
     if (st == CPU_BLOCKED) {
         uint64_t lock = ld_relaxed(CW(s, i, c_wants));
         if (lock && __atomic_load_n((uint64_t *)(s->base + lock), __ATOMIC_ACQUIRE) == 0)
-            return umax(c, line_time(s, lock) + s->transfer);
+            return take_time(s, i, lock, c);
     }
     return UINT64_MAX;
 }
@@ -271,8 +296,9 @@ lax_clock(struct simcpu *s, uint32_t i)
 /*
  * SCHED_LAX: wait until every other running CPU is at most `ahead` cycles behind time t (this
  * CPU's clock, or when it would take a lock): (clock_j + ahead, j) >= (t, me) for every
- * running j (lax_clock), so with `ahead` 0 no running CPU is behind (ties go to the lower id). Sleeps on the laggard's `progress` futex,
- * which it bumps once its clock reaches what we need (wake_waiters) or it stops running
+ * running j (lax_clock), so with `ahead` 0 no running CPU is behind (ties go to the lower id).
+ * Sleeps on the laggard's `progress` futex, which it bumps once its clock reaches what we need
+ * (wake_waiters) or it stops running
  * (set_state). -1 when a signal handler raised.
  */
 static int
@@ -341,11 +367,11 @@ lax_wait(struct simcpu *s)
 static inline __attribute__((always_inline)) int
 line_is_mine(struct simcpu *s, uint64_t *tag, uint64_t e, int kind)
 {
-    uint64_t me = (uint64_t)(s->cpu + 1) << 56, bit = UINT64_C(1) << (s->cpu & 63);
+    uint64_t me = s->me_tag, bit = s->bit;
     uint64_t *mine = tag + 1 + (s->cpu >> 6);
     if (kind == ACC_READ)
-        return (e & ~TIME_MASK) == me || e == 0 || (ld_relaxed(mine) & bit);
-    if ((e & ~TIME_MASK) != me && e != 0)
+        return (e & OWNER_MASK) == me || e == 0 || (ld_relaxed(mine) & bit);
+    if ((e & OWNER_MASK) != me && e != 0)
         return 0;
     for (uint64_t w = 0; w + 1 < s->tag_words; w++)
         if (ld_relaxed(tag + 1 + w) & ~(tag + 1 + w == mine ? bit : 0))
@@ -361,17 +387,19 @@ charge_slow(struct simcpu *s, uint64_t *tag, int kind)
     uint64_t *mine = tag + 1 + (s->cpu >> 6), bit = s->bit;
     uint64_t *clock = s->clock, t = ld_relaxed(clock), me = s->me_tag;
     uint64_t e = ld_relaxed(tag);
-    if (s->sched == SCHED_LAX && !line_is_mine(s, tag, e, kind) && ld_relaxed(s->run_active)) {
-        /* An access that needs the line from another CPU happens in simulated-time order:
-         * first every running CPU behind this one catches up (a stop request may run its
-         * Python handler here; it cannot raise, see Kernel._on_stop_signal). */
+    if (s->sched == SCHED_LAX && ((e & WSHARED) || !line_is_mine(s, tag, e, kind)) &&
+        ld_relaxed(s->run_active)) {
+        /* An access that needs the line from another CPU, or to a line several CPUs write,
+         * happens in simulated-time order: first every running CPU behind this one catches up
+         * (a stop request may run its Python handler here; it cannot raise, see
+         * Kernel._on_stop_signal). */
         if (skew_wait(s, 0) < 0)
             PyErr_Clear();
         t = ld_relaxed(clock);
         e = ld_relaxed(tag);
     }
     if (kind == ACC_READ) {
-        if ((e & ~TIME_MASK) == me || e == 0 || (ld_relaxed(mine) & bit)) {
+        if ((e & OWNER_MASK) == me || e == 0 || (ld_relaxed(mine) & bit)) {
             t += s->hit;
         } else {
             t = umax(t, e & TIME_MASK) + s->transfer;
@@ -385,16 +413,18 @@ charge_slow(struct simcpu *s, uint64_t *tag, int kind)
     /* A write or an atomic: the line must be this CPU's alone. */
     uint64_t cost = kind == ACC_RMW ? s->atomic : s->hit;
     for (;;) {
-        int alone = (e & ~TIME_MASK) == me || e == 0;
+        int alone = (e & OWNER_MASK) == me || e == 0;
         for (uint64_t w = 0; alone && w + 1 < s->tag_words; w++) {
             uint64_t m = ld_relaxed(tag + 1 + w);
             if (m & ~(tag + 1 + w == mine ? bit : 0))
                 alone = 0;
         }
         uint64_t done = alone ? t + cost : umax(t, e & TIME_MASK) + s->transfer + cost;
-        if ((e & ~TIME_MASK) == me) {
-            st_relaxed(tag, me | (done & TIME_MASK));
-        } else if (!__atomic_compare_exchange_n(tag, &e, me | (done & TIME_MASK), 0,
+        /* Written while another CPU wrote it last or holds a copy: shared for good. */
+        uint64_t shared = (e & WSHARED) | (alone ? 0 : WSHARED);
+        if ((e & OWNER_MASK) == me) {
+            st_relaxed(tag, me | shared | (done & TIME_MASK));
+        } else if (!__atomic_compare_exchange_n(tag, &e, me | shared | (done & TIME_MASK), 0,
                                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
             continue;                       /* another CPU took the line meanwhile: again */
         }
@@ -422,7 +452,7 @@ charge(struct simcpu *s, uint64_t addr, int kind)
         return;
     uint64_t *tag = s->tagbase + line * s->tag_words;
     uint64_t e = ld_relaxed(tag);
-    if ((e & ~TIME_MASK) == s->me_tag && s->tag_words == 2 &&
+    if ((e & ~TIME_MASK) == s->me_tag && s->tag_words == 2 &&       /* mine, not WSHARED */
         (kind == ACC_READ || !(ld_relaxed(tag + 1) & ~s->bit))) {
         uint64_t t = ld_relaxed(s->clock) + (kind == ACC_RMW ? s->atomic : s->hit);
         if (kind != ACC_READ)

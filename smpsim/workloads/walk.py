@@ -16,7 +16,10 @@ from collections import OrderedDict
 
 from smpsim.workloads.common import COMMON, Heap, Param, resolve
 
-__all__ = ["PARAMS", "run", "LineCache"]
+__all__ = ["PARAMS", "COLUMNS", "run", "LineCache"]
+
+# The result tables show the miss rate (line_misses / line_accesses) as "line misses/access".
+COLUMNS = []
 
 PARAMS = {
     **COMMON,

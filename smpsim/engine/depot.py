@@ -257,6 +257,8 @@ class DepotOptions:
                 self.poke(stats + getattr(CACHE_STATS, f), 0)
         self._set_fn_name(stats + CACHE_STATS.ctor, ctor)
         self._set_fn_name(stats + CACHE_STATS.dtor, dtor)
+        if ctor or dtor:                          # from now on, slab operations look them up
+            self.poke(self.regions.options_line + OPTIONS.functions, 1)
         ext = self.regions.ext(cid)
         if self._resize:
             self.st(ext + CACHE_EXT.depot_contention, 0)

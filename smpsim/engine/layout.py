@@ -289,6 +289,7 @@ CACHE_STATS = Struct("slab_cache_stats_t", [
 OPTIONS = Struct("options_state", [
     ("reap_due", 8),               # options.clock_ns when the next periodic reap is due
     ("reap_calls", 8), ("reap_frames", 8), ("reap_magazines", 8),
+    ("functions", 8),              # nonzero once any cache was made with a ctor or dtor
     ("_", PAD_TO_LINE),
 ], align=LINE)
 

@@ -37,7 +37,7 @@ from .errors import BadArgument
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM, FrameAllocator
 from .layout import (CACHE, CACHE_EXT, CACHE_STATS, CPU_MAGS, FRAME, HEADER, KERNEL, LINE, LINK,
                      LOCKSTAT, LOCKTAB_SIZE, MAGAZINE, MAX_CACHES, MAX_ORDER, NAME_MAX,
-                     OBJ_INTERNAL, PAGE_SIZE, PAGE_WIDTH, SLAB, SPINLOCK, WORD)
+                     OBJ_INTERNAL, OPTIONS, PAGE_SIZE, PAGE_WIDTH, SLAB, SPINLOCK, WORD)
 from .locks import (RANK_CACHE_LIST, RANK_FRAMES, TIER_CLIENT, TIER_EXTERN, TIER_INTERNAL,
                     TIER_MAGAZINES, cache_lock_rank)
 from .options import SLAB_CACHE_MAGCACHE, Options
@@ -139,6 +139,7 @@ class SlabAllocator(DepotOptions, SlabLayerOptions, FrameAllocator):
         self._resize_period_ns = int(o.resize_period * 1e9)
         self._reap_period_ns = o.reap_period_ns
         self._function_names = {}     # cache generation -> (constructor, destructor) names
+        self._any_function = regions.options_line + OPTIONS.functions   # a ctor or dtor exists
         self._callables = {}          # "module:function" -> the callable, in this process
 
     @property
@@ -236,7 +237,8 @@ class SlabAllocator(DepotOptions, SlabLayerOptions, FrameAllocator):
         if not slab:
             slab = self.frame_parent(obj)
         assert self.ld(slab + SLAB.cache) == cache, f"object {obj:#x} is not of this cache"
-        dtor = self.functions(cache)[1] if constructed else None
+        dtor = (self.functions(cache)[1] if constructed and self.peek(self._any_function)
+                else None)
         if dtor is not None:
             self._destruct(cache, obj, dtor)
         if self._slablocks:
@@ -270,7 +272,7 @@ class SlabAllocator(DepotOptions, SlabLayerOptions, FrameAllocator):
             obj = self._slab_obj_take_locked(cache, flags)
         else:
             obj = self._slab_obj_take(cache, flags)
-        ctor = self.functions(cache)[0] if obj else None
+        ctor = self.functions(cache)[0] if obj and self.peek(self._any_function) else None
         if ctor is not None:
             obj = self._construct(cache, obj, ctor)
         return obj

@@ -657,7 +657,8 @@ class SlabAllocator(DepotOptions, SlabLayerOptions, FrameAllocator):
         out, pk = {}, self.peek
         for name, row in locks.items():
             if ".slab@" in name:
-                total = out.setdefault(name.split(".slab@")[0] + ".slablocks", dict.fromkeys(row, 0))
+                total = out.setdefault(name.split(".slab@")[0] + ".slablocks",
+                                       dict.fromkeys(row, 0))
                 for f, v in row.items():
                     total[f] = total.get(f, 0) + v
             else:

@@ -120,7 +120,8 @@ def _set_up(point, m, wl, params):
     k = m.cpu(0)
     try:
         caches = [k.slab_cache_create(c["name"], c["size"], c["align"],
-                                      sum(FLAG_NAMES[f] for f in c["flags"]))
+                                      sum(FLAG_NAMES[f] for f in c["flags"]),
+                                      ctor=c.get("ctor"), dtor=c.get("dtor"))
                   for c in point.caches]
         return caches, wl.prepare(k, params, point.cpus)
     except (ValueError, smpsim.OutOfMemory) as e:

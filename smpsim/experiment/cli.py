@@ -2,7 +2,7 @@
 and the demo and benchmark of the engine.
 
     smpsim run SCENARIO [--live] [--pin] [--cpus N] [--out DIR]
-    smpsim sweep SCENARIO [--cpus 1,2,4,8] [--repeat N] [--pin] [--out DIR]
+    smpsim sweep SCENARIO [--cpus 1,2,4,8] [--repeat N] [--pin] [--out DIR] [--cluster ADDRESS]
     smpsim slabinfo RESULT [--at peak|end] [--format both|slabinfo|seed]
     smpsim workloads                       the workloads and their parameters
     smpsim demo ... / smpsim bench ...
@@ -68,6 +68,9 @@ def _parser():
     s.add_argument("--cpus", type=_cpu_list, metavar="LIST",
                    help="CPU counts, e.g. 1,2,4,8 (default: the scenario's [sweep] cpus)")
     s.add_argument("--repeat", type=int, metavar="N", help="runs per point (default: [sweep])")
+    s.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the points on the Dask scheduler at ADDRESS (tcp://host:8786), or "
+                        "on a LocalCluster of N workers here (local:N); needs smpsim[cluster]")
     i = sub.add_parser("slabinfo", help="a result's caches in /proc/slabinfo 2.1 and seed format")
     i.add_argument("result", metavar="RESULT", help="a result folder, run folder or result.json")
     i.add_argument("--at", choices=("peak", "end"), default="peak",
@@ -151,7 +154,7 @@ def _run_script(args):
 
 
 def _experiment(args):
-    from smpsim.experiment import plot, report, runner, scenario
+    from smpsim.experiment import scenario
     try:
         scn = scenario.load(args.scenario)
     except scenario.ScenarioError as e:
@@ -167,6 +170,25 @@ def _experiment(args):
             print(f"smpsim: --repeat: expected 1..100, got {args.repeat}", file=sys.stderr)
             return 2
         points = scn.points(args.cpus or scn.sweep["cpus"], args.repeat or scn.sweep["repeat"])
+    conn = None
+    if getattr(args, "cluster", None):
+        from smpsim.experiment import cluster
+        try:
+            conn = cluster.connect(args.cluster, echo=None if args.quiet else print)
+        except cluster.ClusterError as e:
+            print(f"smpsim: --cluster: {e}", file=sys.stderr)
+            return 2
+    try:
+        return _run_experiment(args, scn, points, conn)
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _run_experiment(args, scn, points, conn):
+    """Runs the points here, or on the cluster of `conn`; writes the folder, prints the table."""
+    from smpsim.experiment import plot, report, runner
+    from smpsim.experiment.scenario import ScenarioError
     out = args.out or runner.result_dir(scn.name)
     os.makedirs(out, exist_ok=True)
     view = None
@@ -176,14 +198,21 @@ def _experiment(args):
     bars = None if view else _bar_factory(args.quiet)
     logs = _Logging(out, args.verbose)
     command = " ".join(["smpsim"] + sys.argv[1:])
+    failures = []
     try:
-        results, sweep = runner.run_points(scn, points, out, pin=args.pin or scn.run["pin"],
+        if conn is not None:
+            from smpsim.experiment import cluster
+            results, sweep, failures = cluster.run_points(
+                conn.client, scn, points, out, pin=args.pin or scn.run["pin"],
+                progress=not args.quiet, command=command)
+        else:
+            results, sweep = runner.run_points(scn, points, out, pin=args.pin or scn.run["pin"],
                                                bar_factory=bars, view=view, command=command)
     except KeyboardInterrupt:
         print(f"\nsmpsim: interrupted; what finished is in {out} (marked partial)",
               file=sys.stderr)
         return 130
-    except scenario.ScenarioError as e:
+    except ScenarioError as e:
         print(f"smpsim: {e}", file=sys.stderr)
         return 2
     finally:
@@ -203,7 +232,11 @@ def _experiment(args):
     for r in bad:
         what = r["error"] or "; ".join(r["check"])
         print(f"smpsim: run {r['point']['id']} failed: {what}", file=sys.stderr)
-    return 1 if bad else 0
+    for f in failures:
+        print(f"smpsim: run {f.point.id} failed on {f.worker or f.host}: {f.error} "
+              f"(details in {os.path.join(out, 'runs', f.point.id, 'failure.json')})",
+              file=sys.stderr)
+    return 1 if bad or failures else 0
 
 
 def _slabinfo(args):

@@ -90,7 +90,7 @@ SUMMARY_COLUMNS = ["id", "label", "workload", "cpus", "rep", "ops", "elapsed", "
                    "contended_per_op", "spins_per_op", "shared_list_ops", "shared_list_per_op",
                    "failed", "remote_frees", "reclaim_calls", "reclaim_frames", "peak_frames",
                    "cpu_user", "cpu_system", "voluntary_cs", "involuntary_cs", "check",
-                   "error"]
+                   "error", "host"]
 
 
 def summary_row(result):
@@ -121,6 +121,7 @@ def summary_row(result):
         "involuntary_cs": sum(c.get("involuntary") or 0 for c in cpus),
         "check": result["check"] if isinstance(result["check"], str) else "violations",
         "error": result.get("error") or "",
+        "host": result.get("host", {}).get("name", ""),
     }
 
 

@@ -27,6 +27,7 @@ import datetime
 import json
 import logging
 import os
+import socket
 import sys
 import time
 
@@ -36,7 +37,8 @@ from smpsim.workloads.common import DEFAULT_OPS
 from smpsim.experiment import report
 from smpsim.experiment.scenario import FLAG_NAMES, ScenarioError
 
-__all__ = ["run_point", "run_points", "write_summary", "result_dir", "Sampler", "Interrupted"]
+__all__ = ["run_point", "run_points", "write_run", "write_summary", "result_dir", "Sampler",
+           "Interrupted"]
 
 log = logging.getLogger("smpsim.experiment.runner")
 
@@ -148,8 +150,8 @@ def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=Non
     params = {k: v for k, v in point.workload.items() if k != "name"}
     result = {"scenario": point.scenario.name, "point": point.as_dict(), "error": None,
               "started": datetime.datetime.now().isoformat(timespec="seconds"),
-              "host": {"cores": os.cpu_count(), "python": sys.version.split()[0],
-                       "loadavg": list(os.getloadavg())}}
+              "host": {"name": socket.gethostname(), "cores": os.cpu_count(),
+                       "python": sys.version.split()[0], "loadavg": list(os.getloadavg())}}
     try:
         m = _machine(point)
     except (ValueError, OSError) as e:
@@ -277,7 +279,7 @@ def _clean_up(m, k, mod, params, caches, error):
     return problems or "ok"
 
 
-def _write_run(out, result):
+def write_run(out, result):
     """Writes one run's folder: result.json and its CSVs and slabinfo."""
     d = os.path.join(out, "runs", result["point"]["id"])
     os.makedirs(d, exist_ok=True)
@@ -326,7 +328,7 @@ def run_points(scenario, points, out, *, pin=False, bar_factory=None, view=None,
             r = run_point(point, pin=pin, interval=scenario.run["interval"],
                           timeout=scenario.run["timeout"], bar_factory=bar_factory, view=view)
             results.append(r)
-            _write_run(out, r)
+            write_run(out, r)
             write_summary(out, scenario, results, partial=True, command=command)
             log.info("run %s: %.0f ops/s, hit rate %.3f, check %s", point.id, r["throughput"],
                      r["magazines"]["hit_rate"], r["check"] if r["check"] == "ok" else "FAILED")
@@ -335,7 +337,7 @@ def run_points(scenario, points, out, *, pin=False, bar_factory=None, view=None,
     except KeyboardInterrupt as e:
         if isinstance(e, Interrupted):
             results.append(e.result)
-            _write_run(out, e.result)
+            write_run(out, e.result)
         write_summary(out, scenario, results, partial=True, command=command)
         raise
     sweep = write_summary(out, scenario, results, partial=False, command=command)

@@ -501,3 +501,72 @@ def test_ctrl_c_on_a_local_cluster_keeps_the_finished_points(tmp_path):
                 and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert not [n for n in os.listdir(SHM_DIR) if n.startswith(SHM_PREFIX)
                 and int(n[len(SHM_PREFIX):].split("_")[0]) in pids]
+
+
+MAP_SCRIPT = """
+import json, os, sys
+from smpsim.experiment import cluster
+from mapped_tasks import flaky
+
+with cluster.connect("local:2", echo=None) as conn:
+    for retries in (0, 1):
+        items = [(sys.argv[1], retries, i) for i in range(5)]
+        got = sorted(cluster.map_tasks(conn.client, flaky, items, retries=retries,
+                                       names=[f"t{i}" for i in range(5)], progress=False),
+                     key=lambda o: o.index)
+        print(json.dumps([[o.index, o.ok, o.value, o.error, "in flaky" in (o.traceback or ""),
+                           o.host == os.uname().nodename, (o.worker or "")[:16]]
+                          for o in got]))
+"""
+
+MAPPED = '''
+import os
+
+def flaky(item):
+    """Raises the first time it runs for an odd i; a file in `d` counts the attempts."""
+    d, retries, i = item
+    mark = os.path.join(d, f"{retries}-{i}")
+    first = not os.path.exists(mark)
+    open(mark, "a").close()
+    if i % 2 and first:
+        raise RuntimeError(f"first attempt at {i}")
+    return i * i
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_map_tasks_retries_and_reports_each_task(tmp_path):
+    """The generic layer: a task that raises once is retried with retries=1 and reported with
+    its remote traceback with retries=0; outcomes carry index, value, host and worker."""
+    pytest.importorskip("distributed")
+    (tmp_path / "mapped_tasks.py").write_text(MAPPED)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    p = subprocess.run([sys.executable, "-c", MAP_SCRIPT, str(marks)], capture_output=True,
+                       text=True, cwd=str(tmp_path), timeout=100, env=env)
+    assert p.returncode == 0, p.stderr
+    no_retry, retry = (json.loads(line) for line in p.stdout.splitlines())
+    w = "tcp://127.0.0.1:"
+    assert no_retry == [[0, True, 0, None, False, True, w], [1, False, None,
+                         "RuntimeError: first attempt at 1", True, True, w],
+                        [2, True, 4, None, False, True, w], [3, False, None,
+                         "RuntimeError: first attempt at 3", True, True, w],
+                        [4, True, 16, None, False, True, w]]
+    assert retry == [[i, True, i * i, None, False, True, w] for i in range(5)]
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_the_cluster_benchmark_runs(tmp_path):
+    """`smpsim bench --cluster local:2 --quick`: the numbers are there (not meaningful)."""
+    pytest.importorskip("distributed")
+    p = smpsim("bench", "--cluster", "local:2", "--quick", "--out", str(tmp_path), "-q")
+    assert p.returncode == 0, p.stderr
+    res = json.load(open(tmp_path / "bench-cluster.json"))
+    assert res["address"] == "local:2" and res["points"] == 4 and len(res["rounds"]) == 1
+    r = res["rounds"][0]
+    assert r["here_s"] > 0 and r["cluster_s"] > r["cluster_points_s"] > 0
+    assert 1 <= len(r["hosts"]) <= 2
+    assert "## Sweep on a cluster: 4 single-CPU points" in p.stdout

@@ -197,8 +197,10 @@ def _dashboard(client):
 
 
 def _worker_facts():
-    """Run on each worker by connect(): where it is and whether it may fork."""
+    """Run on each worker by connect(): where it is and whether it may fork (importing what a
+    point needs, which also spares the first point the imports)."""
     import smpsim
+    import smpsim.experiment.runner  # noqa: F401
     return {"host": socket.gethostname(), "daemon": multiprocessing.current_process().daemon,
             "smpsim": os.path.dirname(smpsim.__file__)}
 
@@ -321,8 +323,8 @@ def _outcome(future, index, item):
         if r[0] == "skipped":
             return None
         return Outcome(index, item, value=r[1], host=r[2], worker=r[3])
-    if future.status == "cancelled":
-        return Outcome(index, item, error="cancelled (by the scheduler or another client)")
+    if future.status != "error":            # cancelled elsewhere, or lost with the scheduler
+        return Outcome(index, item, error=f"its task was {future.status} on the scheduler")
     e = future.exception()
     if isinstance(e, RemoteError):
         return Outcome(index, item, error=e.error, tb=e.tb, host=e.host, worker=e.worker)

@@ -8,8 +8,10 @@ connect() + cluster.run_points + close, so the time a LocalCluster takes to star
 counts, as it does for a user of `smpsim sweep --cluster local:N`; the points-only time is
 given beside it. The two alternate for ROUNDS rounds (here, cluster, here, ...), and the
 speed-up is the median of the per-round ratios (here / cluster), so that a host whose load
-changes during the benchmark tilts both sides alike. On N idle cores and `local:N` the points
-run N at a time; the target for local:2 is a speed-up of at least 1.5.
+changes during the benchmark tilts both sides alike. "Cores used" (the points' CPU time over
+their wall time) says how much parallelism the host gave each side: on a host busy with other
+work it stays below N and bounds the speed-up. On N idle cores and `local:N` the points run N
+at a time; the target for local:2 is a speed-up of at least 1.5.
 """
 
 import os
@@ -61,6 +63,11 @@ def _cluster(scn, points, out, address):
     return time.perf_counter() - t0, t2 - t1, results
 
 
+def _cpu_s(results):
+    """CPU seconds (user + system) the CPU processes of `results` used."""
+    return sum((c["user"] or 0.0) + (c["system"] or 0.0) for r in results for c in r["cpus"])
+
+
 def run(address, cfg, progress=None):
     """Runs the comparison on `address` ("local:N" or a scheduler); returns a dict."""
     from smpsim.experiment import scenario
@@ -82,6 +89,8 @@ def run(address, cfg, progress=None):
                 raise RuntimeError(f"bench: runs failed: {', '.join(bad)}")
             rounds.append({"here_s": here, "cluster_s": total, "cluster_points_s": pts,
                            "speedup": here / total, "speedup_points": here / pts,
+                           "here_cores": _cpu_s(hres) / here,
+                           "cluster_cores": _cpu_s(cres) / pts,
                            "hosts": sorted({r["host"]["worker"] for r in cres})})
     return {"address": address, "points": cfg["points"], "ops": cfg["ops"],
             "cores": os.cpu_count(), "loadavg": list(os.getloadavg()), "rounds": rounds,
@@ -95,12 +104,16 @@ def markdown(res):
          f"operations, here vs `{res['address']}`", "",
          f"{res['cores']} cores here, load average {res['loadavg'][0]:.2f} at the end.", "",
          "| round | here, one after another (s) | cluster, start-up included (s) | "
-         "cluster, points only (s) | speed-up | speed-up, points only | workers |",
-         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+         "cluster, points only (s) | speed-up | speed-up, points only | workers | "
+         "cores used here | cores used on the cluster |",
+         "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for i, r in enumerate(res["rounds"]):
         L.append(f"| {i + 1} | {r['here_s']:.2f} | {r['cluster_s']:.2f} | "
                  f"{r['cluster_points_s']:.2f} | {r['speedup']:.2f} | "
-                 f"{r['speedup_points']:.2f} | {len(r['hosts'])} |")
+                 f"{r['speedup_points']:.2f} | {len(r['hosts'])} | {r['here_cores']:.2f} | "
+                 f"{r['cluster_cores']:.2f} |")
     L += ["", f"Speed-up (median of the rounds): **{res['speedup']:.2f}** with the cluster's "
-          f"start-up, {res['speedup_points']:.2f} for the points alone."]
+          f"start-up, {res['speedup_points']:.2f} for the points alone. Cores used: CPU time "
+          f"of the points' CPU processes over the wall time of the points, the parallelism "
+          f"the host actually gave (1 and N on N idle cores)."]
     return "\n".join(L) + "\n"

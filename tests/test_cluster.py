@@ -10,6 +10,7 @@ whatever happens; the sweeps run as `python -m smpsim` subprocesses, as a user r
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -506,7 +507,7 @@ def test_ctrl_c_on_a_local_cluster_keeps_the_finished_points(tmp_path):
 MAP_SCRIPT = """
 import json, os, sys
 from smpsim.experiment import cluster
-from mapped_tasks import flaky
+from mapped_tasks import die, flaky
 
 with cluster.connect("local:2", echo=None) as conn:
     for retries in (0, 1):
@@ -517,6 +518,8 @@ with cluster.connect("local:2", echo=None) as conn:
         print(json.dumps([[o.index, o.ok, o.value, o.error, "in flaky" in (o.traceback or ""),
                            o.host == os.uname().nodename, (o.worker or "")[:16]]
                           for o in got]))
+    [o] = cluster.map_tasks(conn.client, die, [None], progress=False)
+    print(json.dumps([o.ok, o.error, o.host]))
 """
 
 MAPPED = '''
@@ -531,6 +534,11 @@ def flaky(item):
     if i % 2 and first:
         raise RuntimeError(f"first attempt at {i}")
     return i * i
+
+
+def die(item):
+    """Kills the worker process that runs it."""
+    os.kill(os.getpid(), 9)
 '''
 
 
@@ -538,8 +546,11 @@ def flaky(item):
 @pytest.mark.cluster
 def test_map_tasks_retries_and_reports_each_task(tmp_path):
     """The generic layer: a task that raises once is retried with retries=1 and reported with
-    its remote traceback with retries=0; outcomes carry index, value, host and worker."""
+    its remote traceback with retries=0; outcomes carry index, value, host and worker. A task
+    that kills every worker that runs it is reported once Dask gave up (after its default
+    allowed-failures, 3: four workers died), and the LocalCluster's nanny restarts them."""
     pytest.importorskip("distributed")
+    sems = semaphores()
     (tmp_path / "mapped_tasks.py").write_text(MAPPED)
     marks = tmp_path / "marks"
     marks.mkdir()
@@ -547,7 +558,7 @@ def test_map_tasks_retries_and_reports_each_task(tmp_path):
     p = subprocess.run([sys.executable, "-c", MAP_SCRIPT, str(marks)], capture_output=True,
                        text=True, cwd=str(tmp_path), timeout=100, env=env)
     assert p.returncode == 0, p.stderr
-    no_retry, retry = (json.loads(line) for line in p.stdout.splitlines())
+    no_retry, retry, killed = (json.loads(line) for line in p.stdout.splitlines())
     w = "tcp://127.0.0.1:"
     assert no_retry == [[0, True, 0, None, False, True, w], [1, False, None,
                          "RuntimeError: first attempt at 1", True, True, w],
@@ -555,6 +566,10 @@ def test_map_tasks_retries_and_reports_each_task(tmp_path):
                          "RuntimeError: first attempt at 3", True, True, w],
                         [4, True, 16, None, False, True, w]]
     assert retry == [[i, True, i * i, None, False, True, w] for i in range(5)]
+    assert killed[0] is False and killed[2] == "127.0.0.1"
+    assert re.fullmatch(r"KilledWorker: every worker that ran it died \(4 times; the last was "
+                        r"tcp://127\.0\.0\.1:\d+\)", killed[1])
+    assert not semaphores() - sems
 
 
 @pytest.mark.slow

@@ -53,6 +53,7 @@ sweep_on_cluster() is the entry point for Python scenario scripts. Every result'
 names the host (`name`) and the Dask worker (`worker`) it ran on.
 """
 
+import asyncio
 import json
 import logging
 import multiprocessing
@@ -124,6 +125,9 @@ class Connection:
 
     client = None
     cluster = None
+    local = False
+    workers = None
+    _config = None
 
     def __init__(self, address, *, echo=print, timeout=CONNECT_TIMEOUT):
         distributed = require_dask()
@@ -144,7 +148,7 @@ class Connection:
             else:
                 try:
                     self.client = distributed.Client(where, timeout=timeout)
-                except (OSError, TimeoutError) as e:
+                except (OSError, TimeoutError, asyncio.TimeoutError) as e:
                     raise ClusterError(f"cannot reach the Dask scheduler at {where} "
                                        f"({type(e).__name__}: {e})") from None
             self.workers = _check_workers(self.client)
@@ -166,7 +170,7 @@ class Connection:
             client.close()
         if cluster is not None:
             cluster.close()
-        config, self._config = getattr(self, "_config", None), None
+        config, self._config = self._config, None
         if config is not None:
             config.__exit__(None, None, None)
         if self.local:
@@ -199,10 +203,8 @@ def _dashboard(client):
 def _worker_facts():
     """Run on each worker by connect(): where it is and whether it may fork (importing what a
     point needs, which also spares the first point the imports)."""
-    import smpsim
     import smpsim.experiment.runner  # noqa: F401
-    return {"host": socket.gethostname(), "daemon": multiprocessing.current_process().daemon,
-            "smpsim": os.path.dirname(smpsim.__file__)}
+    return {"host": socket.gethostname(), "daemon": multiprocessing.current_process().daemon}
 
 
 def _check_workers(client):
@@ -356,16 +358,16 @@ def map_tasks(client, fn, items, *, names=None, retries=1, desc="tasks", unit="t
         raise ValueError(f"map_tasks: 'retries' must be an int >= 0, got {retries!r}")
     token = uuid.uuid4().hex[:8]
     stop = Event(f"smpsim-stop-{token}", client=client)
-    index = {}
-    for i, item in enumerate(items):
-        name = re.sub(r"[^A-Za-z0-9_.-]", "-", names[i] if names else desc)
-        f = client.submit(_task, fn, item, stop.name, forks, key=f"{name}-{token}-{i}",
-                          retries=retries, pure=False)
-        index[f] = i
-    pending = set(index)
+    index, pending = {}, set()
     bar = tqdm(total=len(items), desc=desc, unit=unit, dynamic_ncols=True,
                disable=None if progress else True)
     try:
+        for i, item in enumerate(items):
+            name = re.sub(r"[^A-Za-z0-9_.-]", "-", names[i] if names else desc)
+            f = client.submit(_task, fn, item, stop.name, forks, key=f"{name}-{token}-{i}",
+                              retries=retries, pure=False)
+            index[f] = i
+            pending.add(f)
         try:
             for f in as_completed(list(index)):
                 pending.discard(f)
@@ -380,8 +382,8 @@ def map_tasks(client, fn, items, *, names=None, retries=1, desc="tasks", unit="t
             waiting = [f for f in pending if f.key in running]
             try:
                 wait(waiting, timeout=stop_wait)
-            except (KeyboardInterrupt, TimeoutError):
-                pass
+            except (KeyboardInterrupt, Exception):  # noqa: BLE001 - a timeout (its class
+                pass                                 # differs across Python versions), a 2nd ^C
             for f in waiting:
                 if f.done():
                     pending.discard(f)

@@ -460,11 +460,13 @@ def test_an_unreachable_scheduler_is_one_line_and_exit_2(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.cluster
-def test_ctrl_c_on_a_local_cluster_keeps_the_finished_points(tmp_path):
-    """Ctrl-C reaches the whole process group (as a terminal sends it): the points that
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGHUP])
+def test_ctrl_c_on_a_local_cluster_keeps_the_finished_points(tmp_path, sig):
+    """Ctrl-C (or the terminal's hangup) reaches the whole process group: the points that
     finished are kept, running ones end as "interrupted" runs with their counters, the rest
-    never start; exit 130, summary partial, no process or segment left."""
+    never start; exit 130, summary partial, no process, segment or semaphore left."""
     pytest.importorskip("distributed")
+    sems = semaphores()
     out = str(tmp_path / "o")
     sweep = subprocess.Popen([sys.executable, "-m", "smpsim", "sweep",
                               scenario_file(tmp_path, ops=3_000_000), "--cpus", "1",
@@ -480,7 +482,7 @@ def test_ctrl_c_on_a_local_cluster_keeps_the_finished_points(tmp_path):
             time.sleep(0.05)
         time.sleep(0.5)
         pids |= {c.pid for c in psutil.Process(sweep.pid).children(recursive=True)}
-        os.killpg(sweep.pid, signal.SIGINT)
+        os.killpg(sweep.pid, sig)
         stdout, stderr = sweep.communicate(timeout=60)
     finally:
         if sweep.poll() is None:
@@ -502,6 +504,7 @@ def test_ctrl_c_on_a_local_cluster_keeps_the_finished_points(tmp_path):
                 and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
     assert not [n for n in os.listdir(SHM_DIR) if n.startswith(SHM_PREFIX)
                 and int(n[len(SHM_PREFIX):].split("_")[0]) in pids]
+    assert not semaphores() - sems
 
 
 MAP_SCRIPT = """

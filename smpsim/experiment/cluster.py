@@ -128,6 +128,7 @@ class Connection:
     local = False
     workers = None
     _config = None
+    _sighup = None
 
     def __init__(self, address, *, echo=print, timeout=CONNECT_TIMEOUT):
         distributed = require_dask()
@@ -141,6 +142,15 @@ class Connection:
                 self._config = dask.config.set({"distributed.worker.daemon": False,
                                                 "distributed.worker.preload": [__name__]})
                 self._config.__enter__()
+                if threading.current_thread() is threading.main_thread():
+                    # A closed terminal ends the sweep as Ctrl-C does, so that the cluster is
+                    # closed and the nannies' named semaphores are removed; multiprocessing's
+                    # resource tracker, in the terminal's process group too, is started here
+                    # ignoring the hangup, so that it is still there to hear of their removal.
+                    from multiprocessing import resource_tracker
+                    self._sighup = signal.signal(signal.SIGHUP, signal.SIG_IGN)
+                    resource_tracker.ensure_running()
+                    signal.signal(signal.SIGHUP, _hangup)
                 self.cluster = distributed.LocalCluster(
                     n_workers=where, threads_per_worker=1, processes=True, host="127.0.0.1",
                     dashboard_address="127.0.0.1:0")
@@ -173,6 +183,9 @@ class Connection:
         config, self._config = self._config, None
         if config is not None:
             config.__exit__(None, None, None)
+        sighup, self._sighup = self._sighup, None
+        if sighup is not None:
+            signal.signal(signal.SIGHUP, sighup)
         if self.local:
             from smpsim.engine.machine import sweep_stale_segments
             sweep_stale_segments()
@@ -182,6 +195,10 @@ class Connection:
 
     def __exit__(self, *exc):
         self.close()
+
+
+def _hangup(signum, frame):
+    raise KeyboardInterrupt("hangup")
 
 
 def connect(address, *, echo=print, timeout=CONNECT_TIMEOUT):
@@ -236,10 +253,11 @@ def _takes_n_workers(client):
 
 def dask_setup(worker):
     """Dask's preload hook, run by each LocalCluster worker of connect("local:N") as it starts:
-    the worker ignores Ctrl-C, which reaches every process of the terminal's process group;
-    the client stops the points (map_tasks) and closes the cluster."""
+    the worker ignores Ctrl-C and the terminal's hangup, which reach every process of the
+    terminal's process group; the client stops the points (map_tasks) and closes the cluster."""
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 _task_state = threading.local()

@@ -44,6 +44,9 @@ tasks are asked to stop (should_stop(); a sweep point ends its run as a local Ct
 its counters as a run with error "interrupted") and their outcomes are still yielded for up to
 STOP_WAIT seconds (a second Ctrl-C stops the wait); then the rest is cancelled and the
 KeyboardInterrupt goes on to the caller. Outcomes already yielded are the caller's to keep.
+The workers of `local:N` ignore the terminal's Ctrl-C and hangup (dask_setup), and while such a
+cluster is open a hangup of this process is a KeyboardInterrupt too, so that closing the
+terminal still closes the cluster.
 
 Sweeps: run_points(client, scenario, points, out) writes OUT as runner.run_points does (runs/ID/
 folders, summary and sweep table after every point, in point order whatever order points finish

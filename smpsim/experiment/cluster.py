@@ -156,7 +156,7 @@ class Connection:
                     signal.signal(signal.SIGHUP, _hangup)
                 self.cluster = distributed.LocalCluster(
                     n_workers=where, threads_per_worker=1, processes=True, host="127.0.0.1",
-                    dashboard_address="127.0.0.1:0")
+                    dashboard_address="127.0.0.1:0", silence_logs=logging.ERROR)
                 self.client = distributed.Client(self.cluster)
             else:
                 try:

@@ -6,7 +6,10 @@ from setuptools import Extension, setup
 
 FLAGS = ["-O2", "-std=c11", "-Wall"]
 
+# Both include smpsim/engine/_sim.h (simulated time and the scheduler, shared by the two).
+DEPENDS = ["smpsim/engine/_sim.h"]
+
 setup(ext_modules=[Extension("smpsim.engine._atomics", ["smpsim/engine/_atomics.c"],
-                             extra_compile_args=FLAGS),
+                             extra_compile_args=FLAGS, depends=DEPENDS),
                    Extension("smpsim.engine._fastpath", ["smpsim/engine/_fastpath.c"],
-                             extra_compile_args=FLAGS)])
+                             extra_compile_args=FLAGS, depends=DEPENDS)])

@@ -2,7 +2,7 @@
 
 Each simulated CPU is an OS process; all share one shared-memory segment holding the simulated
 physical memory, the frame table, every cache, slab and magazine, and the spinlocks. The public
-interface is API.md's: Machine, Kernel (from Machine.cpu), SlabCache, the constants and errors.
+interface (docs/api.md): Machine, Kernel (from Machine.cpu), SlabCache, the constants and errors.
 
     with smpsim.Machine(cpus=4, memory="64M") as m:
         k = m.cpu(0)
@@ -11,6 +11,10 @@ interface is API.md's: Machine, Kernel (from Machine.cpu), SlabCache, the consta
         k.slab_free(c, a)
         m.check()
 """
+
+# The one place the version is written: setuptools reads it from here for the package's
+# metadata (pyproject.toml, [tool.setuptools.dynamic]); `smpsim --version` prints it.
+__version__ = "0.1.0"
 
 from .engine.errors import (BadArgument, CacheNotEmpty, CPUError, DebugError, InvalidCache, InvalidFree,
                      InvariantError, LockOrderError, LockTimeout, OutOfMemory, SmpsimError)

@@ -33,23 +33,23 @@ def test_clean_machine_passes(m):
 
 def test_a_held_lock(m):
     k, c, _ = _setup(m)
-    k.lock(c._addr + CACHE.slablock)
+    k._sa.lock(c._addr + CACHE.slablock)
     assert violations(m) == ["lock node.slablock is held by CPU 0"]
-    k.unlock(c._addr + CACHE.slablock)
+    k._sa.unlock(c._addr + CACHE.slablock)
     m.check()
 
 
 def test_a_cpu_left_inside_allocator_code(m):
     k, _, _ = _setup(m)
-    k.st(m.regions.cpu(1) + CPU_CTL.in_kernel, 2)
+    k._sa.st(m.regions.cpu(1) + CPU_CTL.in_kernel, 2)
     assert violations(m) == ["CPU 1 is inside allocator code (slab_free): its operation did "
                              "not finish"]
 
 
 def test_counters_off(m):
     k, c, _ = _setup(m)
-    k.fetch_add(c._addr + CACHE.allocated_objs, 1)
-    k.fetch_add(c._addr + CACHE.allocated_slabs, -1)
+    k._sa.fetch_add(c._addr + CACHE.allocated_objs, 1)
+    k._sa.fetch_add(c._addr + CACHE.allocated_slabs, -1)
     v = violations(m)
     assert "cache node: allocated_objs is 11, the walk finds 10 allocated objects" in v
     assert "cache node: allocated_slabs is 0, the lists hold 1 slabs" in v
@@ -58,17 +58,17 @@ def test_counters_off(m):
 
 def test_a_lost_object(m):
     k, c, objs = _setup(m)
-    k.h[m.regions.granule(objs[3]) >> 1] = 0            # neither free nor cached nor live
+    k._sa.h[m.regions.granule(objs[3]) >> 1] = 0            # neither free nor cached nor live
     v = violations(m)
     assert any(f"object {objs[3]:#x} is neither free nor cached" in x for x in v)
 
 
 def test_a_corrupt_free_list(m):
     k, c, objs = _setup(m)
-    slab = k.frame_parent(objs[0])
-    nxt = k.ld(slab + SLAB.nextavail)
-    first_free = k.ld(slab + SLAB.start) + nxt * c.size
-    k.i32[first_free >> 2] = nxt                        # the free list loops on itself
+    slab = k._sa.frame_parent(objs[0])
+    nxt = k._sa.ld(slab + SLAB.nextavail)
+    first_free = k._sa.ld(slab + SLAB.start) + nxt * c.size
+    k._sa.i32[first_free >> 2] = nxt                        # the free list loops on itself
     v = violations(m)
     assert any("free list holds" in x for x in v)
 
@@ -76,38 +76,38 @@ def test_a_corrupt_free_list(m):
 def test_an_object_both_free_and_cached(m):
     k, c, objs = _setup(m)
     k.slab_free(c, objs[0])                             # into CPU 0's magazine
-    slab = k.frame_parent(objs[0])
-    idx = (objs[0] - k.ld(slab + SLAB.start)) // c.size
+    slab = k._sa.frame_parent(objs[0])
+    idx = (objs[0] - k._sa.ld(slab + SLAB.start)) // c.size
     # Also push it on the slab's free list by hand.
-    k.i32[objs[0] >> 2] = k.ld(slab + SLAB.nextavail)
-    k.st(slab + SLAB.nextavail, idx)
-    k.st(slab + SLAB.available, k.ld(slab + SLAB.available) + 1)
+    k._sa.i32[objs[0] >> 2] = k._sa.ld(slab + SLAB.nextavail)
+    k._sa.st(slab + SLAB.nextavail, idx)
+    k._sa.st(slab + SLAB.available, k._sa.ld(slab + SLAB.available) + 1)
     v = violations(m)
     assert f"cache node: object {objs[0]:#x} is free in its slab and in magazine" in " ".join(v)
 
 
 def test_leaked_frames_and_free_count(m):
     k, _, _ = _setup(m)
-    a = k.frame_alloc(2, FRAME_NO_RECLAIM)
+    a = k._sa.frame_alloc(2, FRAME_NO_RECLAIM)
     v = violations(m)
     pfn = a >> 12
     assert v == [f"frames {pfn}..{pfn + 3} are allocated but no slab owns them (leaked)"]
-    k.frame_free(a)
-    k.st(m.regions.header + smpsim.engine.layout.HEADER.free_frames, k.free_frames() + 1)
+    k._sa.frame_free(a)
+    k._sa.st(m.regions.header + smpsim.engine.layout.HEADER.free_frames, k._sa.free_frames() + 1)
     assert any("free_frames is" in x for x in violations(m))
 
 
 def test_a_stray_mark_in_the_object_table(m):
     k, c, objs = _setup(m)
-    k.h[m.regions.granule(objs[0] + 8) >> 1] = k.ld(c._addr + CACHE.id)
+    k._sa.h[m.regions.granule(objs[0] + 8) >> 1] = k._sa.ld(c._addr + CACHE.id)
     assert any(f"object table at {objs[0] + 8:#x}" in x for x in violations(m))
 
 
 def test_many_violations_are_all_listed(m):
     k, c, objs = _setup(m)
-    k.lock(KERNEL.slab_cache_lock)
-    k.fetch_add(c._addr + CACHE.cached_objs, 5)
-    k.st(m.regions.cpu(0) + CPU_CTL.in_kernel, 1)
+    k._sa.lock(KERNEL.slab_cache_lock)
+    k._sa.fetch_add(c._addr + CACHE.cached_objs, 5)
+    k._sa.st(m.regions.cpu(0) + CPU_CTL.in_kernel, 1)
     v = violations(m)
     assert "lock slab_cache_lock is held by CPU 0" in v
     assert "cache node: cached_objs is 5, its magazines hold 0" in v

@@ -56,7 +56,7 @@ def test_geometry_is_the_seeds_without_debugging_and_enlarged_with_it():
         assert (b.size, b.order, b.objects) == smpsim.geometry(104 + TRAILER.sizeof)[:3]
         assert b.size == 144
         k = debug.cpu(0)
-        assert k.ld(b._addr + CACHE.objsize) == 100
+        assert k._sa.ld(b._addr + CACHE.objsize) == 100
         # The allocator's own caches keep the seed's geometry.
         for name in ("slab_magazine", "slab_cache", "slab_extern"):
             assert debug.stats()["caches"][name]["size"] == plain.stats()["caches"][name]["size"]
@@ -209,23 +209,23 @@ def test_lock_order_is_checked_in_debugging_mode(dm):
     k = dm.cpu(0)
     c = k.slab_cache_create("node", 100)
     slablock = c._addr + CACHE.slablock
-    k.lock(slablock)
+    k._sa.lock(slablock)
     try:
         with pytest.raises(smpsim.LockOrderError) as ei:
-            k.lock(KERNEL.slab_cache_lock)
+            k._sa.lock(KERNEL.slab_cache_lock)
         assert str(ei.value) == ("CPU 0 takes slab_cache_lock (rank 1) while holding "
                                  "node.slablock (rank 4): against the lock order of "
                                  "smpsim/engine/locks.py")
     finally:
-        k.unlock(slablock)
+        k._sa.unlock(slablock)
     dm.check()
     with Machine(1, "1M") as plain:                      # not checked without debugging
         k = plain.cpu(0)
         c = k.slab_cache_create("node", 100)
-        k.lock(c._addr + CACHE.slablock)
-        k.lock(KERNEL.slab_cache_lock)
-        k.unlock(KERNEL.slab_cache_lock)
-        k.unlock(c._addr + CACHE.slablock)
+        k._sa.lock(c._addr + CACHE.slablock)
+        k._sa.lock(KERNEL.slab_cache_lock)
+        k._sa.unlock(KERNEL.slab_cache_lock)
+        k._sa.unlock(c._addr + CACHE.slablock)
         plain.check()
 
 
@@ -235,10 +235,10 @@ def test_lock_ranks_from_addresses_agree_with_the_named_locks(dm):
     k = dm.cpu(0)
     k.slab_cache_create("node", 100)
     k.slab_cache_create("big", 5000, 0, SLAB_CACHE_NOMAGAZINE)
-    locks = list(k.all_locks())
-    locks += [(f"{k.cache_name(c)}.{kind}", lock) for c in (k.mag_cache, k.slab_cache_cache)
-              for kind, lock in k.cache_locks(c)]
+    locks = list(k._sa.all_locks())
+    locks += [(f"{k._sa.cache_name(c)}.{kind}", lock) for c in (k._sa.mag_cache, k._sa.slab_cache_cache)
+              for kind, lock in k._sa.cache_locks(c)]
     assert len(locks) > 40
     for name, lock in locks:
-        assert k._locate_lock(lock)[0] == name
-        assert k.lock_rank(lock) == k._locate_lock(lock)[1], name
+        assert k._sa._locate_lock(lock)[0] == name
+        assert k._sa.lock_rank(lock) == k._sa._locate_lock(lock)[1], name

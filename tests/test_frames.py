@@ -12,7 +12,7 @@ def test_boot_reserves_frame_0_and_frees_the_rest(memory):
         k = m.cpu(0)
         n = m.stats()["frames"]["total"]
         assert n == m.memory // PAGE_SIZE
-        assert k.ld(m.regions.frame(0) + FRAME.info) == FRAME_RESERVED
+        assert k._sa.ld(m.regions.frame(0) + FRAME.info) == FRAME_RESERVED
         used = n - 1 - m.stats()["frames"]["free"]
         assert used == m.stats()["caches"]["slab_cache"]["slabs"]   # the boot caches' descriptors
         m.check()
@@ -21,17 +21,17 @@ def test_boot_reserves_frame_0_and_frees_the_rest(memory):
 def test_alloc_splits_and_free_coalesces():
     with smpsim.Machine(cpus=1, memory="8M") as m:
         k = m.cpu(0)
-        free0 = k.free_frames()
-        a = k.frame_alloc(0, FRAME_NO_RECLAIM)
-        b = k.frame_alloc(3, FRAME_NO_RECLAIM)
+        free0 = k._sa.free_frames()
+        a = k._sa.frame_alloc(0, FRAME_NO_RECLAIM)
+        b = k._sa.frame_alloc(3, FRAME_NO_RECLAIM)
         assert a % PAGE_SIZE == 0 and b % (8 * PAGE_SIZE) == 0
-        assert k.ld(k.frame_entry(b) + FRAME.info) == FRAME_USED | 3
-        assert k.free_frames() == free0 - 9
-        k.frame_free(b)
-        k.frame_free(a)
-        assert k.free_frames() == free0
+        assert k._sa.ld(k._sa.frame_entry(b) + FRAME.info) == FRAME_USED | 3
+        assert k._sa.free_frames() == free0 - 9
+        k._sa.frame_free(b)
+        k._sa.frame_free(a)
+        assert k._sa.free_frames() == free0
         # Coalesced back: a maximal block is free again.
-        heads = [k.ld(m.regions.frame(p) + FRAME.info) for p in range(m.regions.nframes)]
+        heads = [k._sa.ld(m.regions.frame(p) + FRAME.info) for p in range(m.regions.nframes)]
         assert FRAME_FREE | MAX_ORDER in heads
         m.check()
 
@@ -41,16 +41,16 @@ def test_exhaustion_returns_0_and_frees_give_it_back():
         k = m.cpu(0)
         got = []
         while True:
-            a = k.frame_alloc(0, FRAME_NO_RECLAIM)
+            a = k._sa.frame_alloc(0, FRAME_NO_RECLAIM)
             if not a:
                 break
             got.append(a)
-        assert k.free_frames() == 0 and len(set(got)) == len(got)
+        assert k._sa.free_frames() == 0 and len(set(got)) == len(got)
         assert 0 not in got and all(0 < a < m.memory for a in got)
         for a in got:
-            k.frame_free(a)
+            k._sa.frame_free(a)
         st = m.stats()
-        assert k.free_frames() == st["frames"]["total"] - 1 - st["caches"]["slab_cache"]["slabs"]
+        assert k._sa.free_frames() == st["frames"]["total"] - 1 - st["caches"]["slab_cache"]["slabs"]
         m.check()
 
 

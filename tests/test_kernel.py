@@ -1,4 +1,4 @@
-"""smpsim/engine/kernel.py: the public Kernel of API.md, call by call."""
+"""smpsim/engine/kernel.py: the public Kernel, call by call."""
 import pickle
 
 import pytest
@@ -132,7 +132,7 @@ def test_allocator_objects_cannot_be_freed_by_callers(machine):
     k.slab_free(c, a)                                   # this made a magazine
     mags = machine.stats()["caches"]["slab_magazine"]["allocated"]
     assert mags >= 1
-    cur = k.ld(k._mags(c._addr) + smpsim.engine.layout.CPU_MAGS.current)
+    cur = k._sa.ld(k._sa._mags(c._addr) + smpsim.engine.layout.CPU_MAGS.current)
     with pytest.raises(smpsim.InvalidFree, match="is an object the allocator uses itself"):
         k.slab_free(k.cache("slab_magazine"), cur)
     machine.check()
@@ -220,3 +220,42 @@ def test_atomics_on_simulated_memory(machine):
         k.atomic_load(w + 1)
     k.kfree(w)
     machine.check()
+
+
+def test_last_path_names_the_deepest_layer_each_operation_reached():
+    """k.last_path after each kind of operation; the control line counts misses by path."""
+    with smpsim.Machine(1, "4M", magazine_size=4) as m:
+        k = m.cpu(0)
+        assert k.last_path is None
+        c = k.slab_cache_create("p", 64)
+        objs = [k.slab_alloc(c) for _ in range(13)]
+        assert k.last_path == "slab"                   # the slab's free list, no new slab
+        for a in objs[:12]:
+            k.slab_free(c, a)
+        assert k.last_path == "hit"                    # the third magazine had room
+        k.slab_free(c, objs[12])                       # both full: one goes to the shared list
+        assert k.last_path == "depot"
+        for _ in range(5):                             # current holds 1, last 4
+            k.slab_alloc(c)
+            assert k.last_path == "hit"
+        k.slab_alloc(c)                                # the pair is empty: a full one imported
+        assert k.last_path == "depot"
+        n = k.slab_cache_create("n", 64, 0, smpsim.SLAB_CACHE_NOMAGAZINE)
+        a = k.slab_alloc(n)
+        assert k.last_path == "frames"                 # its first slab
+        k.slab_free(n, a)
+        assert k.last_path == "frames"                 # the slab is empty: its frames go back
+        row = m.cpu_stats()[0]
+        assert row["misses"] == row["depot"] + row["slab"] + row["frames"] > 0
+        assert row["hits"] + row["misses"] == row["ops"]
+
+
+def test_help_of_kernel_shows_the_public_interface_only():
+    import pydoc
+    text = pydoc.render_doc(smpsim.Kernel, renderer=pydoc.plaintext)
+    for public in ("slab_alloc", "slab_free", "kalloc", "kfree", "slab_cache_create",
+                   "slab_cache_destroy", "slab_reclaim", "slab_print_list", "barrier", "cache"):
+        assert f"{public}(self" in text
+    for internal in ("list_append", "frame_alloc", "_slab_obj_create", "ld(", "fetch_add",
+                     "lock_rank", "SlabAllocator", "Methods inherited"):
+        assert internal not in text

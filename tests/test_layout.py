@@ -7,7 +7,7 @@ from smpsim.engine.layout import (CACHE, CPU_CTL, CPU_MAGS, FRAME, HEADER, KERNE
 
 
 def test_seed_struct_sizes():
-    assert SLAB.sizeof == 48                      # SPEC.md section 2
+    assert SLAB.sizeof == 48                      # the seed's slab_t on a 64-bit build
     assert list(SLAB.fields) == ["cache", "link", "start", "available", "nextavail"]
     assert MAGAZINE.sizeof == 32 and MAGAZINE.objs == 32
     assert LINK.sizeof == 16 and (LINK.prev, LINK.next) == (0, 8)
@@ -19,7 +19,7 @@ def test_spinlock_matches_the_c_extension():
 
 
 def test_per_cpu_data_is_line_padded():
-    assert CPU_MAGS.sizeof == LINE and CPU_CTL.sizeof == LINE
+    assert CPU_MAGS.sizeof == LINE and CPU_CTL.sizeof % LINE == 0
     assert CACHE.sizeof % LINE == 0 and CACHE.mag_cache % LINE == 0
     assert KERNEL.mag_cache % LINE == 0 and KERNEL.slab_cache_cache % LINE == 0
     # the locks of a cache do not share a line with each other

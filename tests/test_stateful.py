@@ -42,7 +42,7 @@ kalloc_sizes = st.one_of(st.integers(1, 600), st.integers(1, 1 << 17),
 
 
 def malloc_class(size):
-    """The malloc cache kalloc(size) uses (SPEC.md section 4)."""
+    """The malloc cache kalloc(size) uses (the seed's reclaim order)."""
     n = 8
     while n < size:
         n *= 2
@@ -185,7 +185,7 @@ class SlabMachine(RuleBasedStateMachine):
         """kalloc on cpu with FRAME_ATOMIC until None, then on other without it until
         OutOfMemory (into the bulk pool). The second phase may still succeed a few times: each
         failed request ran a full reclaim, which can leave freed descriptors in slab_extern's
-        magazines that the next reclaim gives back (SPEC.md section 4).
+        magazines that the next reclaim gives back (the seed's reclaim order).
         (Three arguments, not two: hypothesis shrinks rule choices toward the rule with the
         fewest arguments, and that should be a cheap one such as reclaim, not this.)"""
         k = self.k(cpu)

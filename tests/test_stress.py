@@ -279,7 +279,7 @@ def test_pipeline_producers_to_consumers(cpus, accel):
 
 
 def _million(accel, timeout):
-    """Done means (issue 3): an 8-CPU run of a million operations (allocations plus frees, all
+    """The engine's promise: an 8-CPU run of a million operations (allocations plus frees, all
     frees remote, full and light reclaims on CPU 0 meanwhile) ends with zero invariant
     violations: _exchange runs m.check() after the run and after the destroys and reclaims."""
     rounds, batch = 250, 250

@@ -4,7 +4,7 @@
  * must leave shared memory byte for byte as this file does (tests/test_fastpath.py runs both).
  *
  * Why: a Python port of the seed's hit path costs about 20 times a Python list.append + pop
- * pair (SPEC.md section 6), so a simulated CPU would spend its time interpreting, not
+ * pair (docs/bench.md), so a simulated CPU would spend its time interpreting, not
  * allocating, and the effects of locks and magazines would drown. One C call per operation
  * brings the pair near 3 times the floor.
  *
@@ -43,6 +43,9 @@
 #include <Python.h>
 #include <structmember.h>
 #include <stdint.h>
+#include <string.h>
+
+#include "_sim.h"
 
 /* --- the layout, from smpsim/engine/layout.py (configure) -------------------------------------------- */
 
@@ -56,15 +59,16 @@ static struct {
     /* MAGAZINE */
     Py_ssize_t mag_busy, mag_size, mag_objs;
     /* SPINLOCK */
-    Py_ssize_t lock_holder, lock_acquisitions;
+    Py_ssize_t lock_holder, lock_acquisitions, lock_contended, lock_spins;
     /* CPU_CTL */
-    Py_ssize_t ctl_in_kernel, ctl_ops, ctl_allocs, ctl_frees, ctl_hits;
-    /* KERNEL */
-    Py_ssize_t kernel_malloc_caches;
+    Py_ssize_t ctl_in_kernel, ctl_ops, ctl_allocs, ctl_frees, ctl_hits, ctl_path;
+    /* KERNEL, FRAME, SLAB, HEADER */
+    Py_ssize_t kernel_malloc_caches, frame_sizeof, frame_parent, slab_cache, hdr_stop;
     /* constants */
     uint64_t page_size, nomagazine, obj_internal, alloc_flags;
     uint64_t min_malloc_w, max_malloc_w;
     uint64_t op_slab_alloc, op_slab_free, op_kalloc, op_kfree;
+    uint64_t path_hit, exit_stopped, dead_holder_poll_ms;
     /* the SlabCache handle: its type and the offsets of its _addr and _gen slots */
     PyTypeObject *handle_type;
     Py_ssize_t handle_addr, handle_gen;
@@ -76,15 +80,17 @@ static const char *const FIELDS[] = {
     "CPU_MAGS.sizeof", "CPU_MAGS.lock", "CPU_MAGS.current", "CPU_MAGS.last",
     "CPU_MAGS.allocated", "CPU_MAGS.cached",
     "MAGAZINE.busy", "MAGAZINE.size", "MAGAZINE.objs",
-    "SPINLOCK.holder", "SPINLOCK.acquisitions",
+    "SPINLOCK.holder", "SPINLOCK.acquisitions", "SPINLOCK.contended", "SPINLOCK.spins",
     "CPU_CTL.in_kernel", "CPU_CTL.ops", "CPU_CTL.allocs", "CPU_CTL.frees", "CPU_CTL.hits",
-    "KERNEL.malloc_caches",
+    "CPU_CTL.path",
+    "KERNEL.malloc_caches", "FRAME.sizeof", "FRAME.parent", "SLAB.cache", "HEADER.stop",
     NULL};
 
 static const char *const CONSTANTS[] = {
     "PAGE_SIZE", "SLAB_CACHE_NOMAGAZINE", "OBJ_INTERNAL", "ALLOC_FLAGS",
     "SLAB_MIN_MALLOC_W", "SLAB_MAX_MALLOC_W",
     "OP_SLAB_ALLOC", "OP_SLAB_FREE", "OP_KALLOC", "OP_KFREE",
+    "PATH_HIT", "EXIT_STOPPED", "DEAD_HOLDER_POLL_MS",
     NULL};
 
 static int
@@ -104,14 +110,17 @@ member_offset(PyTypeObject *type, const char *name, Py_ssize_t *out)
     return 0;
 }
 
-/* configure(fields, constants, handle_type): fields and constants are dicts name -> int, with
- * every name of FIELDS and CONSTANTS; handle_type is smpsim.kernel.SlabCache. */
+/* configure(fields, constants, handle_type, sim_fields): fields and constants are dicts name ->
+ * int, with every name of FIELDS and CONSTANTS; handle_type is smpsim.engine.kernel.SlabCache;
+ * sim_fields the offsets _sim.h needs (smpsim/engine/memory.py, configure_extensions). */
 static PyObject *
 configure(PyObject *module, PyObject *args)
 {
-    PyObject *fields, *consts, *type;
-    if (!PyArg_ParseTuple(args, "O!O!O!", &PyDict_Type, &fields, &PyDict_Type, &consts,
-                          &PyType_Type, &type))
+    PyObject *fields, *consts, *type, *simfields;
+    if (!PyArg_ParseTuple(args, "O!O!O!O!", &PyDict_Type, &fields, &PyDict_Type, &consts,
+                          &PyType_Type, &type, &PyDict_Type, &simfields))
+        return NULL;
+    if (sim_configure(simfields) < 0)
         return NULL;
     Py_ssize_t *f = &L.cache_flags;
     for (int i = 0; FIELDS[i]; i++, f++) {
@@ -155,6 +164,10 @@ typedef struct {
     uint64_t object_table; /* Regions.object_table */
     uint64_t cache_ids;    /* Regions.cache_ids */
     int percpu;            /* Machine(counters="percpu") */
+    int simulated;         /* simulated time or the scheduler: charge and pass points */
+    uint64_t hdr;          /* Regions.header */
+    uint64_t frame_table;  /* Regions.frame_table */
+    struct simcpu sim;     /* configure_sim */
     /* the Python methods that serve everything else (Kernel.slab_alloc, ... bound) */
     PyObject *slow_alloc, *slow_free, *slow_kalloc, *slow_kfree;
 } FastPath;
@@ -180,23 +193,38 @@ in_memory(FastPath *fp, uint64_t addr, uint64_t n)
 #define ST(addr, v) __atomic_store_n((uint64_t *)(fp->base + (addr)), (v), __ATOMIC_RELAXED)
 #define GRANULE(addr) ((uint16_t *)(fp->base + fp->object_table + ((addr) >> 2)))
 
-/* One test-and-test-and-set attempt at the spinlock at lock: the first iteration of
- * _atomics.c's spin_acquire. On success (ACQUIRE) count the acquisition as it does. */
+/* The spinlock at lock taken for this CPU (the magazine lock): one test-and-test-and-set
+ * attempt; if another CPU holds it (only reclaim or cache destruction on another CPU takes a
+ * CPU's magazine lock), spin as _atomics.c does, counting the contention. Returns 1 when taken,
+ * 0 when not (spinning timed out after DEAD_HOLDER_POLL seconds: the Python path then finds
+ * out why), -1 with a Python exception set (a signal handler raised). */
 static inline int
-try_lock(FastPath *fp, uint64_t lock)
+take_lock(FastPath *fp, uint64_t lock)
 {
     uint64_t *holder = (uint64_t *)(fp->base + lock + L.lock_holder), expected = 0;
-    if (__atomic_load_n(holder, __ATOMIC_RELAXED) != 0)
-        return 0;
-    if (!__atomic_compare_exchange_n(holder, &expected, fp->owner, 0, __ATOMIC_ACQUIRE,
-                                     __ATOMIC_RELAXED))
-        return 0;
+    long long spins = 0;
+    if (__atomic_load_n(holder, __ATOMIC_RELAXED) != 0 ||
+        !__atomic_compare_exchange_n(holder, &expected, fp->owner, 0, __ATOMIC_ACQUIRE,
+                                     __ATOMIC_RELAXED)) {
+        spins = sim_spin(holder, fp->owner, L.dead_holder_poll_ms / 1000.0);
+        if (spins == -1)
+            return 0;
+        if (spins < 0)
+            return -1;
+        if (spins == 0)
+            spins = 1;          /* the first attempt found it held: a contended acquisition */
+    }
     uint64_t acq = lock + L.lock_acquisitions;
     ST(acq, LD(acq) + 1);
+    if (spins) {
+        ST(lock + L.lock_contended, LD(lock + L.lock_contended) + 1);
+        ST(lock + L.lock_spins, LD(lock + L.lock_spins) + (uint64_t)spins);
+    }
     return 1;
 }
 
-/* Give back a lock taken by try_lock without counting it (a miss changes nothing). */
+/* Give back a lock taken by take_lock, uncounted (a miss changes nothing but the contention
+ * it met, which stays counted). */
 static inline void
 untake_lock(FastPath *fp, uint64_t lock)
 {
@@ -211,16 +239,38 @@ unlock(FastPath *fp, uint64_t lock)
     __atomic_store_n((uint64_t *)(fp->base + lock + L.lock_holder), 0, __ATOMIC_RELEASE);
 }
 
-/* The seed's atomic_inc / atomic_dec of a counter (SEQ_CST), or this CPU's share of it. */
-static inline void
+/* The seed's atomic_inc / atomic_dec of a counter (SEQ_CST), or this CPU's share of it; under
+ * simulated time or the scheduler, after its scheduling point and charged. -1 with a Python
+ * exception set when the point ended the run. */
+static inline int
 count(FastPath *fp, uint64_t cache, uint64_t mags, Py_ssize_t shared, Py_ssize_t percpu,
       int64_t delta)
 {
     uint64_t addr = fp->percpu ? mags + percpu : cache + shared;
+    if (fp->simulated) {
+        if (sim_point(&fp->sim, PT_ATOMIC, addr) < 0)
+            return -1;
+        charge(&fp->sim, addr, ACC_RMW);
+    }
     __atomic_fetch_add((uint64_t *)(fp->base + addr), (uint64_t)delta, __ATOMIC_SEQ_CST);
+    return 0;
 }
 
-/* Operation done: CPU_CTL ops, allocs or frees, hits (Kernel._counted), then in_kernel = 0. */
+/* After an operation served here: a stop request that arrived while it ran (its handler could
+ * run only under simulated time or the scheduler, in their waits, or while take_lock spun)
+ * ends the CPU now that it is outside allocator code, as Kernel._leave would. */
+static inline void
+stop_if_asked(FastPath *fp)
+{
+    if (__atomic_load_n((uint64_t *)(fp->base + fp->hdr + L.hdr_stop), __ATOMIC_ACQUIRE))
+        _exit((int)L.exit_stopped);
+}
+
+#define CH(addr, kind) charge(&fp->sim, (addr), (kind))
+#define HIT_ERROR UINT64_MAX
+
+/* Operation done: CPU_CTL ops, allocs or frees, hits and the path taken (Kernel._counted),
+ * then in_kernel = 0. */
 static inline void
 counted(FastPath *fp, int alloc)
 {
@@ -228,6 +278,7 @@ counted(FastPath *fp, int alloc)
     Py_ssize_t f = alloc ? L.ctl_allocs : L.ctl_frees;
     ST(fp->ctl + f, LD(fp->ctl + f) + 1);
     ST(fp->ctl + L.ctl_hits, LD(fp->ctl + L.ctl_hits) + 1);
+    ST(fp->ctl + L.ctl_path, L.path_hit);
 }
 
 /* An int argument as uint64 within [lo, hi], else -1 (no exception left set). */
@@ -269,17 +320,63 @@ handle_cache(FastPath *fp, PyObject *h)
     return cache;
 }
 
-/* The magazine hit of an allocation from cache (a magazine cache): the object, or 0 when it
- * needs the slow path (nothing changed then). op is the in_kernel code. */
+/* Whether this CPU's magazine pair in cache could serve an allocation (uncharged, without the
+ * lock: only a hint that spares a miss its scheduling point). */
+static inline int
+alloc_would_hit(FastPath *fp, uint64_t mags)
+{
+    uint64_t cmag = LD(mags + L.mags_current), lastmag = LD(mags + L.mags_last);
+    return cmag && in_memory(fp, cmag, L.mag_objs) &&
+           (LD(cmag + L.mag_busy) ||
+            (lastmag && in_memory(fp, lastmag, L.mag_objs) && LD(lastmag + L.mag_busy)));
+}
+
+static inline int
+free_would_hit(FastPath *fp, uint64_t mags)
+{
+    uint64_t cmag = LD(mags + L.mags_current), lastmag = LD(mags + L.mags_last);
+    return cmag && in_memory(fp, cmag, L.mag_objs) &&
+           (LD(cmag + L.mag_busy) < LD(cmag + L.mag_size) ||
+            (lastmag && in_memory(fp, lastmag, L.mag_objs) &&
+             LD(lastmag + L.mag_busy) < LD(lastmag + L.mag_size)));
+}
+
+/* Take the magazine lock: in host mode take_lock; under simulated time or the scheduler the
+ * seed's accesses before it are charged first (`pre`: the malloc_caches[] entry kalloc reads,
+ * or 0; then the cache's flags), then its scheduling point and an acquisition as the Python
+ * path's (sim_lock). 1 taken, 0 not (the Python path takes over), -1 an exception set. */
+static inline int
+hit_lock(FastPath *fp, uint64_t cache, uint64_t lock, uint64_t pre)
+{
+    if (!fp->simulated)
+        return take_lock(fp, lock);
+    if (pre)
+        CH(pre, ACC_READ);
+    CH(cache + L.cache_flags, ACC_READ);
+    long long r = sim_lock(&fp->sim, lock + L.lock_holder, lock + L.lock_acquisitions,
+                           fp->owner, L.dead_holder_poll_ms / 1000.0, LOCK_KERNEL);
+    return r >= 0 ? 1 : r == -1 ? 0 : -1;
+}
+
+/* The magazine hit of an allocation from cache (a magazine cache): the object, 0 when it needs
+ * the slow path (nothing changed then), HIT_ERROR with a Python exception set. op is the
+ * in_kernel code, pre what hit_lock charges first. Under simulated time the accesses are
+ * charged in the order the Python path makes them (slab.py, _magazine_obj_get). */
 static uint64_t
-alloc_hit(FastPath *fp, uint64_t cache, uint64_t op)
+alloc_hit(FastPath *fp, uint64_t cache, uint64_t op, uint64_t pre)
 {
     uint64_t mags = cache + L.cache_mag_cache + fp->cpu * L.mags_sizeof;
     uint64_t lock = mags + L.mags_lock;
     uint64_t ink = fp->ctl + L.ctl_in_kernel;
+    if (fp->simulated && !alloc_would_hit(fp, mags))
+        return 0;
     ST(ink, op);
-    if (!try_lock(fp, lock))
+    int taken = hit_lock(fp, cache, lock, pre);
+    if (taken <= 0) {
+        if (taken < 0)
+            return HIT_ERROR;
         goto out;
+    }
     uint64_t cmag = LD(mags + L.mags_current), lastmag = LD(mags + L.mags_last), mag = 0;
     if (cmag && in_memory(fp, cmag, L.mag_objs)) {
         if (LD(cmag + L.mag_busy)) {
@@ -301,13 +398,31 @@ alloc_hit(FastPath *fp, uint64_t cache, uint64_t op)
         untake_lock(fp, lock);
         goto out;
     }
+    if (fp->simulated) {
+        CH(mags + L.mags_current, ACC_READ);
+        CH(mags + L.mags_last, ACC_READ);
+        CH(cmag + L.mag_busy, ACC_READ);
+        if (mag != cmag) {
+            CH(lastmag + L.mag_busy, ACC_READ);
+            CH(mags + L.mags_current, ACC_WRITE);
+            CH(mags + L.mags_last, ACC_WRITE);
+        }
+        CH(mag + L.mag_busy, ACC_READ);
+        CH(mag + L.mag_busy, ACC_WRITE);
+        CH(slot, ACC_READ);
+    }
     ST(mag + L.mag_busy, busy);
-    unlock(fp, lock);
-    count(fp, cache, mags, L.cache_cached_objs, L.mags_cached, -1);
-    count(fp, cache, mags, L.cache_allocated_objs, L.mags_allocated, 1);
+    if (fp->simulated && sim_unlock(&fp->sim, lock + L.lock_holder, LOCK_KERNEL) < 0)
+        return HIT_ERROR;
+    if (!fp->simulated)
+        unlock(fp, lock);
+    if (count(fp, cache, mags, L.cache_cached_objs, L.mags_cached, -1) < 0 ||
+        count(fp, cache, mags, L.cache_allocated_objs, L.mags_allocated, 1) < 0)
+        return HIT_ERROR;
     __atomic_store_n(GRANULE(obj), (uint16_t)LD(cache + L.cache_id), __ATOMIC_RELAXED);
     counted(fp, 1);
     ST(ink, 0);
+    stop_if_asked(fp);
     return obj;
 out:
     ST(ink, 0);
@@ -315,22 +430,34 @@ out:
 }
 
 /* The magazine hit of freeing obj (a checked address of simulated memory) to cache: 1 when
- * done, 0 when it needs the slow path (nothing changed then). */
+ * done, 0 when it needs the slow path (nothing changed then), -1 with a Python exception set.
+ * `kfree`: the seed's kfree first finds the object's slab (frame->parent, slab->cache). */
 static int
-free_hit(FastPath *fp, uint64_t cache, uint64_t obj, uint64_t cid, uint64_t op)
+free_hit(FastPath *fp, uint64_t cache, uint64_t obj, uint64_t cid, uint64_t op, int kfree)
 {
     uint64_t mags = cache + L.cache_mag_cache + fp->cpu * L.mags_sizeof;
     uint64_t lock = mags + L.mags_lock;
     uint64_t ink = fp->ctl + L.ctl_in_kernel;
     uint16_t expected = (uint16_t)cid;
+    if (fp->simulated && !free_would_hit(fp, mags))
+        return 0;
     ST(ink, op);
     /* Claim the live object (Kernel._claim): SEQ_CST 16-bit CAS, so racing frees cannot both
      * win. A failed claim is an invalid free: Python says what is there instead. */
     if (!__atomic_compare_exchange_n(GRANULE(obj), &expected, 0, 0, __ATOMIC_SEQ_CST,
                                      __ATOMIC_SEQ_CST))
         goto out;
-    if (!try_lock(fp, lock))
+    if (fp->simulated && kfree) {
+        uint64_t parent = fp->frame_table + (obj >> 12) * L.frame_sizeof + L.frame_parent;
+        CH(parent, ACC_READ);
+        CH(LD(parent) + L.slab_cache, ACC_READ);
+    }
+    int taken = hit_lock(fp, cache, lock, 0);
+    if (taken <= 0) {
+        if (taken < 0)
+            return -1;
         goto unclaim;
+    }
     uint64_t cmag = LD(mags + L.mags_current), lastmag = LD(mags + L.mags_last), mag = 0;
     if (cmag && in_memory(fp, cmag, L.mag_objs)) {
         if (LD(cmag + L.mag_busy) < LD(cmag + L.mag_size)) {
@@ -346,17 +473,37 @@ free_hit(FastPath *fp, uint64_t cache, uint64_t obj, uint64_t cid, uint64_t op)
         untake_lock(fp, lock);
         goto unclaim;
     }
+    if (fp->simulated) {
+        CH(mags + L.mags_current, ACC_READ);
+        CH(mags + L.mags_last, ACC_READ);
+        CH(cmag + L.mag_busy, ACC_READ);
+        CH(cmag + L.mag_size, ACC_READ);
+        if (mag != cmag) {
+            CH(lastmag + L.mag_busy, ACC_READ);
+            CH(lastmag + L.mag_size, ACC_READ);
+            CH(mags + L.mags_last, ACC_WRITE);
+            CH(mags + L.mags_current, ACC_WRITE);
+        }
+        CH(mag + L.mag_busy, ACC_READ);
+        CH(slot, ACC_WRITE);
+        CH(mag + L.mag_busy, ACC_WRITE);
+    }
     if (mag != cmag) {
         ST(mags + L.mags_last, cmag);
         ST(mags + L.mags_current, lastmag);
     }
     ST(slot, obj);
     ST(mag + L.mag_busy, busy + 1);
-    unlock(fp, lock);
-    count(fp, cache, mags, L.cache_cached_objs, L.mags_cached, 1);
-    count(fp, cache, mags, L.cache_allocated_objs, L.mags_allocated, -1);
+    if (fp->simulated && sim_unlock(&fp->sim, lock + L.lock_holder, LOCK_KERNEL) < 0)
+        return -1;
+    if (!fp->simulated)
+        unlock(fp, lock);
+    if (count(fp, cache, mags, L.cache_cached_objs, L.mags_cached, 1) < 0 ||
+        count(fp, cache, mags, L.cache_allocated_objs, L.mags_allocated, -1) < 0)
+        return -1;
     counted(fp, 0);
     ST(ink, 0);
+    stop_if_asked(fp);
     return 1;
 unclaim:
     __atomic_store_n(GRANULE(obj), (uint16_t)cid, __ATOMIC_SEQ_CST);
@@ -401,7 +548,9 @@ FastPath_slab_alloc(FastPath *fp, PyObject *const *args, Py_ssize_t nargs, PyObj
 {
     if (alloc_args(fp, args, nargs, kwnames)) {
         uint64_t cache = handle_cache(fp, args[0]);
-        uint64_t obj = cache ? alloc_hit(fp, cache, L.op_slab_alloc) : 0;
+        uint64_t obj = cache ? alloc_hit(fp, cache, L.op_slab_alloc, 0) : 0;
+        if (obj == HIT_ERROR)
+            return NULL;
         if (obj)
             return PyLong_FromUnsignedLongLong(obj);
     }
@@ -416,20 +565,30 @@ FastPath_slab_free(FastPath *fp, PyObject *const *args, Py_ssize_t nargs, PyObje
     if (free_args(fp, nargs, 2, kwnames) && small_uint(args[1], L.page_size, fp->memory - 8,
                                                        &obj) == 0 && !(obj & 7)) {
         uint64_t cache = handle_cache(fp, args[0]);
-        if (cache && free_hit(fp, cache, obj, LD(cache + L.cache_id), L.op_slab_free))
+        int r = cache ? free_hit(fp, cache, obj, LD(cache + L.cache_id), L.op_slab_free, 0) : 0;
+        if (r < 0)
+            return NULL;
+        if (r)
             Py_RETURN_NONE;
     }
     return SLOW(slow_free);
 }
 
-/* The malloc cache serving size (the seed's kalloc index), or 0. */
+/* The malloc_caches[] entry of size (the seed's kalloc index). */
 static inline uint64_t
-malloc_cache(FastPath *fp, uint64_t size)
+malloc_slot(uint64_t size)
 {
     uint64_t min = (uint64_t)1 << L.min_malloc_w;
     uint64_t s = (size > min ? size : min) - 1;
     uint64_t idx = (63 - __builtin_clzll(s)) - L.min_malloc_w + 1;   /* fnzb(s) - 3 + 1 */
-    uint64_t cache = LD(L.kernel_malloc_caches + idx * 8);
+    return L.kernel_malloc_caches + idx * 8;
+}
+
+/* The malloc cache serving size, or 0. */
+static inline uint64_t
+malloc_cache(FastPath *fp, uint64_t size)
+{
+    uint64_t cache = LD(malloc_slot(size));
     if (!in_memory(fp, cache, L.cache_mag_cache + (fp->cpu + 1) * L.mags_sizeof) ||
         (LD(cache + L.cache_flags) & L.nomagazine))
         return 0;
@@ -444,7 +603,9 @@ FastPath_kalloc(FastPath *fp, PyObject *const *args, Py_ssize_t nargs, PyObject 
     if (alloc_args(fp, args, nargs, kwnames) &&
         small_uint(args[0], 1, (uint64_t)1 << L.max_malloc_w, &size) == 0) {
         uint64_t cache = malloc_cache(fp, size);
-        uint64_t obj = cache ? alloc_hit(fp, cache, L.op_kalloc) : 0;
+        uint64_t obj = cache ? alloc_hit(fp, cache, L.op_kalloc, malloc_slot(size)) : 0;
+        if (obj == HIT_ERROR)
+            return NULL;
         if (obj)
             return PyLong_FromUnsignedLongLong(obj);
     }
@@ -467,7 +628,10 @@ FastPath_kfree(FastPath *fp, PyObject *const *args, Py_ssize_t nargs, PyObject *
                 !(size & (size - 1)) && malloc_cache(fp, size) == *entry)
                 cache = *entry;
         }
-        if (cache && free_hit(fp, cache, obj, cid, L.op_kfree))
+        int r = cache ? free_hit(fp, cache, obj, cid, L.op_kfree, 1) : 0;
+        if (r < 0)
+            return NULL;
+        if (r)
             Py_RETURN_NONE;
     }
     return SLOW(slow_kfree);
@@ -516,6 +680,60 @@ FastPath_init(FastPath *fp, PyObject *args, PyObject *kw)
     Py_XSETREF(fp->slow_kalloc, Py_NewRef(ka));
     Py_XSETREF(fp->slow_kfree, Py_NewRef(kf));
     return 0;
+}
+
+/* configure_sim(cpu, ncpus, header, ctl0, tags, tag_lines, tag_words, locktab, locktab_size,
+ *               log, spin_token, frame_table): as Arena.configure_sim (smpsim/engine/_atomics.c),
+ * so that the hit path charges simulated time and passes scheduling points as the Python path
+ * does; `frame_table` for kfree's reads of frame->parent. */
+static PyObject *
+FastPath_configure_sim(FastPath *fp, PyObject *args)
+{
+    unsigned int cpu, ncpus;
+    unsigned long long hdr, ctl0, tags, tag_lines, tag_words, locktab, locktab_size, log, ft;
+    int spin_token;
+    if (!PyArg_ParseTuple(args, "IIKKKKKKKKpK", &cpu, &ncpus, &hdr, &ctl0, &tags, &tag_lines,
+                          &tag_words, &locktab, &locktab_size, &log, &spin_token, &ft))
+        return NULL;
+    if (!SL.ready || !fp->has_view || cpu != fp->cpu || cpu >= ncpus ||
+        locktab_size & (locktab_size - 1) || tags + tag_lines * tag_words * 8 > fp->seglen ||
+        hdr > fp->seglen || ft > fp->seglen) {
+        PyErr_SetString(PyExc_ValueError, "FastPath.configure_sim: bad regions");
+        return NULL;
+    }
+    struct simcpu *m = &fp->sim;
+    memset(m, 0, sizeof *m);
+    m->base = fp->base;
+    m->len = fp->seglen;
+    m->cpu = cpu;
+    m->ncpus = ncpus;
+    m->hdr = hdr;
+    m->ctl0 = ctl0;
+    m->tags = tags;
+    m->tag_lines = tag_lines;
+    m->tag_words = tag_words;
+    m->locktab = locktab;
+    m->locktab_mask = locktab_size - 1;
+    m->log = log;
+    m->spin_token = spin_token;
+    m->timed = ld_relaxed(HW(m, h_time_mode)) != 0;
+    m->sched = (int)ld_relaxed(HW(m, h_sched_mode));
+    m->data_points = m->sched == SCHED_TOKEN &&
+                     ld_relaxed(HW(m, h_strategy)) != STRATEGY_CLOCK;
+    m->hit = ld_relaxed(HW(m, h_cost_hit));
+    m->transfer = ld_relaxed(HW(m, h_cost_transfer));
+    m->atomic = ld_relaxed(HW(m, h_cost_atomic));
+    m->quantum = ld_relaxed(HW(m, h_quantum));
+    sim_bind(m);
+    m->on = 1;
+    if (m->data_points) {
+        PyErr_SetString(PyExc_ValueError, "FastPath: a controlled run takes the Python path");
+        return NULL;
+    }
+    fp->simulated = m->timed || m->sched != SCHED_FREE;
+    fp->hdr = hdr;
+    fp->frame_table = ft;
+    Py_RETURN_NONE;
 }
 
 /* release(): drop the buffer (SharedMemory.close() needs it); later calls all go to Python. */
@@ -568,6 +786,8 @@ static PyMethodDef FastPath_methods[] = {
     FAST(kalloc, "kalloc(size, flags=0): Kernel.kalloc, magazine hits in C"),
     FAST(kfree, "kfree(addr): Kernel.kfree, magazine hits in C"),
     {"release", (PyCFunction)FastPath_release, METH_NOARGS, "drop the buffer (safe to repeat)"},
+    {"configure_sim", (PyCFunction)FastPath_configure_sim, METH_VARARGS,
+     "configure_sim(...): simulated time and the scheduler, as Arena.configure_sim"},
     {NULL}};
 
 static PyTypeObject FastPathType = {

@@ -27,7 +27,8 @@ WALK_LIMIT = 1 << 24      # longest list walked before calling it a cycle
 
 
 def check_machine(k):
-    """Every violation of the machine seen through kernel k, as a list of messages."""
+    """Every violation of the machine seen through allocator k (reading with bookkeeping
+    accesses only), as a list of messages."""
     c = _Checker(k)
     c.frames()
     c.caches()
@@ -52,7 +53,7 @@ class _Checker:
         self.bad.append(msg)
 
     def walk(self, head, what):
-        links = list(self.k.list_links(head, WALK_LIMIT))
+        links = list(self.k.list_links(head, WALK_LIMIT, charged=False))
         if len(links) >= WALK_LIMIT:
             self.v(f"{what}: list does not end (a cycle?)")
         return links
@@ -62,7 +63,7 @@ class _Checker:
     def frames(self):
         k, r = self.k, self.r
         n = r.nframes
-        info = [k.ld(r.frame(p) + FRAME.info) for p in range(n)]
+        info = [k.peek(r.frame(p) + FRAME.info) for p in range(n)]
         seen = bytearray(n)
         if info[0] != FRAME_RESERVED:
             self.v(f"frame 0 is not reserved (info {info[0]:#x})")
@@ -97,13 +98,13 @@ class _Checker:
         for pfn in range(n):
             if not seen[pfn]:
                 self.v(f"frame {pfn} belongs to no block (info {info[pfn]:#x})")
-        counted = k.ld(r.header + HEADER.free_frames)
+        counted = k.peek(r.header + HEADER.free_frames)
         if counted != free:
             self.v(f"free_frames is {counted}, the free lists hold {free} frames")
         # Nothing in free memory may be marked live.
         for order in range(MAX_ORDER + 1):
             head = r.header + HEADER.free_lists + order * LINK.sizeof
-            for link in k.list_links(head, WALK_LIMIT):
+            for link in k.list_links(head, WALK_LIMIT, charged=False):
                 pfn = (link - FRAME.link - r.frame_table) // FRAME.sizeof
                 if 0 <= pfn < n:
                     self._table_expect(pfn << PAGE_WIDTH, PAGE_SIZE << order, {}, "free frames")
@@ -144,13 +145,13 @@ class _Checker:
                 self.v(f"cache at {cache:#x}: the walk failed: {type(e).__name__}: {e}")
         ids = self.r.cache_ids
         for cid in range(1, MAX_CACHES):
-            desc = k.ld(ids + cid * WORD)
-            if desc and (desc not in self.cache_set or k.ld(desc + CACHE.id) != cid):
+            desc = k.peek(ids + cid * WORD)
+            if desc and (desc not in self.cache_set or k.peek(desc + CACHE.id) != cid):
                 self.v(f"cache id {cid} points to {desc:#x}, which is not the live cache "
                        f"with that id")
 
     def cache(self, cache):
-        k, ld = self.k, self.k.ld
+        k, ld = self.k, self.k.peek
         name = k.cache_name(cache)
         cid = ld(cache + CACHE.id)
         size, order, objects = ld(cache + CACHE.size), ld(cache + CACHE.order), ld(cache + CACHE.objects)
@@ -176,7 +177,7 @@ class _Checker:
             self.v(f"cache {name}: magazine_counter is {ld(cache + CACHE.magazine_counter)}, "
                    f"the shared list holds {len(mags)}")
         where = [(link - MAGAZINE.link, "the shared list") for link in mags]
-        if k._magazines(cache):
+        if k._has_magazines(cache):
             for cpu in range(k.cpus):
                 m = k._mags(cache, cpu)
                 for field, label in ((CPU_MAGS.current, "current"), (CPU_MAGS.last, "last")):
@@ -206,7 +207,7 @@ class _Checker:
         live_total = 0
         internal = 0
         for obj, label in cached.items():
-            slab = k.frame_parent(obj) if 0 < obj < self.r.memory else 0
+            slab = k.peek(k.frame_entry(obj) + FRAME.parent) if 0 < obj < self.r.memory else 0
             if slab not in slabs or (obj - slabs[slab][0]) % size:
                 self.v(f"cache {name}: {label} holds {obj:#x}, not an object of this cache")
             elif obj not in marks_by_slab[slab]:
@@ -245,7 +246,7 @@ class _Checker:
         self._table_expect(start, length, marks, f"cache {name}")
 
     def slab(self, name, cache, slab, full, size, order, objects, inside):
-        k, ld = self.k, self.k.ld
+        k, ld = self.k, self.k.peek
         start, available = ld(slab + SLAB.start), ld(slab + SLAB.available)
         if ld(slab + SLAB.cache) != cache:
             self.v(f"cache {name}: slab {slab:#x} says it belongs to {ld(slab + SLAB.cache):#x}")
@@ -294,12 +295,12 @@ class _Checker:
     def locks_and_cpus(self):
         k = self.k
         for name, lock in k.all_locks():
-            holder = k.ld(lock + SPINLOCK.holder)
+            holder = k.peek(lock + SPINLOCK.holder)
             if holder:
                 self.v(f"lock {name} is held by CPU {holder - 1}")
         from .kernel import OPS
         for cpu in range(k.cpus):
-            op = k.ld(self.r.cpu(cpu) + CPU_CTL.in_kernel)
+            op = k.peek(self.r.cpu(cpu) + CPU_CTL.in_kernel)
             if op:
                 what = OPS[op] if op < len(OPS) else op
                 self.v(f"CPU {cpu} is inside allocator code ({what}): its operation did not "

@@ -45,6 +45,8 @@ from .errors import BadArgument, CPUError
 from .layout import CPU_CTL, HEADER, SPINLOCK
 from .kernel import OPS
 from .memory import PID_DEAD
+from . import sched
+from .trace import HEADER_LINE as TRACE_HEADER
 
 __all__ = ["run", "all_stopped", "STOP_SIGNAL", "GRACE"]
 
@@ -109,16 +111,23 @@ def _cpu_main(machine, cpu, program, args, conn, gate_r, gate_w, pin, parent):
     os.close(gate_w)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the supervisor's to handle
     k = machine._new_kernel(cpu)
-    k.in_run = True
-    signal.signal(STOP_SIGNAL, k.on_stop_signal)
+    k._in_run = True
+    signal.signal(STOP_SIGNAL, k._on_stop_signal)
     if pin:
         os.sched_setaffinity(0, {cpu % os.cpu_count()})
     _tag_log_records(cpu)
-    k.st(k.ctl + CPU_CTL.pid, os.getpid())
+    k._sa.poke(k._sa.ctl + CPU_CTL.pid, os.getpid())
     conn.send(("ready",))
     os.read(gate_r, 1)                      # returns at EOF: the gate is open
+    arena = k._sa.arena
+    if machine.trace:                       # a line per scheduling point (smpsim/engine/trace.py)
+        from .trace import Tracer
+        arena.set_tracer(Tracer(k, machine.trace))
     try:
-        msg = ("ok", program(k, *args))
+        arena.sched_begin()                 # the program's start: a scheduling point
+        result = program(k, *args)
+        arena.sched_end()                   # ... and its end
+        msg = ("ok", result)
     except BaseException as e:              # noqa: BLE001 - everything goes back to the caller
         msg = ("error", traceback.format_exc(), f"{type(e).__name__}: {e}")
     try:
@@ -131,12 +140,12 @@ def _cpu_main(machine, cpu, program, args, conn, gate_r, gate_w, pin, parent):
 
 def held_locks(k, cpu):
     """Names of the locks whose word says CPU cpu holds them."""
-    return [name for name, lock in k.all_locks() if k.ld(lock + SPINLOCK.holder) == cpu + 1]
+    return [name for name, lock in k.all_locks() if k.peek(lock + SPINLOCK.holder) == cpu + 1]
 
 
 def _inside(k, cpu):
     """The allocator operation CPU cpu was in (its control line's in_kernel), or None."""
-    op = k.ld(k.regions.cpu(cpu) + CPU_CTL.in_kernel)
+    op = k.peek(k.regions.cpu(cpu) + CPU_CTL.in_kernel)
     return OPS[op] if 0 < op < len(OPS) else (f"operation {op}" if op else None)
 
 
@@ -148,14 +157,23 @@ def all_stopped(machine):
 def run(machine, program, args, *, cpus, timeout, monitor, interval, pin):
     ids = _cpu_ids(cpus, machine.cpus)
     program = _resolve(program)
-    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0) or \
+            isinstance(timeout, bool):
         raise BadArgument(f"Machine.run: 'timeout' must be a positive number of seconds, "
                           f"got {timeout!r}")
-    k = machine.cpu(0)
+    if monitor is not None and not callable(monitor):
+        raise BadArgument(f"Machine.run: 'monitor' must be a callable or None, got {monitor!r}")
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or \
+            not 0 < interval <= 3600:
+        raise BadArgument(f"Machine.run: 'interval' must be a number of seconds above 0 and "
+                          f"at most 3600, got {interval!r}")
+    if not isinstance(pin, bool):
+        raise BadArgument(f"Machine.run: 'pin' must be True or False, got {pin!r}")
+    k = machine._observer()
     hdr = machine.regions.header
-    k.st(hdr + HEADER.run_cpus, len(ids))
-    k.st(hdr + HEADER.barrier_count, 0)
-    k.st(hdr + HEADER.stop, 0)
+    k.poke(hdr + HEADER.run_cpus, len(ids))
+    k.poke(hdr + HEADER.barrier_count, 0)
+    k.poke(hdr + HEADER.stop, 0)
     ctx = multiprocessing.get_context("fork")
     gate_r, gate_w = os.pipe()
     procs, conns = {}, {}
@@ -176,6 +194,11 @@ def run(machine, program, args, *, cpus, timeout, monitor, interval, pin):
         gate_r = None
         failure = _wait_ready(procs, conns, machine)
         if failure is None:
+            if machine.trace and not (os.path.exists(machine.trace) and
+                                      os.path.getsize(machine.trace)):
+                with open(machine.trace, "a") as f:
+                    f.write(TRACE_HEADER)
+            sched.setup_run(machine, k, ids)  # clocks, states, the first decision
             os.close(gate_w)                 # open the gate: every CPU starts now
             gate_w = None
             t0 = time.perf_counter()
@@ -201,6 +224,10 @@ def run(machine, program, args, *, cpus, timeout, monitor, interval, pin):
                 os.close(fd)
         for c in conns.values():
             c.close()
+        k.poke(hdr + HEADER.stop, 0)         # every CPU process is gone: no stop pending
+        machine.last_schedule = sched.finish_run(machine, k)
+        if failure is None:
+            failure = _replay_finished(machine, k)
         _mark_ended(machine, procs)
         machine.last_run = {
             "elapsed": time.perf_counter() - t0,
@@ -216,13 +243,13 @@ def _mark_ended(machine, procs):
     keeps its pid marked dead in its control line (waiters for its locks then fail at once,
     Memory._lock_slow); the others' pids are cleared, so the caller's Kernels may use those
     CPU ids again."""
-    k = machine.cpu(0)
+    k = machine._observer()
     for cpu in procs:
         field = k.regions.cpu(cpu) + CPU_CTL.pid
         if _inside(k, cpu) or held_locks(k, cpu):
-            k.st(field, k.ld(field) | PID_DEAD)
+            k.poke(field, k.peek(field) | PID_DEAD)
         else:
-            k.st(field, 0)
+            k.poke(field, 0)
 
 
 def _name_others(machine, failure, procs, conns):
@@ -231,7 +258,7 @@ def _name_others(machine, failure, procs, conns):
     raised there), with what it left."""
     if not isinstance(failure, CPUError):
         return
-    k = machine.cpu(0)
+    k = machine._observer()
     for cpu in sorted(procs):
         if cpu == failure.cpu:
             continue
@@ -284,9 +311,9 @@ def _died(machine, cpu, proc):
     code = proc.exitcode
     how = (f"killed by signal {signal.Signals(-code).name}" if code is not None and code < 0
            else f"exited with status {code} without a result")
-    k = machine.cpu(0)
+    k = machine._observer()
     pid_field = k.regions.cpu(cpu) + CPU_CTL.pid
-    k.st(pid_field, k.ld(pid_field) | PID_DEAD)     # CPUs waiting for its locks give up now
+    k.poke(pid_field, k.peek(pid_field) | PID_DEAD)     # CPUs waiting for its locks give up now
     op = _inside(k, cpu)
     detail = how + (f" during {op}" if op else "")
     return CPUError(cpu, "died", detail, inside=bool(op), locks=held_locks(k, cpu))
@@ -294,7 +321,7 @@ def _died(machine, cpu, proc):
 
 def _supervise(machine, procs, conns, results, usage, t0, timeout, monitor, interval):
     """Collect every CPU's result; the first failure as a CPUError, or None."""
-    k = machine.cpu(0)
+    k = machine._observer()
     pending = set(procs)
     deadline = t0 + timeout if timeout else None
     next_tick = t0 + interval
@@ -325,7 +352,8 @@ def _supervise(machine, procs, conns, results, usage, t0, timeout, monitor, inte
                 results[c] = msg[1]
             else:
                 op = _inside(k, c)
-                failures.append(CPUError(c, "exception", msg[2], traceback=msg[1],
+                failures.append(_schedule_failure(machine, k, c) or
+                                CPUError(c, "exception", msg[2], traceback=msg[1],
                                          inside=bool(op), locks=held_locks(k, c)))
         if failures:
             # A death comes first: a CPU that raised at the same moment may only have been
@@ -343,6 +371,71 @@ def _supervise(machine, procs, conns, results, usage, t0, timeout, monitor, inte
     return None
 
 
+def _schedule_failure(machine, k, cpu):
+    """The CPUError of a controlled run that the scheduler ended (HEADER.failure), or None."""
+    h = k.regions.header
+    why, step = k.peek(h + HEADER.failure), k.peek(h + HEADER.failure_step)
+    if why == sched.FAIL_DEADLOCK:
+        stuck = []
+        for i in range(machine.cpus):
+            ctl = k.regions.cpu(i)
+            state = k.peek(ctl + CPU_CTL.state)
+            if state == sched.CPU_BLOCKED:
+                wants = k.lock_name(k.peek(ctl + CPU_CTL.wants))
+                held = held_locks(k, i)
+                stuck.append(f"CPU {i} holds {', '.join(held) if held else 'no lock'} and "
+                             f"waits for {wants}")
+            elif state == sched.CPU_BARRIER:
+                stuck.append(f"CPU {i} waits at the barrier")
+        first = next((i for i in range(machine.cpus) if k.peek(
+            k.regions.cpu(i) + CPU_CTL.state) in (sched.CPU_BLOCKED, sched.CPU_BARRIER)), cpu)
+        e = CPUError(first, "deadlock", f"no CPU can go on at step {step}: "
+                     + "; ".join(stuck), inside=bool(_inside(k, first)),
+                     locks=held_locks(k, first))
+        e.stuck = stuck
+        return e
+    if why == sched.FAIL_MISMATCH:
+        return CPUError(cpu, "schedule", f"the schedule replayed does not match the program: "
+                        f"at step {step} it names a CPU that cannot run there (or it ends "
+                        f"before the run does)", inside=bool(_inside(k, cpu)),
+                        locks=held_locks(k, cpu))
+    if why == sched.FAIL_LOG_FULL:
+        return CPUError(cpu, "schedule", f"the controlled run made more than "
+                        f"{machine.regions.log_cap} decisions, the schedule log's room "
+                        f"(Machine(max_steps=...) makes more)", inside=bool(_inside(k, cpu)),
+                        locks=held_locks(k, cpu))
+    return None
+
+
+def _replay_finished(machine, k):
+    """A replay that ran to its end must have used the whole schedule."""
+    if machine._strategy != sched.STRATEGY_REPLAY or machine._sched_mode != sched.SCHED_TOKEN \
+            or machine._lenient:
+        return None
+    h = k.regions.header
+    used, total = k.peek(h + HEADER.decisions), k.peek(h + HEADER.log_len)
+    if used == total:
+        return None
+    return CPUError(0, "schedule", f"the schedule replayed does not match the program: the run "
+                    f"ended after {used} of its {total} decisions")
+
+
+def _pass_token(machine, procs):
+    """Token mode, while stopping: the CPU holding the token has ended, so the Machine chooses
+    who runs next among those left (each runs to the end of its allocator operation, where
+    the stop request ends it). False when none can run (they wait for what the dead held)."""
+    k = machine._observer()
+    if machine._sched_mode != sched.SCHED_TOKEN or not k.peek(k.regions.header + HEADER.run_active):
+        return True
+    for cpu, p in procs.items():
+        if p.exitcode is not None:
+            k.poke(k.regions.cpu(cpu) + CPU_CTL.state, sched.CPU_DONE)
+    holder = k.peek(k.regions.header + HEADER.token)
+    if holder in procs and procs[holder].exitcode is None:
+        return True
+    return k.arena.decide() >= 0
+
+
 def _stop(machine, procs):
     """Stop every CPU process: STOP_SIGNAL, then SIGKILL for those still there after GRACE.
 
@@ -353,14 +446,22 @@ def _stop(machine, procs):
     try:
         alive = [p for p in procs.values() if p.exitcode is None]
         if alive:
-            k = machine.cpu(0)
-            k.st(machine.regions.header + HEADER.stop, 1)
+            k = machine._observer()
+            k.poke(machine.regions.header + HEADER.stop, 1)
         for p in alive:
             try:
                 os.kill(p.pid, STOP_SIGNAL)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + GRACE
+        if machine._sched_mode == sched.SCHED_TOKEN:
+            # One CPU runs at a time: pass the token on whenever its holder ends.
+            while any(p.exitcode is None for p in alive) and time.monotonic() < deadline:
+                if not _pass_token(machine, procs):
+                    deadline = 0.0          # none can run: no grace period will help
+                    break
+                multiprocessing.connection.wait([p.sentinel for p in alive
+                                                 if p.exitcode is None], timeout=0.05)
         for p in alive:
             p.join(max(0.0, deadline - time.monotonic()))
     finally:

@@ -73,10 +73,12 @@ def _pattern(word, length):
 
 
 class Debugger:
-    """The checks of one Kernel (one CPU) in debugging mode."""
+    """The checks of one Kernel (one CPU) in debugging mode. Its reads and writes of the trailer
+    are bookkeeping (peek, poke): debugging data is not part of the simulated machine."""
 
-    def __init__(self, k):
-        self.k = k
+    def __init__(self, kernel):
+        self.kernel = kernel
+        self.k = kernel._sa
         self._shape = {}      # (cache, gen) -> (objsize, aligned, stride, objects) or None
         self._patterns = {}   # stride -> (free, fresh, redzone) byte strings of that length
 
@@ -85,14 +87,14 @@ class Debugger:
     def shape(self, cache):
         """(objsize, aligned, stride, objects) of a trailered cache, None for the allocator's."""
         k = self.k
-        key = (cache, k.ld(cache + CACHE.gen))
+        key = (cache, k.peek(cache + CACHE.gen))
         shape = self._shape.get(key, False)
         if shape is False:
             shape = None
             if k.cache_name(cache) not in UNTRAILERED:
-                objsize = k.ld(cache + CACHE.objsize)
-                aligned = _align(objsize, k.ld(cache + CACHE.align))
-                shape = (objsize, aligned, k.ld(cache + CACHE.size), k.ld(cache + CACHE.objects))
+                objsize = k.peek(cache + CACHE.objsize)
+                aligned = _align(objsize, k.peek(cache + CACHE.align))
+                shape = (objsize, aligned, k.peek(cache + CACHE.size), k.peek(cache + CACHE.objects))
             self._shape[key] = shape
         return shape
 
@@ -143,7 +145,7 @@ class Debugger:
             bad = _first_difference(body, red, objsize, aligned + 8)
         trailer = obj + aligned
         if bad is not None:
-            freed_by, freed_at = k.ld(trailer + TRAILER.free_cpu), k.ld(trailer + TRAILER.free_ops)
+            freed_by, freed_at = k.peek(trailer + TRAILER.free_cpu), k.peek(trailer + TRAILER.free_ops)
             self._record(trailer, TRAILER.alloc_cpu, TRAILER.alloc_ops)
             who = (f"CPU {freed_by - 1} freed it last (at its operation {freed_at})" if freed_by
                    else "it was never allocated before (a fresh object of a new slab)")
@@ -171,8 +173,8 @@ class Debugger:
         zone = bytes(mem[obj + objsize:trailer + 8])
         if zone != red[objsize:aligned + 8]:
             bad = _first_difference(bytes(mem[obj:trailer + 8]), red, objsize, aligned + 8)
-            by, at = k.ld(trailer + TRAILER.alloc_cpu), k.ld(trailer + TRAILER.alloc_ops)
-            k._mark(obj, k.ld(cache + CACHE.id))        # undo the claim: still allocated
+            by, at = k.peek(trailer + TRAILER.alloc_cpu), k.peek(trailer + TRAILER.alloc_ops)
+            self.kernel._mark(obj, k.peek(cache + CACHE.id))   # undo the claim
             self._raise(f"red zone overrun: object {obj:#x} of cache {k.cache_name(cache)!r} "
                         f"({objsize} bytes) was written past its end, at offset {bad}; CPU "
                         f"{by - 1} allocated it (at its operation {at}). The object stays "
@@ -183,34 +185,34 @@ class Debugger:
 
     def _record(self, trailer, cpu_field, ops_field, ahead=0):
         k = self.k
-        k.st(trailer + cpu_field, k.cpu_id + 1)
-        k.st(trailer + ops_field, k.ld(k.ctl + CPU_CTL.ops) + ahead)
+        k.poke(trailer + cpu_field, k.cpu_id + 1)
+        k.poke(trailer + ops_field, k.peek(k.ctl + CPU_CTL.ops) + ahead)
 
     def _raise(self, message, **info):
         """Leave allocator code (the state is whole again) and raise DebugError."""
         from .kernel import OPS
         op = OPS[self.k.q[(self.k.ctl + CPU_CTL.in_kernel) >> 3]] or "debug"
-        self.k._leave()
+        self.kernel._leave()
         raise DebugError(f"{op}: {message}", **info)
 
     def audit(self, obj):
         """The audit trail of the object at obj (its cache found through its slab), or None
         for an object without a trailer."""
+        from .layout import FRAME, SLAB
         k = self.k
-        slab = k.frame_parent(obj)
+        slab = k.peek(k.frame_entry(obj) + FRAME.parent)
         if not slab:
             return None
-        from .layout import SLAB
-        cache = k.ld(slab + SLAB.cache)
+        cache = k.peek(slab + SLAB.cache)
         shape = self.shape(cache)
         if shape is None:
             return None
         trailer = obj + shape[1]
         out = {}
         for what in ("alloc", "free"):
-            cpu = k.ld(trailer + getattr(TRAILER, f"{what}_cpu"))
+            cpu = k.peek(trailer + getattr(TRAILER, f"{what}_cpu"))
             out[f"{what}_cpu"] = cpu - 1 if cpu else None
-            out[f"{what}_ops"] = k.ld(trailer + getattr(TRAILER, f"{what}_ops")) if cpu else None
+            out[f"{what}_ops"] = k.peek(trailer + getattr(TRAILER, f"{what}_ops")) if cpu else None
         return out
 
 

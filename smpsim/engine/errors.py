@@ -1,5 +1,5 @@
 """smpsim's errors. Every error of smpsim's own derives from SmpsimError; a caller's bad argument
-is a ValueError (BadArgument derives from both), as API.md says."""
+is a ValueError (BadArgument derives from both), as docs/api.md says."""
 
 __all__ = ["SmpsimError", "BadArgument", "OutOfMemory", "InvalidFree", "InvalidCache",
            "CacheNotEmpty", "InvariantError", "CPUError", "LockTimeout", "LockOrderError",
@@ -83,9 +83,11 @@ def _rebuild_debug_error(message, kind, obj, cache, cpu, offset):
 
 class CPUError(SmpsimError):
     """A CPU of Machine.run failed: it raised (`reason` "exception"), died ("died") or the run ran
-    out of time ("timeout"). `inside` tells whether it was inside allocator code, `locks` names
-    the locks it held (from the holder ids in the lock words), `traceback` is the remote
-    traceback text when it raised."""
+    out of time ("timeout"); in a controlled run, no CPU could go on ("deadlock": the message
+    names each stuck CPU, the locks it holds and the lock it waits for) or a replayed schedule
+    did not match the program ("schedule"). `inside` tells whether it was inside allocator
+    code, `locks` names the locks it held (from the holder ids in the lock words), `traceback`
+    is the remote traceback text when it raised."""
 
     others = ()
 
@@ -117,7 +119,8 @@ class CPUError(SmpsimError):
                                      self.inside, self.locks, self.others))
 
 
-_REASONS = {"exception": "raised an exception", "died": "died", "timeout": "timed out"}
+_REASONS = {"exception": "raised an exception", "died": "died", "timeout": "timed out",
+            "deadlock": "is deadlocked", "schedule": "could not follow the schedule"}
 
 
 def _rebuild_cpu_error(cpu, reason, message, traceback, inside, locks, others=()):

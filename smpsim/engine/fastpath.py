@@ -37,13 +37,17 @@ checks it after clearing in_kernel, as Kernel._leave does).
 import os
 
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM
-from .layout import (CACHE, CPU_CTL, CPU_MAGS, KERNEL, MAGAZINE, OBJ_INTERNAL, PAGE_SIZE,
-                     SPINLOCK, WORD)
-from .slab import SLAB_CACHE_NOMAGAZINE, SLAB_MAX_MALLOC_W, SLAB_MIN_MALLOC_W
+from .kernel import EXIT_STOPPED
+from .layout import (CACHE, CPU_CTL, CPU_MAGS, FRAME, HEADER, KERNEL, MAGAZINE, OBJ_INTERNAL,
+                     PAGE_SIZE, SLAB, SPINLOCK, WORD)
+from .memory import DEAD_HOLDER_POLL, sim_fields
+from .sched import SCHED_FREE, SCHED_TOKEN, STRATEGY_CLOCK
+from .slab import PATH_HIT, SLAB_CACHE_NOMAGAZINE, SLAB_MAX_MALLOC_W, SLAB_MIN_MALLOC_W
 
 __all__ = ["PyFastPath", "ACCEL_CHOICES", "accelerator", "install", "c_available"]
 
 ACCEL_CHOICES = ("c", "python", "off")
+READ, WRITE = 0, 1                  # charge kinds (ACC_READ, ACC_WRITE in _sim.h)
 ALLOC_FLAGS = FRAME_ATOMIC | FRAME_NO_RECLAIM
 KALLOC_MAX = 1 << SLAB_MAX_MALLOC_W
 MALLOC_MIN = 1 << SLAB_MIN_MALLOC_W
@@ -60,16 +64,19 @@ def _layout():
                               "cached_objs")),
             ("CPU_MAGS", CPU_MAGS, ("sizeof", "lock", "current", "last", "allocated", "cached")),
             ("MAGAZINE", MAGAZINE, ("busy", "size", "objs")),
-            ("SPINLOCK", SPINLOCK, ("holder", "acquisitions")),
-            ("CPU_CTL", CPU_CTL, ("in_kernel", "ops", "allocs", "frees", "hits")),
-            ("KERNEL", KERNEL, ("malloc_caches",))):
+            ("SPINLOCK", SPINLOCK, ("holder", "acquisitions", "contended", "spins")),
+            ("CPU_CTL", CPU_CTL, ("in_kernel", "ops", "allocs", "frees", "hits", "path")),
+            ("KERNEL", KERNEL, ("malloc_caches",)), ("FRAME", FRAME, ("sizeof", "parent")),
+            ("SLAB", SLAB, ("cache",)), ("HEADER", HEADER, ("stop",))):
         for n in names:
             fields[f"{prefix}.{n}"] = getattr(struct, n)
     consts = {"PAGE_SIZE": PAGE_SIZE, "SLAB_CACHE_NOMAGAZINE": SLAB_CACHE_NOMAGAZINE,
               "OBJ_INTERNAL": OBJ_INTERNAL, "ALLOC_FLAGS": ALLOC_FLAGS,
               "SLAB_MIN_MALLOC_W": SLAB_MIN_MALLOC_W, "SLAB_MAX_MALLOC_W": SLAB_MAX_MALLOC_W,
               "OP_SLAB_ALLOC": OPS.index("slab_alloc"), "OP_SLAB_FREE": OPS.index("slab_free"),
-              "OP_KALLOC": OPS.index("kalloc"), "OP_KFREE": OPS.index("kfree")}
+              "OP_KALLOC": OPS.index("kalloc"), "OP_KFREE": OPS.index("kfree"),
+              "PATH_HIT": PATH_HIT, "EXIT_STOPPED": EXIT_STOPPED,
+              "DEAD_HOLDER_POLL_MS": int(DEAD_HOLDER_POLL * 1000)}
     return fields, consts
 
 
@@ -83,15 +90,17 @@ def c_available():
         except ImportError:
             _c_module = False
         else:
-            _fastpath.configure(*_layout(), SlabCache)
+            _fastpath.configure(*_layout(), SlabCache, sim_fields())
             _c_module = _fastpath
     return bool(_c_module)
 
 
-def accelerator(accel):
+def accelerator(accel, sa=None):
     """The accelerator class for Machine(accel=...) (None for "off"), after the environment's
-    SMPSIM_NO_ACCEL and the build have had their say."""
-    if accel == "off":
+    SMPSIM_NO_ACCEL and the build have had their say. A controlled run (a schedule) takes the
+    Python path for every operation: each access of the allocator's code is a scheduling point
+    there, which only the Python path passes."""
+    if accel == "off" or (sa is not None and sa.data_points):
         return None
     if accel == "c" and os.environ.get("SMPSIM_NO_ACCEL", "") not in ("", "0"):
         accel = "python"
@@ -103,12 +112,17 @@ def accelerator(accel):
 def install(k, cls, buf):
     """Give Kernel k (on segment buffer buf) an accelerator of class cls: its four hot methods
     become the accelerator's, which call the Kernel's own (class) methods for everything but a
-    magazine hit. Returns the accelerator (k.release() must release it)."""
-    kt = type(k)
-    r = k.regions
-    fp = cls(buf, r.memory, k.cpu_id, k.ctl, r.object_table, r.cache_ids,
-             bool(k.percpu), kt.slab_alloc.__get__(k), kt.slab_free.__get__(k),
+    magazine hit. Returns the accelerator (k._release() must release it)."""
+    kt, sa = type(k), k._sa
+    r = sa.regions
+    fp = cls(buf, r.memory, k.cpu_id, sa.ctl, r.object_table, r.cache_ids,
+             bool(sa.percpu), kt.slab_alloc.__get__(k), kt.slab_free.__get__(k),
              kt.kalloc.__get__(k), kt.kfree.__get__(k))
+    try:
+        fp.configure_sim(*sa.sim_regions(), r.frame_table)
+    except BaseException:
+        fp.release()
+        raise
     k.slab_alloc, k.slab_free = fp.slab_alloc, fp.slab_free
     k.kalloc, k.kfree = fp.kalloc, fp.kfree
     return fp
@@ -137,6 +151,21 @@ class PyFastPath:
         self.kernel = getattr(slab_alloc, "__self__", None)
         self.live = True
 
+    simulated = False
+
+    def configure_sim(self, *args):
+        """As FastPath.configure_sim: the arena's for simulated time and the scheduler, then
+        the frame table (kfree reads frame->parent)."""
+        *regions, frame_table = args
+        self.arena.configure_sim(*regions)
+        q, hdr = self.q, regions[2]
+        timed = q[(hdr + HEADER.time_mode) >> 3]
+        sched = q[(hdr + HEADER.sched_mode) >> 3]
+        if sched == SCHED_TOKEN and q[(hdr + HEADER.strategy) >> 3] != STRATEGY_CLOCK:
+            raise ValueError("FastPath: a controlled run takes the Python path")
+        self.simulated = bool(timed or sched != SCHED_FREE)
+        self.hdr, self.frame_table = hdr, frame_table
+
     def release(self):
         """Drop the views (safe to repeat); later calls all go to the Python methods."""
         if self.live:
@@ -153,32 +182,61 @@ class PyFastPath:
     def _granule(self, addr):
         return (self.object_table + (addr >> 2)) >> 1
 
-    def _try_lock(self, lock):
+    def _take_lock(self, lock):
         q = self.q
-        if q[(lock + SPINLOCK.holder) >> 3] != 0:
-            return False
-        if not self.arena.cas(lock + SPINLOCK.holder, 0, self.owner):
-            return False
-        q[(lock + SPINLOCK.acquisitions) >> 3] += 1
-        return True
+        if q[(lock + SPINLOCK.holder) >> 3] == 0 and \
+                self.arena.cas(lock + SPINLOCK.holder, 0, self.owner):
+            q[(lock + SPINLOCK.acquisitions) >> 3] += 1
+            return 1
+        # Held (by reclaim on another CPU): spin and count as the C code does (the attempt
+        # above found it held: a contended acquisition even if the lock is free at once now).
+        spins = self.arena.lock(lock, self.owner, DEAD_HOLDER_POLL)
+        if spins < 0:
+            return 0
+        if spins == 0:
+            q[(lock + SPINLOCK.contended) >> 3] += 1
+            q[(lock + SPINLOCK.spins) >> 3] += 1
+        return 1
 
     def _untake_lock(self, lock):
         self.q[(lock + SPINLOCK.acquisitions) >> 3] -= 1
         self.arena.store(lock + SPINLOCK.holder, 0)
 
+    def _hit_lock(self, cache, lock, pre):
+        if not self.simulated:
+            return self._take_lock(lock)
+        a = self.arena
+        if pre:
+            a.charge(pre, READ)
+        a.charge(cache + CACHE.flags, READ)
+        return 1 if a.lock(lock, self.owner, DEAD_HOLDER_POLL) >= 0 else 0
+
+    def _unlock(self, lock):
+        if self.simulated:
+            self.arena.unlock(lock, self.owner)
+        else:
+            self.arena.store(lock + SPINLOCK.holder, 0)
+
     def _count(self, cache, mags, shared, percpu, delta):
-        self.arena.fetch_add(mags + percpu if self.percpu else cache + shared, delta)
+        addr = mags + percpu if self.percpu else cache + shared
+        (self.arena.tfetch_add if self.simulated else self.arena.fetch_add)(addr, delta)
 
     def _counted(self, alloc):
         q, ctl = self.q, self.ctl
         q[(ctl + CPU_CTL.ops) >> 3] += 1
         q[(ctl + (CPU_CTL.allocs if alloc else CPU_CTL.frees)) >> 3] += 1
         q[(ctl + CPU_CTL.hits) >> 3] += 1
+        q[(ctl + CPU_CTL.path) >> 3] = PATH_HIT
 
     def _leave(self):
         self.q[(self.ctl + CPU_CTL.in_kernel) >> 3] = 0
-        if self.kernel is not None and self.kernel._stop_pending:
-            from .kernel import EXIT_STOPPED
+
+    def _done(self):
+        """After an operation served here: a stop request that arrived while it ran ends the
+        CPU now (the C code's stop_if_asked, and Kernel._leave's _stop_pending)."""
+        self._leave()
+        if self.q[(self.hdr + HEADER.stop) >> 3] or \
+                (self.kernel is not None and self.kernel._stop_pending):
             os._exit(EXIT_STOPPED)
 
     def _handle_cache(self, h):
@@ -199,15 +257,29 @@ class PyFastPath:
     def _flags_ok(flags):
         return type(flags) is int and flags >= 0 and not flags & ~ALLOC_FLAGS
 
+    def _would_hit(self, mags, alloc):
+        q, mem = self.q, self._in_memory
+        cmag, lastmag = q[(mags + CPU_MAGS.current) >> 3], q[(mags + CPU_MAGS.last) >> 3]
+        if not (cmag and mem(cmag, MAGAZINE.objs)):
+            return False
+        if alloc:
+            return bool(q[(cmag + MAGAZINE.busy) >> 3] or (
+                lastmag and mem(lastmag, MAGAZINE.objs) and q[(lastmag + MAGAZINE.busy) >> 3]))
+        return (q[(cmag + MAGAZINE.busy) >> 3] < q[(cmag + MAGAZINE.size) >> 3] or bool(
+            lastmag and mem(lastmag, MAGAZINE.objs) and
+            q[(lastmag + MAGAZINE.busy) >> 3] < q[(lastmag + MAGAZINE.size) >> 3]))
+
     # --- the hit paths ----------------------------------------------------------------------
 
-    def _alloc_hit(self, cache, op):
+    def _alloc_hit(self, cache, op, pre=0):
         """The object popped from this CPU's magazines, or 0 (nothing changed)."""
         q = self.q
         mags = cache + CACHE.mag_cache + self.cpu * CPU_MAGS.sizeof
         lock = mags + CPU_MAGS.lock
+        if self.simulated and not self._would_hit(mags, True):
+            return 0
         q[(self.ctl + CPU_CTL.in_kernel) >> 3] = op
-        if not self._try_lock(lock):
+        if not self._hit_lock(cache, lock, pre):
             self._leave()
             return 0
         cmag, lastmag = q[(mags + CPU_MAGS.current) >> 3], q[(mags + CPU_MAGS.last) >> 3]
@@ -230,26 +302,44 @@ class PyFastPath:
             self._untake_lock(lock)
             self._leave()
             return 0
+        if self.simulated:                  # in the order slab.py makes them
+            ch = self.arena.charge
+            ch(mags + CPU_MAGS.current, READ)
+            ch(mags + CPU_MAGS.last, READ)
+            ch(cmag + MAGAZINE.busy, READ)
+            if mag != cmag:
+                ch(lastmag + MAGAZINE.busy, READ)
+                ch(mags + CPU_MAGS.current, WRITE)
+                ch(mags + CPU_MAGS.last, WRITE)
+            ch(mag + MAGAZINE.busy, READ)
+            ch(mag + MAGAZINE.busy, WRITE)
+            ch(slot, READ)
         q[(mag + MAGAZINE.busy) >> 3] = busy
-        self.arena.store(lock + SPINLOCK.holder, 0)
+        self._unlock(lock)
         self._count(cache, mags, CACHE.cached_objs, CPU_MAGS.cached, -1)
         self._count(cache, mags, CACHE.allocated_objs, CPU_MAGS.allocated, 1)
         self.h[self._granule(obj)] = q[(cache + CACHE.id) >> 3]
         self._counted(True)
-        self._leave()
+        self._done()
         return obj
 
-    def _free_hit(self, cache, obj, cid, op):
+    def _free_hit(self, cache, obj, cid, op, kfree=False):
         """True when obj went into this CPU's magazines; False (nothing changed) otherwise."""
         q = self.q
         mags = cache + CACHE.mag_cache + self.cpu * CPU_MAGS.sizeof
         lock = mags + CPU_MAGS.lock
         granule = self.object_table + (obj >> 2)
+        if self.simulated and not self._would_hit(mags, False):
+            return False
         q[(self.ctl + CPU_CTL.in_kernel) >> 3] = op
         if not self.arena.cas16(granule, cid, 0):
             self._leave()
             return False
-        if not self._try_lock(lock):
+        if self.simulated and kfree:
+            parent = self.frame_table + (obj >> 12) * FRAME.sizeof + FRAME.parent
+            self.arena.charge(parent, READ)
+            self.arena.charge(q[parent >> 3] + SLAB.cache, READ)
+        if not self._hit_lock(cache, lock, 0):
             self.h[granule >> 1] = cid
             self._leave()
             return False
@@ -268,22 +358,41 @@ class PyFastPath:
             self.h[granule >> 1] = cid
             self._leave()
             return False
+        if self.simulated:                  # in the order slab.py makes them
+            ch = self.arena.charge
+            ch(mags + CPU_MAGS.current, READ)
+            ch(mags + CPU_MAGS.last, READ)
+            ch(cmag + MAGAZINE.busy, READ)
+            ch(cmag + MAGAZINE.size, READ)
+            if mag != cmag:
+                ch(lastmag + MAGAZINE.busy, READ)
+                ch(lastmag + MAGAZINE.size, READ)
+                ch(mags + CPU_MAGS.last, WRITE)
+                ch(mags + CPU_MAGS.current, WRITE)
+            ch(mag + MAGAZINE.busy, READ)
+            ch(slot, WRITE)
+            ch(mag + MAGAZINE.busy, WRITE)
         if mag != cmag:
             q[(mags + CPU_MAGS.last) >> 3] = cmag
             q[(mags + CPU_MAGS.current) >> 3] = lastmag
         q[slot >> 3] = obj
         q[(mag + MAGAZINE.busy) >> 3] = busy + 1
-        self.arena.store(lock + SPINLOCK.holder, 0)
+        self._unlock(lock)
         self._count(cache, mags, CACHE.cached_objs, CPU_MAGS.cached, 1)
         self._count(cache, mags, CACHE.allocated_objs, CPU_MAGS.allocated, -1)
         self._counted(False)
-        self._leave()
+        self._done()
         return True
+
+    @staticmethod
+    def _malloc_slot(size):
+        """The malloc_caches[] entry of size (the seed's kalloc index)."""
+        idx = (max(size, MALLOC_MIN) - 1).bit_length() - 1 - SLAB_MIN_MALLOC_W + 1
+        return KERNEL.malloc_caches + idx * WORD
 
     def _malloc_cache(self, size):
         """The malloc cache kalloc(size) uses, if it has magazines; else 0."""
-        idx = (max(size, MALLOC_MIN) - 1).bit_length() - 1 - SLAB_MIN_MALLOC_W + 1
-        cache = self.q[(KERNEL.malloc_caches + idx * WORD) >> 3]
+        cache = self.q[self._malloc_slot(size) >> 3]
         if not self._in_memory(cache, CACHE.mag_cache + (self.cpu + 1) * CPU_MAGS.sizeof) or \
                 self.q[(cache + CACHE.flags) >> 3] & SLAB_CACHE_NOMAGAZINE:
             return 0
@@ -316,7 +425,8 @@ class PyFastPath:
                 and self._flags_ok(kw["flags"] if kw else args[1] if len(args) == 2 else 0) \
                 and type(args[0]) is int and 1 <= args[0] <= KALLOC_MAX:
             cache = self._malloc_cache(args[0])
-            obj = self._alloc_hit(cache, self.ops["kalloc"]) if cache else 0
+            obj = self._alloc_hit(cache, self.ops["kalloc"], self._malloc_slot(args[0])) \
+                if cache else 0
             if obj:
                 return obj
         return self.slow_kalloc(*args, **kw)
@@ -334,6 +444,6 @@ class PyFastPath:
                     if MALLOC_MIN <= size <= KALLOC_MAX and not size & (size - 1) and \
                             self._malloc_cache(size) == c:
                         cache = c
-            if cache and self._free_hit(cache, obj, cid, self.ops["kfree"]):
+            if cache and self._free_hit(cache, obj, cid, self.ops["kfree"], True):
                 return None
         return self.slow_kfree(*args, **kw)

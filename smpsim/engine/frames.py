@@ -134,7 +134,8 @@ class FrameAllocator(Memory):
         return pfn
 
     def free_frames(self):
-        return self.ld(self.regions.header + HEADER.free_frames)
+        """Frames on the free lists (a bookkeeping read, for statistics)."""
+        return self.peek(self.regions.header + HEADER.free_frames)
 
     # Provided by the slab layer.
     RECLAIM_ALL = 1

@@ -1,4 +1,4 @@
-"""The Kernel: one simulated CPU's public interface to the allocator (API.md), and boot.
+"""The Kernel: one simulated CPU's public interface to the allocator (docs/api.md), and boot.
 
 A Kernel checks every argument before it changes anything (a caller's mistake raises a typed
 error and leaves shared state as it was), then brackets the seed's code between _enter and
@@ -11,6 +11,10 @@ _leave. The bracket records the operation in the CPU's control line (`in_kernel`
 An exception that escapes the allocator's own code (a LockTimeout, a bug) leaves `in_kernel`
 set and its locks held on purpose: the state is half done and the checker will say so.
 
+The Kernel is the public face only: it holds the CPU's SlabAllocator (smpsim/engine/slab.py,
+with the frame allocator and the memory views beneath it) in `_sa` and calls into it, so that
+help(smpsim.Kernel) shows the calls a program makes and none of the allocator's internals.
+
 Live objects are tracked in the object table (one uint16 per 8-byte granule, outside simulated
 memory): the id of the cache whose live object starts there. One read of it rejects double,
 interior, wrong-cache and out-of-range frees; a compare-and-swap claims the entry, so two CPUs
@@ -22,10 +26,11 @@ import time
 
 from .errors import BadArgument, CacheNotEmpty, InvalidCache, InvalidFree, OutOfMemory, SmpsimError
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM
-from .layout import (CACHE, CPU_CTL, CPU_MAGS, HEADER, KERNEL, LINE, MAGAZINE, OBJ_INTERNAL,
-                     PAGE_SIZE, SLAB, WORD)
-from .slab import (MALLOC_NAMES, SLAB_CACHE_NOMAGAZINE, SLAB_CACHE_SLINSIDE, SLAB_MAX_MALLOC_W,
-                   SLAB_MIN_MALLOC_W, SLAB_RECLAIM_ALL, SlabAllocator, check_cache_args, fnzb)
+from .layout import (CACHE, CPU_CTL, CPU_MAGS, FRAME, HEADER, KERNEL, LINE, MAGAZINE,
+                     OBJ_INTERNAL, PAGE_SIZE, SLAB, WORD)
+from .slab import (MALLOC_NAMES, PATH_HIT, PATHS, SLAB_CACHE_NOMAGAZINE, SLAB_CACHE_SLINSIDE,
+                   SLAB_MAX_MALLOC_W, SLAB_MIN_MALLOC_W, SLAB_RECLAIM_ALL, check_cache_args,
+                   fnzb)
 
 __all__ = ["Kernel", "SlabCache", "boot", "OPS", "EXIT_STOPPED"]
 
@@ -67,63 +72,94 @@ class SlabCache:
                 f"objects={self.objects} flags={self.flags}>")
 
 
-class Kernel(SlabAllocator):
-    """The allocator as CPU `cpu_id` runs it (API.md, "Kernel"). One per CPU and process."""
+class Kernel:
+    """The allocator as one simulated CPU runs it: create, find and destroy caches, allocate
+    and free objects, reclaim, print the seed's table; inside Machine.run also the barrier,
+    and atomics on words of simulated memory for workloads that share structures.
+
+    Get one from Machine.cpu(i) (in the calling process) or as the first argument of a program
+    that Machine.run runs on a CPU. `cpu_id` is this CPU's id, `cpus` the machine's CPU count,
+    `memory` a writable memoryview of all simulated physical memory, indexed by address.
+    """
 
     _stop_pending = False
-    in_run = False           # set in a CPU process of Machine.run (barrier() needs it)
-
+    _in_run = False          # set in a CPU process of Machine.run (barrier() needs it)
     _fast = None             # the magazine-hit accelerator (smpsim/engine/fastpath.py), if any
+    _malloc_ids = None       # malloc cache id -> descriptor, for kfree
+    _debug = None            # debugging mode's Debugger (smpsim/engine/debug.py)
 
-    def __init__(self, buf, regions, cpu_id, cpus, *, accel="off", **kw):
-        super().__init__(buf, regions, cpu_id, cpus, **kw)
-        self._in_kernel = (self.ctl + CPU_CTL.in_kernel) >> 3
-        self._ctl_ops = (self.ctl + CPU_CTL.ops) >> 3
-        self._ctl_allocs = (self.ctl + CPU_CTL.allocs) >> 3
-        self._ctl_frees = (self.ctl + CPU_CTL.frees) >> 3
-        self._ctl_hits = (self.ctl + CPU_CTL.hits) >> 3
-        self._ctl_misses = (self.ctl + CPU_CTL.misses) >> 3
-        self._malloc_ids = None
-        self._debug = None
-        if self.debug:
+    def __init__(self, allocator, *, accel="off"):
+        sa = self._sa = allocator
+        self.cpu_id, self.cpus, self.memory = sa.cpu_id, sa.cpus, sa.memory
+        a = sa.arena                    # atomics on simulated memory: scheduling points if any
+        self._atomics = ((a.aload, a.astore, a.aadd, a.acas) if sa.scheduled else
+                         (a.load, a.store, a.fetch_add, a.cas))
+        ctl = sa.ctl
+        self._in_kernel = (ctl + CPU_CTL.in_kernel) >> 3
+        self._ctl = {f: (ctl + getattr(CPU_CTL, f)) >> 3
+                     for f in ("ops", "allocs", "frees", "hits", "misses", "path")}
+        self._ctl_paths = [None, None] + [(ctl + getattr(CPU_CTL, f)) >> 3
+                                          for f in ("depot", "slab", "frames")]
+        if sa.debug:
             from .debug import Debugger       # debugging mode only (smpsim/engine/debug.py)
-            self._debug = Debugger(self)
+            self._debug = sa._debug = Debugger(self)
         else:
             # slab_alloc, slab_free, kalloc and kfree become the accelerator's on this instance:
             # it serves magazine hits and calls the methods below for everything else.
             from .fastpath import accelerator, install
-            cls = accelerator(accel)
-            if cls is not None:
-                self._fast = install(self, cls, buf)
+            try:
+                cls = accelerator(accel, sa)
+                if cls is not None:
+                    self._fast = install(self, cls, sa.segment)
+            except BaseException:
+                sa.release()
+                raise
 
-    def release(self):
+    def __repr__(self):
+        return f"<Kernel cpu {self.cpu_id} of {self.cpus}>"
+
+    def _release(self):
         """Drop every view of the segment, the accelerator's too (safe to repeat)."""
         if self._fast is not None:
             self._fast.release()
-        super().release()
+        self._sa.release()
 
     # --- the bracket around allocator code ----------------------------------------------
 
     def _enter(self, op):
-        self.q[self._in_kernel] = _OP[op]
+        self._sa.q[self._in_kernel] = _OP[op]
+        self._sa.path = PATH_HIT
 
     def _leave(self):
-        self.q[self._in_kernel] = 0
+        self._sa.q[self._in_kernel] = 0
         if self._stop_pending:
             os._exit(EXIT_STOPPED)
 
-    def on_stop_signal(self, signum, frame):
+    def _on_stop_signal(self, signum, frame):
         """Signal handler of a CPU process asked to stop: exit now, or at _leave."""
-        if self.q[self._in_kernel]:
+        if self._sa.q[self._in_kernel]:
             self._stop_pending = True
         else:
             os._exit(EXIT_STOPPED)
 
-    def _counted(self, hit, alloc):
-        q = self.q
-        q[self._ctl_ops] += 1
-        q[self._ctl_allocs if alloc else self._ctl_frees] += 1
-        q[self._ctl_hits if hit else self._ctl_misses] += 1
+    def _counted(self, alloc):
+        """One allocation or free done: count it, and the path it took, in the control line."""
+        q, ctl, path = self._sa.q, self._ctl, self._sa.path
+        q[ctl["ops"]] += 1
+        q[ctl["allocs" if alloc else "frees"]] += 1
+        if path == PATH_HIT:
+            q[ctl["hits"]] += 1
+        else:
+            q[ctl["misses"]] += 1
+            q[self._ctl_paths[path]] += 1
+        q[ctl["path"]] = path
+
+    @property
+    def last_path(self):
+        """How deep this CPU's last allocation or free went: "hit" (its own magazines),
+        "depot" (a magazine exchanged with the shared list, or a new one), "slab" (a slab's
+        free list) or "frames" (the frame allocator); None before the first."""
+        return PATHS[self._sa.q[self._ctl["path"]]]
 
     # --- argument checks --------------------------------------------------------------------
 
@@ -131,7 +167,7 @@ class Kernel(SlabAllocator):
         """The descriptor address of a live cache handle, else InvalidCache / BadArgument."""
         if type(cache) is not SlabCache:
             raise BadArgument(f"{fn}: 'cache' must be a SlabCache, got {cache!r}")
-        if self.q[(cache._addr + CACHE.gen) >> 3] != cache._gen:
+        if self._sa.peek(cache._addr + CACHE.gen) != cache._gen:
             raise InvalidCache(f"{fn}: cache {cache.name!r} was destroyed")
         return cache._addr
 
@@ -143,9 +179,9 @@ class Kernel(SlabAllocator):
     def _check_addr(self, addr, fn):
         if type(addr) is not int:
             raise InvalidFree(f"{fn}: address {addr!r} is not an int")
-        if not PAGE_SIZE <= addr < self.regions.memory:
+        if not PAGE_SIZE <= addr < self._sa.regions.memory:
             raise InvalidFree(f"{fn}: address {addr:#x} is outside the simulated memory's "
-                              f"objects ({PAGE_SIZE:#x}..{self.regions.memory:#x})")
+                              f"objects ({PAGE_SIZE:#x}..{self._sa.regions.memory:#x})")
         if addr % WORD:
             raise InvalidFree(f"{fn}: address {addr:#x} is not 8-byte aligned, so no object "
                               f"starts there")
@@ -153,14 +189,15 @@ class Kernel(SlabAllocator):
     def _claim(self, addr, cid, fn, name):
         """Take the live object at addr of the cache with id cid out of the object table, or
         raise InvalidFree saying what is there instead (nothing changed)."""
-        if self.arena.cas16(self.regions.granule(addr), cid, 0):
+        sa = self._sa
+        if sa.arena.cas16(sa.regions.granule(addr), cid, 0):
             return
-        cur = self.h[self.regions.granule(addr) >> 1]
+        cur = sa.h[sa.regions.granule(addr) >> 1]
         if cur & OBJ_INTERNAL:
             what = "an object the allocator uses itself"
         elif cur:
-            other = self.ld(self.regions.cache_ids + cur * WORD)
-            what = f"a live object of cache {self.cache_name(other)!r}"
+            other = sa.peek(sa.regions.cache_ids + cur * WORD)
+            what = f"a live object of cache {sa.cache_name(other)!r}"
         else:
             what = self._not_live(addr)
         raise InvalidFree(f"{fn}: address {addr:#x} is {what}, not a live object of {name!r}")
@@ -169,105 +206,113 @@ class Kernel(SlabAllocator):
         """What lies at addr, which starts no live object: for InvalidFree's message. Reads
         the slab's fields without its lock (another CPU may be changing them), so it only
         words the message; it decides nothing."""
+        sa, pk = self._sa, self._sa.peek
         try:
-            slab = self.frame_parent(addr)
+            slab = pk(sa.frame_entry(addr) + FRAME.parent)
             if not slab:
                 return "not in any slab (a free frame or the allocator's own memory)"
-            cache = self.ld(slab + SLAB.cache)
-            start, size = self.ld(slab + SLAB.start), self.ld(cache + CACHE.size)
-            name = self.cache_name(cache)
+            cache = pk(slab + SLAB.cache)
+            start, size = pk(slab + SLAB.start), pk(cache + CACHE.size)
+            name = sa.cache_name(cache)
             idx, off = divmod(addr - start, size)
-            if not 0 <= idx < self.ld(cache + CACHE.objects):
+            if not 0 <= idx < pk(cache + CACHE.objects):
                 return f"past the last object of a slab of cache {name!r}"
             if off:
                 obj = start + idx * size
-                state = "live" if self.h[self.regions.granule(obj) >> 1] else "free"
+                state = "live" if sa.h[sa.regions.granule(obj) >> 1] else "free"
                 return f"{off} bytes inside the {state} object {obj:#x} of cache {name!r}"
             return f"a free object of cache {name!r} (freed already, or never allocated)"
         except (IndexError, ValueError):
             return "not a live object"
 
     def _mark(self, obj, cid):
-        self.h[self.regions.granule(obj) >> 1] = cid
+        self._sa.h[self._sa.regions.granule(obj) >> 1] = cid
 
-    # --- public interface ---------------------------------------------------------------------
+    # --- caches -------------------------------------------------------------------------------
 
     def slab_cache_create(self, name, size, align=0, flags=0):
-        """A new cache (the seed's slab_cache_create). BadArgument for a bad argument or a name
-        already used; OutOfMemory when its descriptor cannot be allocated."""
+        """A new cache (the seed's slab_cache_create) and its handle. BadArgument for a bad
+        argument or a name already used; OutOfMemory when its descriptor cannot be allocated."""
         check_cache_args(name, size, align, flags)
+        sa = self._sa
         self._enter("slab_cache_create")
-        cache = self._alloc_internal(self.slab_cache_cache, 0)
+        cache = sa._alloc_internal(sa.slab_cache_cache, 0)
         if not cache:
             self._leave()
             raise OutOfMemory("slab_cache_create: no memory left for the cache descriptor")
-        self._slab_cache_init_desc(cache, name, size, align, flags)
-        self.lock(KERNEL.slab_cache_lock)
+        sa._slab_cache_init_desc(cache, name, size, align, flags)
+        sa.lock(KERNEL.slab_cache_lock)
         problem = None
-        if self.find_cache(name):
+        if sa.find_cache(name):
             problem = BadArgument(f"slab_cache_create: 'name' {name!r} is already used by a "
                                   f"live cache")
-        elif not self._link_cache(cache):
+        elif not sa._link_cache(cache):
             problem = OutOfMemory("slab_cache_create: every cache id is in use")
-        self.unlock(KERNEL.slab_cache_lock)
+        sa.unlock(KERNEL.slab_cache_lock)
         if problem:
-            self._free_internal(self.slab_cache_cache, cache)
+            sa._free_internal(sa.slab_cache_cache, cache)
             self._leave()
             raise problem
         self._leave()
         return self._handle(cache)
 
     def _handle(self, cache):
-        ld = self.ld
-        return SlabCache(self.cache_name(cache), ld(cache + CACHE.size), ld(cache + CACHE.order),
-                         ld(cache + CACHE.objects), ld(cache + CACHE.flags), cache,
-                         ld(cache + CACHE.gen))
+        pk = self._sa.peek
+        return SlabCache(self._sa.cache_name(cache), pk(cache + CACHE.size),
+                         pk(cache + CACHE.order), pk(cache + CACHE.objects),
+                         pk(cache + CACHE.flags), cache, pk(cache + CACHE.gen))
 
     def cache(self, name):
-        """The handle of the live cache called name; KeyError if there is none."""
+        """The handle of the live cache called name, boot caches included; KeyError if none."""
+        sa = self._sa
         self._enter("cache")
-        self.lock(KERNEL.slab_cache_lock)
-        cache = self.find_cache(name) if isinstance(name, str) else 0
+        sa.lock(KERNEL.slab_cache_lock)
+        cache = sa.find_cache(name) if isinstance(name, str) else 0
         handle = self._handle(cache) if cache else None
-        self.unlock(KERNEL.slab_cache_lock)
+        sa.unlock(KERNEL.slab_cache_lock)
         self._leave()
         if handle is None:
             raise KeyError(name)
         return handle
 
     def _boot_caches(self):
-        return {self.mag_cache, self.slab_cache_cache, self.slab_extern,
-                *self._malloc_caches()}
+        sa = self._sa
+        return {sa.mag_cache, sa.slab_cache_cache, sa.slab_extern, *self._malloc_caches()}
 
     def slab_cache_destroy(self, cache):
-        """Remove a cache: CacheNotEmpty (nothing changed) while it has allocated objects."""
+        """Remove a cache: CacheNotEmpty (nothing changed) while it has allocated objects;
+        otherwise reclaims everything it holds first."""
         c = self._desc(cache, "slab_cache_destroy")
         if c in self._boot_caches():
             raise BadArgument(f"slab_cache_destroy: {cache.name!r} is a boot cache of the "
                               f"allocator and cannot be destroyed")
+        sa = self._sa
         self._enter("slab_cache_destroy")
-        allocated = self.counter(c, "allocated")
+        allocated = sa.counter(c, "allocated")
         if allocated:
             self._leave()
             raise CacheNotEmpty(f"slab_cache_destroy: cache {cache.name!r} still has "
                                 f"{allocated} allocated object(s)")
-        self.lock(KERNEL.slab_cache_lock)
-        self._unlink_cache(c)
-        self.unlock(KERNEL.slab_cache_lock)
-        self._slab_reclaim(c, SLAB_RECLAIM_ALL)
-        assert self.list_empty(c + CACHE.full_slabs) and self.list_empty(c + CACHE.partial_slabs), \
+        sa.lock(KERNEL.slab_cache_lock)
+        sa._unlink_cache(c)
+        sa.unlock(KERNEL.slab_cache_lock)
+        sa._slab_reclaim(c, SLAB_RECLAIM_ALL)
+        assert sa.list_empty(c + CACHE.full_slabs) and sa.list_empty(c + CACHE.partial_slabs), \
             f"slab_cache_destroy: cache {cache.name!r} has slabs left after a full reclaim"
-        self._free_internal(self.slab_cache_cache, c)
+        sa._free_internal(sa.slab_cache_cache, c)
         self._leave()
+
+    # --- objects --------------------------------------------------------------------------------
 
     def _alloc_object(self, c, flags, fn, what):
         """slab_alloc and kalloc once their arguments are checked: an object of cache c, marked
         live in the object table; out of memory, None with FRAME_ATOMIC, else OutOfMemory."""
+        sa = self._sa
         self._enter(fn)
-        obj = self._alloc(c, flags)
+        obj = sa._alloc(c, flags)
         if obj:
-            self._mark(obj, self.ld(c + CACHE.id))
-            self._counted(self.hit, True)
+            self._mark(obj, sa.peek(c + CACHE.id))
+            self._counted(True)
             if self._debug:
                 self._debug.on_alloc(c, obj)
         self._leave()
@@ -288,13 +333,17 @@ class Kernel(SlabAllocator):
         except InvalidFree:
             self._leave()
             raise
-        self._free(c, addr)
-        self._counted(self.hit, False)
+        sa, slab = self._sa, 0
+        if fn == "kfree":                   # the seed's kfree finds the object's slab first
+            slab = sa.frame_parent(addr)
+            sa.ld(slab + SLAB.cache)
+        sa._free(c, addr, slab)
+        self._counted(False)
         self._leave()
 
     def slab_alloc(self, cache, flags=0):
         """An object of cache (an int address). Out of memory: None with FRAME_ATOMIC, else
-        OutOfMemory."""
+        OutOfMemory; FRAME_NO_RECLAIM: no reclaim is tried first."""
         c = self._desc(cache, "slab_alloc")
         self._check_flags(flags, ALLOC_FLAGS, "slab_alloc", "FRAME_ATOMIC | FRAME_NO_RECLAIM")
         return self._alloc_object(c, flags, "slab_alloc", f"an object of {cache.name!r}")
@@ -303,10 +352,11 @@ class Kernel(SlabAllocator):
         """Free a live object of cache; InvalidFree (nothing changed) for anything else."""
         c = self._desc(cache, "slab_free")
         self._check_addr(addr, "slab_free")
-        self._free_object(c, addr, self.ld(c + CACHE.id), "slab_free", cache.name)
+        self._free_object(c, addr, self._sa.peek(c + CACHE.id), "slab_free", cache.name)
 
     def _malloc_caches(self):
-        return [self.ld(KERNEL.malloc_caches + i * WORD) for i in range(len(MALLOC_NAMES))]
+        pk = self._sa.peek
+        return [pk(KERNEL.malloc_caches + i * WORD) for i in range(len(MALLOC_NAMES))]
 
     def kalloc(self, size, flags=0):
         """An object of at least size bytes (1..131072) from the malloc caches."""
@@ -314,7 +364,7 @@ class Kernel(SlabAllocator):
             raise BadArgument(f"kalloc: 'size' must be an int from 1 to {KALLOC_MAX}, got {size!r}")
         self._check_flags(flags, ALLOC_FLAGS, "kalloc", "FRAME_ATOMIC | FRAME_NO_RECLAIM")
         idx = fnzb(max(size, 1 << SLAB_MIN_MALLOC_W) - 1) - SLAB_MIN_MALLOC_W + 1
-        c = self.ld(KERNEL.malloc_caches + idx * WORD)
+        c = self._sa.ld(KERNEL.malloc_caches + idx * WORD)
         return self._alloc_object(c, flags, "kalloc", f"{size} bytes")
 
     def kfree(self, addr):
@@ -322,101 +372,161 @@ class Kernel(SlabAllocator):
         if addr is None or addr == 0:
             return
         self._check_addr(addr, "kfree")
+        sa = self._sa
         if self._malloc_ids is None:
-            self._malloc_ids = {self.ld(c + CACHE.id): c for c in self._malloc_caches()}
-        cid = self.h[self.regions.granule(addr) >> 1]
+            self._malloc_ids = {sa.peek(c + CACHE.id): c for c in self._malloc_caches()}
+        cid = sa.h[sa.regions.granule(addr) >> 1]
         c = self._malloc_ids.get(cid)
         if c is None:
             what = ("not a live object" if not cid else "the allocator's own object"
                     if cid & OBJ_INTERNAL else "a live object of a cache kalloc does not use")
             raise InvalidFree(f"kfree: address {addr:#x} is {what}, not an object kalloc gave")
-        self._free_object(c, addr, cid, "kfree", self.cache_name(c))
+        self._free_object(c, addr, cid, "kfree", sa.cache_name(c))
+
+    # --- reclaim and the table ------------------------------------------------------------
 
     def slab_reclaim(self, flags=0):
-        """The seed's reclaim over all caches; the frames freed as the seed counts them."""
+        """The seed's reclaim over all caches; returns the frames freed as the seed counts them
+        (frames of slabs emptied by destroying magazines). SLAB_RECLAIM_ALL also empties every
+        CPU's magazines."""
         self._check_flags(flags, SLAB_RECLAIM_ALL, "slab_reclaim", "SLAB_RECLAIM_ALL")
         self._enter("slab_reclaim")
-        frames = self.slab_reclaim_all_caches(flags)
+        frames = self._sa.slab_reclaim_all_caches(flags)
         self._leave()
         return frames
 
     def slab_print_list(self):
         """The seed's table of caches, tab separated, header first."""
+        sa = self._sa
         self._enter("slab_print_list")
-        self.lock(KERNEL.slab_cache_lock)
+        sa.lock(KERNEL.slab_cache_lock)
         lines = ["SLAB name\tOsize\tPages\tObj/pg\tSlabs\tCached\tAllocobjs\tCtl"]
-        for c in self.caches():
-            ld = self.ld
+        for c in sa.caches(charged=True):
+            ld = sa.ld
             lines.append("\t".join(map(str, [
-                self.cache_name(c), ld(c + CACHE.size), 1 << ld(c + CACHE.order),
-                ld(c + CACHE.objects), self.signed(c + CACHE.allocated_slabs),
-                self.counter(c, "cached"), self.counter(c, "allocated"), "",
+                sa.cache_name(c), ld(c + CACHE.size), 1 << ld(c + CACHE.order),
+                ld(c + CACHE.objects), sa.signed(c + CACHE.allocated_slabs),
+                sa.counter(c, "cached"), sa.counter(c, "allocated"), "",
                 "In" if ld(c + CACHE.flags) & SLAB_CACHE_SLINSIDE else "Out"])))
-        self.unlock(KERNEL.slab_cache_lock)
+        sa.unlock(KERNEL.slab_cache_lock)
         self._leave()
         return "\n".join(lines) + "\n"
 
+    # --- inside Machine.run: the barrier, atomics on simulated memory -------------------------
+
     def barrier(self):
         """Inside Machine.run: wait until every CPU of the run has reached this barrier."""
-        if not self.in_run:
+        if not self._in_run:
             raise SmpsimError("barrier: only CPUs inside Machine.run can wait at a barrier")
-        hdr = self.regions.header
-        n = self.ld(hdr + HEADER.run_cpus)
-        rnd = self.arena.load(hdr + HEADER.barrier_round)
-        if self.fetch_add(hdr + HEADER.barrier_count, 1) == n - 1:
-            self.arena.store(hdr + HEADER.barrier_count, 0)
-            self.fetch_add(hdr + HEADER.barrier_round, 1)
+        sa = self._sa
+        if sa.scheduled:                # a scheduling point; in simulated time a charged one
+            sa.arena.barrier()
+            return
+        hdr = sa.regions.header
+        n = sa.peek(hdr + HEADER.run_cpus)
+        rnd = sa.arena.load(hdr + HEADER.barrier_round)
+        if sa.arena.fetch_add(hdr + HEADER.barrier_count, 1) == n - 1:
+            sa.arena.store(hdr + HEADER.barrier_count, 0)
+            sa.arena.fetch_add(hdr + HEADER.barrier_round, 1)
             return
         spins = 0
-        while self.arena.load(hdr + HEADER.barrier_round) == rnd:
+        while sa.arena.load(hdr + HEADER.barrier_round) == rnd:
             spins += 1
             if spins < 1000:            # yield the core; past that, sleep
                 os.sched_yield()
             else:
                 time.sleep(0.0002)
 
-    # --- atomics on simulated memory, for workloads ---------------------------------------
-
     def _word(self, addr, fn):
-        if type(addr) is not int or not WORD <= addr <= self.regions.memory - WORD or addr % WORD:
+        if type(addr) is not int or not WORD <= addr <= self._sa.regions.memory - WORD or \
+                addr % WORD:
             raise BadArgument(f"{fn}: 'addr' must be an 8-byte aligned address of simulated "
                               f"memory, got {addr!r}")
         return addr
 
+    @staticmethod
+    def _value(value, fn, name, signed=False):
+        lo = -(1 << 63) if signed else 0
+        if type(value) is not int or not lo <= value < 1 << 64:
+            raise BadArgument(f"{fn}: '{name}' must be an int from {lo} to 2**64 - 1, "
+                              f"got {value!r}")
+        return value
+
     def atomic_load(self, addr):
-        """The word at addr (an acquire load)."""
-        return self.arena.load(self._word(addr, "atomic_load"))
+        """The word at addr of simulated memory (an acquire load)."""
+        return self._atomics[0](self._word(addr, "atomic_load"))
 
     def atomic_store(self, addr, value):
-        """Store value at addr (a release store)."""
-        self.arena.store(self._word(addr, "atomic_store"), value)
+        """Store value (0 .. 2**64-1) in the word at addr (a release store)."""
+        self._atomics[1](self._word(addr, "atomic_store"),
+                         self._value(value, "atomic_store", "value"))
 
     def atomic_add(self, addr, delta):
-        """Fetch-and-add on the word at addr; returns the old value."""
-        return self.arena.fetch_add(self._word(addr, "atomic_add"), delta)
+        """Fetch-and-add on the word at addr (modulo 2**64; delta may be negative); returns
+        the old value."""
+        return self._atomics[2](self._word(addr, "atomic_add"),
+                                self._value(delta, "atomic_add", "delta", signed=True))
 
     def atomic_cas(self, addr, old, new):
         """Compare-and-swap on the word at addr; True when it swapped."""
-        return self.arena.cas(self._word(addr, "atomic_cas"), old, new)
+        return self._atomics[3](self._word(addr, "atomic_cas"),
+                                self._value(old, "atomic_cas", "old"),
+                                self._value(new, "atomic_cas", "new"))
+
+    def spin_lock(self, addr):
+        """Take the simulator's spinlock on the 8-byte word at addr of simulated memory (0 when
+        free; the holder's CPU id + 1 while held), for workloads that build their own shared
+        structures. Counted in Machine.stats()["locks"] as "user@<addr>". Waits as long as
+        another CPU holds it (LockTimeout when the holder died, or after the machine's
+        lock_timeout)."""
+        sa = self._sa
+        self._word(addr, "spin_lock")
+        if sa.arena.ulock(addr, sa.owner, sa._poll) < 0:
+            sa._lock_slow(addr, sa.arena.ulock)
+
+    def spin_unlock(self, addr):
+        """Release the spinlock at addr, which this CPU must hold (ValueError otherwise)."""
+        sa = self._sa
+        self._word(addr, "spin_unlock")
+        if not sa.arena.uunlock(addr, sa.owner):
+            holder = sa.peek(addr)
+            who = "nobody" if not holder else f"CPU {holder - 1}"
+            raise BadArgument(f"spin_unlock: CPU {self.cpu_id} does not hold the lock at "
+                              f"{addr} (held by {who})")
+
+    # --- simulated time -------------------------------------------------------------------
+
+    @property
+    def cycles(self):
+        """This CPU's simulated clock, in cycles (0 when the machine runs in host time)."""
+        return self._sa.arena.clock() if self._sa.timed else 0
+
+    def compute(self, cycles):
+        """Charge `cycles` of private work (the application's own, between allocations) to
+        this CPU's clock; nothing in host time. ValueError unless an int >= 0."""
+        if type(cycles) is not int or cycles < 0:
+            raise BadArgument(f"compute: 'cycles' must be an int >= 0, got {cycles!r}")
+        self._sa.arena.compute(cycles)
 
 
 def boot(k: Kernel, magazine_size):
     """The seed's slab_cache_init, run once by CPU 0 on a machine whose frames are booted."""
+    sa = k._sa
     k._enter("boot")
-    k.list_init(KERNEL.slab_cache_list)
-    k.st(KERNEL.next_gen, GEN_BASE)
+    sa.list_init(KERNEL.slab_cache_list)
+    sa.poke(KERNEL.next_gen, GEN_BASE)
     statics = [(KERNEL.mag_cache, "slab_magazine", MAGAZINE.sizeof + WORD * magazine_size, WORD),
                (KERNEL.slab_cache_cache, "slab_cache",
                 CACHE.sizeof + k.cpus * CPU_MAGS.sizeof, LINE)]
     for cache, name, size, align in statics:
-        k._slab_cache_init_desc(cache, name, size, align,
-                                SLAB_CACHE_NOMAGAZINE | SLAB_CACHE_SLINSIDE)
-        k.lock(KERNEL.slab_cache_lock)
-        k._link_cache(cache)
-        k.unlock(KERNEL.slab_cache_lock)
+        sa._slab_cache_init_desc(cache, name, size, align,
+                                 SLAB_CACHE_NOMAGAZINE | SLAB_CACHE_SLINSIDE)
+        sa.lock(KERNEL.slab_cache_lock)
+        sa._link_cache(cache)
+        sa.unlock(KERNEL.slab_cache_lock)
     k._leave()
     extern = k.slab_cache_create("slab_extern", SLAB.sizeof, 0, SLAB_CACHE_SLINSIDE)
-    k.st(KERNEL.slab_extern, extern._addr)
+    sa.st(KERNEL.slab_extern, extern._addr)
     for i, name in enumerate(MALLOC_NAMES):
         c = k.slab_cache_create(name, 1 << (SLAB_MIN_MALLOC_W + i))
-        k.st(KERNEL.malloc_caches + i * WORD, c._addr)
+        sa.st(KERNEL.malloc_caches + i * WORD, c._addr)

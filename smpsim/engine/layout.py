@@ -15,7 +15,7 @@ One `multiprocessing.shared_memory` segment holds the whole machine:
 
 Addresses are byte offsets into the segment, so an address of simulated memory and a bookkeeping
 offset are the same kind of int, and the lists of list.h link either. Every field is a whole
-8-byte word (the simulated machine is a 64-bit build, SPEC.md section 2), except the free-list
+8-byte word (the simulated machine is a 64-bit build), except the free-list
 index in a free object (the seed's `int`, 4 bytes) and the object table entries (2 bytes).
 
 Code reads and writes fields as `base + STRUCT.field`; no literal offsets appear anywhere else.
@@ -24,7 +24,8 @@ Per-CPU data sits on its own 64-byte line (LINE) so that CPUs do not share cache
 
 __all__ = ["WORD", "LINE", "PAGE_SIZE", "PAGE_WIDTH", "MAX_ORDER", "Struct", "SPINLOCK", "LINK",
            "SLAB", "MAGAZINE", "CPU_MAGS", "CACHE", "KERNEL", "HEADER", "CPU_CTL", "FRAME",
-           "Regions", "MAX_CACHES", "OBJ_INTERNAL", "NAME_MAX"]
+           "LOCKSTAT", "LOCKTAB_SIZE", "PCT_MAX", "Regions", "MAX_CACHES", "OBJ_INTERNAL",
+           "NAME_MAX"]
 
 WORD = 8
 LINE = 64
@@ -70,6 +71,7 @@ class Struct:
 
 
 PAD_TO_LINE = object()
+PCT_MAX = 64            # PCT change points at most (depth - 1)
 
 # A spinlock (spinlock_t): the word C's test-and-set works on, then counters updated by the
 # holder. smpsim/engine/_atomics.c declares the same struct (tests/test_atomics.py checks the two agree).
@@ -78,7 +80,7 @@ SPINLOCK = Struct("spinlock_t", [("holder", 8), ("acquisitions", 8), ("contended
 # A link of HelenOS's circular doubly linked lists (list.h); a list head is a bare link.
 LINK = Struct("link_t", [("prev", 8), ("next", 8)])
 
-# The seed's slab descriptor, 48 bytes on a 64-bit build (SPEC.md section 2).
+# The seed's slab descriptor, 48 bytes on a 64-bit build.
 SLAB = Struct("slab_t", [("cache", 8), ("link", LINK.sizeof), ("start", 8), ("available", 8),
                          ("nextavail", 8)])
 
@@ -91,7 +93,8 @@ MAGAZINE = Struct("slab_magazine_t", [("link", LINK.sizeof), ("busy", 8), ("size
 CPU_MAGS = Struct("slab_mag_cache_t", [("lock", SPINLOCK.sizeof), ("current", 8), ("last", 8),
                                        ("allocated", 8), ("cached", 8)], align=LINE)
 
-# A cache descriptor (slab_cache_t). Ours to define (SPEC.md section 2): the name is stored in
+# A cache descriptor (slab_cache_t). Ours to define (the seed's layout is not part of its
+# behaviour): the name is stored in
 # it, each lock shares a line only with what it guards, and the per-CPU entries follow on lines
 # of their own at `mag_cache` (only for caches with magazines).
 CACHE = Struct("slab_cache_t", [
@@ -153,6 +156,32 @@ HEADER = Struct("machine_header", [
     ("barrier_round", 8),                # atomic: rounds completed
     ("stop", 8),                         # set when the run is being stopped
     ("_", PAD_TO_LINE),
+    # Simulated time and the scheduler (smpsim/engine/_sim.h): the modes and the cost model,
+    # written by the Machine before a run, read by every CPU.
+    ("time_mode", 8),                    # TIME_HOST or TIME_SIMULATED
+    ("sched_mode", 8),                   # SCHED_FREE, SCHED_LAX or SCHED_TOKEN
+    ("strategy", 8),                     # token mode: STRATEGY_* (who passes the next point)
+    ("run_active", 8),                   # a run is under way: scheduling points act only then
+    ("hz", 8), ("quantum", 8),           # clock rate; largest skew between running CPUs
+    ("cost_hit", 8), ("cost_transfer", 8), ("cost_atomic", 8),   # cycles (the cost model)
+    ("_", PAD_TO_LINE),
+    # A controlled run's state, written only by the CPU holding the token (or by the Machine
+    # between runs, or after the holder died).
+    ("token", 8),                        # the CPU that may run
+    ("step", 8),                         # scheduling points passed
+    ("decisions", 8),                    # choices made among two or more runnable CPUs
+    ("preemptions", 8),                  # ... that switched away from a CPU that could go on
+    ("rng", 8),                          # the random strategies' generator (splitmix64)
+    ("kill_cpu", 8), ("kill_step", 8),   # Machine(kill=(cpu, step)): cpu + 1, or 0 for none
+    ("failure", 8), ("failure_step", 8), # FAIL_*: why no CPU could go on, and where
+    ("log_len", 8), ("log_cap", 8),      # decisions in the schedule log, and its room
+    ("pct_next", 8), ("pct_count", 8),   # PCT: the next change point's index, how many
+    ("barrier_clock", 8),                # the latest arrival's clock in this barrier round
+    ("replay_lenient", 8),               # replay: where the log names a CPU that cannot run or
+                                         # has ended, go on without a preemption (shrinking)
+    ("_", PAD_TO_LINE),
+    ("pct_change", 8 * PCT_MAX),         # PCT: the steps at which a priority drops, ascending
+    ("_", PAD_TO_LINE),
 ], align=LINE)
 
 # One CPU's control line, written by that CPU, read by the supervisor.
@@ -163,9 +192,39 @@ CPU_CTL = Struct("cpu_ctl", [
     ("frees", 8),
     ("hits", 8),        # operations served by this CPU's own magazine pair
     ("misses", 8),      # operations that went past it (shared magazine list, slab layer)
+    ("path", 8),        # how deep the last operation went (PATH_* in slab.py)
+    ("depot", 8),       # operations whose deepest layer was the magazine exchange (of misses)
+    ("slab", 8),        #   ... a slab's free list
+    ("frames", 8),      #   ... the frame allocator
     ("pid", 8),
     ("_", PAD_TO_LINE),
+    # Simulated time and the scheduler: written by this CPU, read by the others when they
+    # compute the slowest running clock or choose who runs next.
+    ("clock", 8),       # this CPU's simulated clock, in cycles
+    ("state", 8),       # CPU_IDLE, CPU_RUNNABLE, CPU_BLOCKED, CPU_BARRIER or CPU_DONE
+    ("wants", 8),       # CPU_BLOCKED: the lock word it waits for
+    ("go", 8),          # futex word: the token was handed to this CPU (token mode)
+    ("prio", 8),        # PCT: this CPU's priority
+    ("progress", 8),    # futex word: bumped when this CPU wakes the CPUs waiting for it
+    ("wake_at", 8),     # bounded skew: the earliest clock of this CPU that a sleeper needs
+    ("points", 8),      # scheduling points this CPU has passed
+    ("transfers", 8),   # simulated time: lines this CPU had to take from another CPU's cache
+    ("_", PAD_TO_LINE),
 ], align=LINE)
+
+# Statistics of one lock, outside simulated memory, found by the lock word's address (an open
+# addressed table, Regions.locktab): every measure a lock word cannot hold. For a user lock
+# (Kernel.spin_lock) all of them; for the allocator's locks, whose SPINLOCK struct counts
+# acquisitions, contention and spins, the simulated cycles.
+LOCKSTAT = Struct("lockstat_t", [
+    ("addr", 8),                         # the lock word; 0: a free entry
+    ("kind", 8),                         # LOCK_USER or LOCK_KERNEL
+    ("acquisitions", 8), ("contended", 8), ("spins", 8),   # user locks only (as SPINLOCK)
+    ("wait_cycles", 8),                  # simulated cycles from the attempt to the acquisition
+    ("hold_cycles", 8),                  # simulated cycles from the acquisition to the release
+    ("acquired_at", 8),                  # the holder's clock when it took the lock
+], align=LINE)
+LOCKTAB_SIZE = 4096                      # entries (a power of two)
 
 # A frame table entry (frame_t): `link` in a buddy free list, `parent` the slab owning the frame
 # (the seed's frame->parent), `info` the state and order (FRAME_* in frames.py).
@@ -173,10 +232,17 @@ FRAME = Struct("frame_t", [("link", LINK.sizeof), ("parent", 8), ("info", 8)])
 
 
 class Regions:
-    """Where each part lies in the segment of a machine with `memory` bytes and `cpus` CPUs."""
+    """Where each part lies in the segment of a machine with `memory` bytes and `cpus` CPUs.
 
-    def __init__(self, memory, cpus):
+    `timed`: the machine runs in simulated time, so the segment holds a coherence tag for every
+    64-byte line before the object table (TAG words each: the last writer and the time of that
+    write, then a bit per CPU that holds a copy). `log_cap`: the room, in decisions, of a
+    controlled run's schedule log (0: the machine runs no controlled schedule).
+    """
+
+    def __init__(self, memory, cpus, *, timed=False, log_cap=0):
         self.memory = memory
+        self.cpus = cpus
         self.nframes = memory // PAGE_SIZE
         off = memory
         self.header = off
@@ -189,6 +255,18 @@ class Regions:
         off += FRAME.sizeof * self.nframes
         self.object_table = off              # uint16 per 8-byte granule of simulated memory
         off += 2 * (memory // WORD)
+        off += -off % LINE
+        self.locktab = off
+        off += LOCKSTAT.sizeof * LOCKTAB_SIZE
+        # Coherence tags cover every line before the object table: simulated memory and the
+        # frame allocator's state (the bookkeeping in between is never charged).
+        self.tag_words = 1 + (cpus + 63) // 64
+        self.tag_lines = self.object_table // LINE if timed else 0
+        self.tags = off
+        off += WORD * self.tag_words * self.tag_lines
+        self.log = off                       # one byte per decision: the CPU chosen
+        self.log_cap = log_cap
+        off += log_cap
         self.size = off + (-off % PAGE_SIZE)
 
     def cpu(self, i):

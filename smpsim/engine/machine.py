@@ -20,8 +20,9 @@ from .errors import BadArgument, InvariantError, SmpsimError
 from .fastpath import ACCEL_CHOICES
 from .frames import boot_frames
 from .kernel import Kernel, boot
-from .layout import CACHE, HEADER, KERNEL, PAGE_SIZE, SPINLOCK, CPU_CTL, Regions
-from .slab import SLAB_CACHE_SLINSIDE
+from .layout import CACHE, CPU_CTL, HEADER, KERNEL, LOCKSTAT, PAGE_SIZE, SPINLOCK, Regions
+from .sched import PCT_FIRST_STEPS, resolve_modes
+from .slab import SLAB_CACHE_SLINSIDE, SlabAllocator
 
 __all__ = ["Machine", "parse_memory", "sweep_stale_segments"]
 
@@ -84,7 +85,7 @@ def _shm_room():
 def _teardown(name, shm, kernels):
     """Release the kernels' views, close the segment and unlink it (Machine.close)."""
     for k in kernels.values():
-        k.release()
+        k._release()
     kernels.clear()
     try:
         shm.close()
@@ -101,15 +102,18 @@ def _unlink_segment(name):
 
 
 class Machine:
-    """A simulated SMP machine running the seed's slab allocator (API.md, "Machine")."""
+    """A simulated SMP machine running the seed's slab allocator (docs/api.md, "Machine")."""
 
     _shm = None
     _kernels = None
     _running = False
     last_run = None
+    last_schedule = None
 
     def __init__(self, cpus, memory="64M", *, magazine_size=4, debug=False, counters="shared",
-                 lock_timeout=None, accel="c"):
+                 lock_timeout=None, accel="c", time="host", quantum=None, cost=None,
+                 schedule=None, seed=0, depth=3, kill=None, max_steps=None, replay="exact",
+                 trace=None):
         if type(cpus) is not int or not 1 <= cpus <= 256:
             raise BadArgument(f"Machine: 'cpus' must be an int from 1 to 256, got {cpus!r}")
         memory = parse_memory(memory)
@@ -127,10 +131,23 @@ class Machine:
         if accel not in ACCEL_CHOICES:
             raise BadArgument(f"Machine: 'accel' must be one of {', '.join(ACCEL_CHOICES)} (or "
                               f"True / False for 'c' / 'python'), got {accel!r}")
+        modes = resolve_modes(cpus, time, quantum, cost, schedule, seed, depth, kill, max_steps,
+                              replay)
         self.accel = accel
         self.cpus, self.memory, self.magazine_size = cpus, memory, magazine_size
         self.debug, self.counters, self.lock_timeout = bool(debug), counters, lock_timeout
-        self.regions = Regions(memory, cpus)
+        self.time, self.quantum, self.cost = modes["time"], modes["quantum"], modes["cost"]
+        self.schedule, self.seed, self.depth = modes["schedule"], seed, depth
+        self._sched_mode, self._strategy = modes["sched_mode"], modes["strategy"]
+        self._replay, self._kill_pending = modes["replay"], modes["kill"]
+        self._lenient = modes["lenient"]
+        if trace is not None and (schedule is None or not isinstance(trace, (str, os.PathLike))):
+            raise BadArgument(f"Machine: 'trace' must be a file path, with a controlled run "
+                              f"(schedule='random', 'pct' or a Schedule), got {trace!r}")
+        self.trace = None if trace is None else os.fspath(trace)
+        self._pct_steps = PCT_FIRST_STEPS
+        self.regions = Regions(memory, cpus, timed=self.time == "simulated",
+                               log_cap=modes["log_cap"])
         room = _shm_room()
         if room is not None and self.regions.size > room:
             raise BadArgument(f"Machine: 'memory' {memory} needs a segment of "
@@ -154,24 +171,47 @@ class Machine:
             raise
 
     def _boot(self):
+        # The header first: every CPU's views are made after it (they read its modes).
+        words = self._shm.buf.cast("Q")
+        try:
+            h = self.regions.header >> 3
+            for field, value in (("magic", MAGIC), ("memory", self.memory),
+                                 ("nframes", self.regions.nframes), ("cpus", self.cpus),
+                                 ("magazine_size", self.magazine_size),
+                                 ("options", (OPT_DEBUG if self.debug else 0)
+                                  | (OPT_PERCPU if self.counters == "percpu" else 0)),
+                                 ("creator_pid", os.getpid()),
+                                 ("time_mode", self.time == "simulated"),
+                                 ("sched_mode", self._sched_mode), ("strategy", self._strategy),
+                                 ("hz", self.cost["hz"]), ("quantum", self.quantum or 0),
+                                 ("cost_hit", self.cost["hit"]),
+                                 ("cost_transfer", self.cost["transfer"]),
+                                 ("cost_atomic", self.cost["atomic"]),
+                                 ("log_cap", self.regions.log_cap),
+                                 ("rng", (self.seed * 0x9E3779B97F4A7C15 + 1) % (1 << 64))):
+                words[h + (getattr(HEADER, field) >> 3)] = int(value)
+        finally:
+            words.release()
         k = self.cpu(0)
-        h = self.regions.header
-        for field, value in (("magic", MAGIC), ("memory", self.memory),
-                             ("nframes", self.regions.nframes), ("cpus", self.cpus),
-                             ("magazine_size", self.magazine_size),
-                             ("options", (OPT_DEBUG if self.debug else 0)
-                              | (OPT_PERCPU if self.counters == "percpu" else 0)),
-                             ("creator_pid", os.getpid())):
-            k.st(h + getattr(HEADER, field), value)
-        boot_frames(k)
+        sa = k._sa
+        boot_frames(sa)
         boot(k, self.magazine_size)
 
     # --- kernels ----------------------------------------------------------------------------
 
+    def _allocator(self, i):
+        """A new SlabAllocator of CPU i on this machine's segment (the engine's internals)."""
+        return SlabAllocator(self._shm.buf, self.regions, i, self.cpus, debug=self.debug,
+                             lock_timeout=self.lock_timeout,
+                             percpu_counters=self.counters == "percpu")
+
     def _new_kernel(self, i):
-        return Kernel(self._shm.buf, self.regions, i, self.cpus, debug=self.debug,
-                      lock_timeout=self.lock_timeout, percpu_counters=self.counters == "percpu",
-                      accel=self.accel)
+        return Kernel(self._allocator(i), accel=self.accel)
+
+    def _observer(self):
+        """The allocator through which the machine reads its own state (statistics, the
+        checker, lock names): CPU 0's, reading with bookkeeping accesses only."""
+        return self.cpu(0)._sa
 
     def cpu(self, i):
         """A Kernel for CPU i, usable in the calling process."""
@@ -208,17 +248,17 @@ class Machine:
         self._check_open()
         if self._running and not _cpu.all_stopped(self):
             raise SmpsimError("Machine.check: CPUs are running; check after Machine.run returns")
-        violations = check_machine(self.cpu(0))
+        violations = check_machine(self._observer())
         if violations:
             raise InvariantError(violations)
 
     def stats(self):
-        """Counters of frames, caches and locks (API.md); racy while CPUs run."""
+        """Counters of frames, caches and locks (docs/api.md); racy while CPUs run."""
         self._check_open()
-        k = self.cpu(0)
+        k = self._observer()
         caches, locks = {}, {}
         for c in k.caches():
-            ld = k.ld
+            ld = k.peek
             name = k.cache_name(c)
             caches[name] = {
                 "size": ld(c + CACHE.size), "pages": 1 << ld(c + CACHE.order),
@@ -228,26 +268,44 @@ class Machine:
                 "flags": ld(c + CACHE.flags), "order": ld(c + CACHE.order),
                 "magazines": ld(c + CACHE.magazine_counter),
             }
+        table = {lock: entry for entry, lock in k.lock_entries()}
+        timed = self.time == "simulated"
         for name, lock in k.all_locks():
-            locks[name] = {"acquisitions": k.ld(lock + SPINLOCK.acquisitions),
-                           "contended": k.ld(lock + SPINLOCK.contended),
-                           "spins": k.ld(lock + SPINLOCK.spins)}
+            entry = table.get(lock)
+            if name.startswith("user@"):        # a bare word: its counters are in the table
+                counts = entry + LOCKSTAT.acquisitions - SPINLOCK.acquisitions
+            else:
+                counts = lock
+            row = locks[name] = {"acquisitions": k.peek(counts + SPINLOCK.acquisitions),
+                                 "contended": k.peek(counts + SPINLOCK.contended),
+                                 "spins": k.peek(counts + SPINLOCK.spins)}
+            if timed:
+                row["wait_cycles"] = k.peek(entry + LOCKSTAT.wait_cycles) if entry else 0
+                row["hold_cycles"] = k.peek(entry + LOCKSTAT.hold_cycles) if entry else 0
         return {"frames": {"total": self.regions.nframes, "free": k.free_frames()},
                 "caches": caches, "locks": locks,
-                "reclaim": {"calls": k.ld(KERNEL.reclaim_calls),
-                            "frames": k.ld(KERNEL.reclaim_frames)},
-                "cpus": self.cpu_stats()}
+                "reclaim": {"calls": k.peek(KERNEL.reclaim_calls),
+                            "frames": k.peek(KERNEL.reclaim_frames)},
+                "cpus": self.cpu_stats(),
+                "time": {"mode": self.time, "hz": self.cost["hz"], "quantum": self.quantum,
+                         "cycles": [k.peek(self.regions.cpu(i) + CPU_CTL.clock) if timed else 0
+                                    for i in range(self.cpus)]}}
 
     def cpu_stats(self):
-        """Per CPU: operations, allocations, frees, magazine hits and misses since boot."""
+        """Per CPU: operations, allocations, frees, magazine hits and misses since boot, and the
+        misses by the deepest layer they reached (depot, slab, frames); in simulated time also
+        its clock ("cycles") and the lines it took from other CPUs' caches ("transfers")."""
         self._check_open()
-        k = self.cpu(0)
+        k = self._observer()
         out = []
         for i in range(self.cpus):
             ctl = self.regions.cpu(i)
             row = {"cpu": i}
-            for f in ("ops", "allocs", "frees", "hits", "misses"):
-                row[f] = k.ld(ctl + getattr(CPU_CTL, f))
+            for f in ("ops", "allocs", "frees", "hits", "misses", "depot", "slab", "frames"):
+                row[f] = k.peek(ctl + getattr(CPU_CTL, f))
+            if self.time == "simulated":
+                row["cycles"] = k.peek(ctl + CPU_CTL.clock)
+                row["transfers"] = k.peek(ctl + CPU_CTL.transfers)
             out.append(row)
         return out
 

@@ -1,7 +1,7 @@
 """The slab allocator of HelenOS (kernel/generic/src/mm/slab.c, revision 781), on one CPU.
 
 Modelled, like the seed, on Bonwick's slab allocator with per-CPU magazines (USENIX 1994, 2001).
-The behaviour is the seed's, step for step (SPEC.md section 4):
+The behaviour is the seed's, step for step:
 
 - Allocation tries the CPU's magazine pair (current, then last), then a full magazine from the
   cache's shared list (the old `last` is destroyed), then a partial slab, then a new slab.
@@ -29,13 +29,16 @@ Sections follow the seed: slab space, slab objects, CPU magazines, caches, recla
 from .debug import UNTRAILERED, debug_size
 from .errors import BadArgument
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM, FrameAllocator
-from .layout import (CACHE, CPU_MAGS, FRAME, HEADER, KERNEL, LINK, MAGAZINE, MAX_CACHES, MAX_ORDER,
-                     NAME_MAX, OBJ_INTERNAL, PAGE_SIZE, PAGE_WIDTH, SLAB, SPINLOCK, WORD)
+from .layout import (CACHE, CPU_MAGS, FRAME, HEADER, KERNEL, LINK, LOCKSTAT, LOCKTAB_SIZE, MAGAZINE,
+                     MAX_CACHES, MAX_ORDER, NAME_MAX, OBJ_INTERNAL, PAGE_SIZE, PAGE_WIDTH, SLAB,
+                     SPINLOCK, WORD)
 from .locks import (RANK_CACHE_LIST, RANK_FRAMES, TIER_CLIENT, TIER_EXTERN, TIER_INTERNAL,
                     cache_lock_rank)
+from .sched import LOCK_USER
 
 __all__ = ["SlabAllocator", "geometry", "fnzb", "SLAB_CACHE_NOMAGAZINE", "SLAB_CACHE_SLINSIDE",
-           "SLAB_RECLAIM_ALL", "SLAB_MIN_MALLOC_W", "SLAB_MAX_MALLOC_W", "MALLOC_NAMES"]
+           "SLAB_RECLAIM_ALL", "SLAB_MIN_MALLOC_W", "SLAB_MAX_MALLOC_W", "MALLOC_NAMES", "PATHS",
+           "PATH_HIT", "PATH_DEPOT", "PATH_SLAB", "PATH_FRAMES"]
 
 SLAB_CACHE_NOMAGAZINE = 1
 SLAB_CACHE_SLINSIDE = 2
@@ -43,6 +46,16 @@ SLAB_RECLAIM_ALL = 1
 SLAB_INSIDE_SIZE = PAGE_SIZE >> 3
 SLAB_MIN_MALLOC_W = 3
 SLAB_MAX_MALLOC_W = 17
+# How deep an allocation or a free went in its own cache (SlabAllocator.path, CPU_CTL.path;
+# the allocator's own objects it needed on the way, a magazine or a slab descriptor, do not
+# count), index into PATHS:
+#   hit     this CPU's own magazine pair served it
+#   depot   a magazine was exchanged: a full one taken from or given to the cache's shared list,
+#           or a new empty one allocated
+#   slab    an object was taken from or returned to a slab
+#   frames  the frame allocator was called: a new slab's frames, or an emptied slab's returned
+PATHS = [None, "hit", "depot", "slab", "frames"]
+PATH_HIT, PATH_DEPOT, PATH_SLAB, PATH_FRAMES = 1, 2, 3, 4
 MALLOC_NAMES = ["malloc-8", "malloc-16", "malloc-32", "malloc-64", "malloc-128", "malloc-256",
                 "malloc-512", "malloc-1K", "malloc-2K", "malloc-4K", "malloc-8K", "malloc-16K",
                 "malloc-32K", "malloc-64K", "malloc-128K"]
@@ -70,8 +83,13 @@ def _badness(size, order, flags):
 
 
 def geometry(size, align=0, flags=0):
-    """The seed's slab geometry (SPEC.md section 3): (size, order, objects, flags) of a cache
-    created with this size, alignment and flags."""
+    """The seed's slab geometry: (size, order, objects, flags) of a cache created with this
+    size, alignment and flags (BadArgument for arguments slab_cache_create would refuse)."""
+    _check_geometry_args("geometry", size, align, flags)
+    return _geometry(size, align, flags)
+
+
+def _geometry(size, align, flags):
     align = max(align, WORD)
     size = -(-size // align) * align
     if size < SLAB_INSIDE_SIZE:
@@ -93,7 +111,7 @@ class SlabAllocator(FrameAllocator):
     """
 
     RECLAIM_ALL = SLAB_RECLAIM_ALL
-    hit = False        # whether the last _alloc/_free was served by this CPU's magazines
+    path = PATH_HIT    # the deepest layer the operation under way has reached (PATHS)
     _debug = None      # debugging mode's Debugger (smpsim/engine/debug.py), set by the Kernel
 
     def __init__(self, buf, regions, cpu_id, cpus, *, percpu_counters=False, **kw):
@@ -106,20 +124,31 @@ class SlabAllocator(FrameAllocator):
 
     @property
     def slab_extern(self):
-        return self.ld(KERNEL.slab_extern)
+        return self.peek(KERNEL.slab_extern)
 
     def _mags(self, cache, cpu=None):
         """The CPU_MAGS entry of `cpu` (default: this CPU) in `cache`."""
         return cache + CACHE.mag_cache + (self.cpu_id if cpu is None else cpu) * CPU_MAGS.sizeof
 
     def _magazines(self, cache):
+        """The seed's test of SLAB_CACHE_NOMAGAZINE in the cache's flags."""
         return not self.ld(cache + CACHE.flags) & SLAB_CACHE_NOMAGAZINE
+
+    def _has_magazines(self, cache):
+        """The same, as a bookkeeping read (statistics, lock names, the checker)."""
+        return not self.peek(cache + CACHE.flags) & SLAB_CACHE_NOMAGAZINE
 
     # --- counters -------------------------------------------------------------------------------
 
+    def _reached(self, path):
+        """Note that the operation under way went as deep as `path` (PATH_*)."""
+        if path > self.path:
+            self.path = path
+
     def _count(self, cache, shared_field, percpu_field, delta):
-        """Add delta to one of the seed's atomic counters, or to this CPU's share of it."""
-        if self.percpu and self._magazines(cache):
+        """Add delta to one of the seed's atomic counters, or to this CPU's share of it (which
+        one is the simulator's choice: a bookkeeping read of the flags)."""
+        if self.percpu and self._has_magazines(cache):
             self.fetch_add(self._mags(cache) + percpu_field, delta)
         else:
             self.fetch_add(cache + shared_field, delta)
@@ -129,7 +158,7 @@ class SlabAllocator(FrameAllocator):
         shared, percpu = {"allocated": (CACHE.allocated_objs, CPU_MAGS.allocated),
                           "cached": (CACHE.cached_objs, CPU_MAGS.cached)}[which]
         total = self.signed(cache + shared)
-        if self._magazines(cache):
+        if self._has_magazines(cache):
             total += sum(self.signed(self._mags(cache, i) + percpu) for i in range(self.cpus))
         return total
 
@@ -137,6 +166,7 @@ class SlabAllocator(FrameAllocator):
 
     def _slab_space_alloc(self, cache, flags):
         """Frames for a new slab, its descriptor and its free list; 0 when out of memory."""
+        self._reached(PATH_FRAMES)
         order = self.ld(cache + CACHE.order)
         data = self.frame_alloc(order, flags)
         if not data:
@@ -144,7 +174,7 @@ class SlabAllocator(FrameAllocator):
         if self.ld(cache + CACHE.flags) & SLAB_CACHE_SLINSIDE:
             slab = data + (PAGE_SIZE << order) - SLAB.sizeof
         else:
-            slab = self._alloc_internal(self.slab_extern, flags)
+            slab = self._alloc_internal(self.ld(KERNEL.slab_extern), flags)
             if not slab:
                 self.frame_free(data)
                 return 0
@@ -157,21 +187,22 @@ class SlabAllocator(FrameAllocator):
         self.st(slab + SLAB.cache, cache)
         if self._debug:                            # fill with the free pattern first
             self._debug.on_new_slab(cache, data)
-        i32 = self.i32
+        st32 = self.st32
         for i in range(objects):                  # free object i points to i + 1
-            i32[(data + i * size) >> 2] = i + 1
+            st32(data + i * size, i + 1)
         self.fetch_add(cache + CACHE.allocated_slabs, 1)
         return slab
 
     def _slab_space_free(self, cache, slab):
         """Give a slab's frames (and its outside descriptor) back; returns the frames freed."""
+        self._reached(PATH_FRAMES)
         order = self.ld(cache + CACHE.order)
         start = self.ld(slab + SLAB.start)
         for i in range(1 << order):
             self.st(self.frame_entry(start + i * PAGE_SIZE) + FRAME.parent, 0)
         self.frame_free(start)
         if not self.ld(cache + CACHE.flags) & SLAB_CACHE_SLINSIDE:
-            self._free_internal(self.slab_extern, slab)
+            self._free_internal(self.ld(KERNEL.slab_extern), slab)
         self.fetch_add(cache + CACHE.allocated_slabs, -1)
         return 1 << order
 
@@ -185,7 +216,8 @@ class SlabAllocator(FrameAllocator):
         lock = cache + CACHE.slablock
         self.lock(lock)
         start, nextavail = self.ld(slab + SLAB.start), self.ld(slab + SLAB.nextavail)
-        self.i32[obj >> 2] = nextavail
+        self._reached(PATH_SLAB)
+        self.st32(obj, nextavail)
         self.st(slab + SLAB.nextavail, (obj - start) // self.ld(cache + CACHE.size))
         available = self.ld(slab + SLAB.available) + 1
         self.st(slab + SLAB.available, available)
@@ -203,6 +235,7 @@ class SlabAllocator(FrameAllocator):
 
     def _slab_obj_create(self, cache, flags):
         """Take an object from a partial slab, or from a new one; 0 when out of memory."""
+        self._reached(PATH_SLAB)
         lock = cache + CACHE.slablock
         self.lock(lock)
         if self.list_empty(cache + CACHE.partial_slabs):
@@ -217,7 +250,7 @@ class SlabAllocator(FrameAllocator):
             slab = self.ld(cache + CACHE.partial_slabs + LINK.next) - SLAB.link
             self.list_remove(slab + SLAB.link)
         obj = self.ld(slab + SLAB.start) + self.ld(slab + SLAB.nextavail) * self.ld(cache + CACHE.size)
-        self.st(slab + SLAB.nextavail, self.i32[obj >> 2])
+        self.st(slab + SLAB.nextavail, self.ld32(obj))
         available = self.ld(slab + SLAB.available) - 1
         self.st(slab + SLAB.available, available)
         self.list_prepend(slab + SLAB.link,
@@ -264,14 +297,13 @@ class SlabAllocator(FrameAllocator):
         cmag, lastmag = self.ld(mags + CPU_MAGS.current), self.ld(mags + CPU_MAGS.last)
         if cmag:                                   # first try the local magazines
             if self.ld(cmag + MAGAZINE.busy):
-                self.hit = True
                 return cmag
             if lastmag and self.ld(lastmag + MAGAZINE.busy):
                 self.st(mags + CPU_MAGS.current, lastmag)
                 self.st(mags + CPU_MAGS.last, cmag)
-                self.hit = True
                 return lastmag
-        newmag = self._get_mag_from_cache(cache, True)   # local ones are empty: import one
+        self._reached(PATH_DEPOT)                  # local ones are empty: import one
+        newmag = self._get_mag_from_cache(cache, True)
         if not newmag:
             return 0
         if lastmag:
@@ -284,9 +316,7 @@ class SlabAllocator(FrameAllocator):
         """An object from this CPU's magazines (or the shared list); 0 if none."""
         mags = self._mags(cache)
         self.lock(mags + CPU_MAGS.lock)
-        self.hit = False
         mag = self._get_full_current_mag(cache, mags)
-        hit = self.hit
         if not mag:
             self.unlock(mags + CPU_MAGS.lock)
             return 0
@@ -295,7 +325,6 @@ class SlabAllocator(FrameAllocator):
         obj = self.ld(mag + MAGAZINE.objs + busy * WORD)
         self.unlock(mags + CPU_MAGS.lock)
         self._count(cache, CACHE.cached_objs, CPU_MAGS.cached, -1)
-        self.hit = hit
         return obj
 
     def _make_empty_current_mag(self, cache, mags):
@@ -305,15 +334,14 @@ class SlabAllocator(FrameAllocator):
         cmag, lastmag = self.ld(mags + CPU_MAGS.current), self.ld(mags + CPU_MAGS.last)
         if cmag:
             if self.ld(cmag + MAGAZINE.busy) < self.ld(cmag + MAGAZINE.size):
-                self.hit = True
                 return cmag
             if lastmag and self.ld(lastmag + MAGAZINE.busy) < self.ld(lastmag + MAGAZINE.size):
                 self.st(mags + CPU_MAGS.last, cmag)
                 self.st(mags + CPU_MAGS.current, lastmag)
-                self.hit = True
                 return lastmag
         # Both full or absent: a new one, without sleeping and without reclaim (reclaim takes
         # this CPU's magazine lock, which we hold).
+        self._reached(PATH_DEPOT)
         newmag = self._alloc_internal(self.mag_cache, FRAME_ATOMIC | FRAME_NO_RECLAIM)
         if not newmag:
             return 0
@@ -329,9 +357,7 @@ class SlabAllocator(FrameAllocator):
         """Put obj in this CPU's magazines; False when no magazine could be had."""
         mags = self._mags(cache)
         self.lock(mags + CPU_MAGS.lock)
-        self.hit = False
         mag = self._make_empty_current_mag(cache, mags)
-        hit = self.hit
         if not mag:
             self.unlock(mags + CPU_MAGS.lock)
             return False
@@ -340,44 +366,42 @@ class SlabAllocator(FrameAllocator):
         self.st(mag + MAGAZINE.busy, busy + 1)
         self.unlock(mags + CPU_MAGS.lock)
         self._count(cache, CACHE.cached_objs, CPU_MAGS.cached, 1)
-        self.hit = hit
         return True
 
     # --- allocation and free (the seed's slab_alloc and _slab_free) -------------------------
 
     def _alloc(self, cache, flags):
         """The seed's slab_alloc: magazines first, then the slab layer. 0 when out of memory."""
-        obj, hit = 0, False
+        obj = 0
         if self._magazines(cache):
             obj = self._magazine_obj_get(cache)
-            hit = self.hit
         if not obj:
             obj = self._slab_obj_create(cache, flags)
         if obj:
             self._count(cache, CACHE.allocated_objs, CPU_MAGS.allocated, 1)
-        self.hit = hit
         return obj
 
     def _free(self, cache, obj, slab=0):
         """The seed's _slab_free: into the magazines if one can be had, else to the slab."""
-        hit = False
-        if self._magazines(cache) and self._magazine_obj_put(cache, obj):
-            hit = self.hit
-        else:
+        if not (self._magazines(cache) and self._magazine_obj_put(cache, obj)):
             self._slab_obj_destroy(cache, obj, slab)
         self._count(cache, CACHE.allocated_objs, CPU_MAGS.allocated, -1)
-        self.hit = hit
 
     def _alloc_internal(self, cache, flags):
-        """An object the allocator uses itself, marked so in the object table."""
+        """An object the allocator uses itself, marked so in the object table. Its path does
+        not count as the path of the operation that needed it (a magazine, a descriptor)."""
+        path = self.path
         obj = self._alloc(cache, flags)
+        self.path = path
         if obj:
-            self.h[self.regions.granule(obj) >> 1] = self.ld(cache + CACHE.id) | OBJ_INTERNAL
+            self.h[self.regions.granule(obj) >> 1] = self.peek(cache + CACHE.id) | OBJ_INTERNAL
         return obj
 
     def _free_internal(self, cache, obj):
+        path = self.path
         self.h[self.regions.granule(obj) >> 1] = 0
         self._free(cache, obj)
+        self.path = path
 
     # --- caches -------------------------------------------------------------------------------
 
@@ -386,7 +410,7 @@ class SlabAllocator(FrameAllocator):
         objsize = size
         if self.debug and name not in UNTRAILERED:  # room for debugging mode's trailer
             size = debug_size(size, align)
-        size, order, objects, flags = geometry(size, align, flags)
+        size, order, objects, flags = _geometry(size, align, flags)
         encoded = name.encode()
         self.memory[cache + CACHE.name:cache + CACHE.name + NAME_MAX] = \
             encoded + bytes(NAME_MAX - len(encoded))
@@ -410,15 +434,15 @@ class SlabAllocator(FrameAllocator):
         assert self.holds(KERNEL.slab_cache_lock)
         ids = self.regions.cache_ids
         for cid in range(1, MAX_CACHES):
-            if not self.ld(ids + cid * WORD):
+            if not self.peek(ids + cid * WORD):
                 break
         else:
             return False
-        gen = self.ld(KERNEL.next_gen)
-        self.st(KERNEL.next_gen, gen + 1)
-        self.st(ids + cid * WORD, cache)
-        self.st(cache + CACHE.id, cid)
-        self.st(cache + CACHE.gen, gen)
+        gen = self.peek(KERNEL.next_gen)           # the id and generation are bookkeeping
+        self.poke(KERNEL.next_gen, gen + 1)
+        self.poke(ids + cid * WORD, cache)
+        self.poke(cache + CACHE.id, cid)
+        self.poke(cache + CACHE.gen, gen)
         self.list_append(cache + CACHE.link, KERNEL.slab_cache_list)
         return True
 
@@ -426,13 +450,15 @@ class SlabAllocator(FrameAllocator):
         """Remove cache from the list and the id table. slab_cache_lock must be held."""
         assert self.holds(KERNEL.slab_cache_lock)
         self.list_remove(cache + CACHE.link)
-        self.st(self.regions.cache_ids + self.ld(cache + CACHE.id) * WORD, 0)
-        self.st(cache + CACHE.gen, 0)
+        self.poke(self.regions.cache_ids + self.peek(cache + CACHE.id) * WORD, 0)
+        self.poke(cache + CACHE.gen, 0)
 
-    def caches(self):
+    def caches(self, *, charged=False):
         """Descriptor addresses of the live caches, in creation order (read without the lock:
-        callers that need a stable list hold slab_cache_lock)."""
-        return [link - CACHE.link for link in self.list_links(KERNEL.slab_cache_list, MAX_CACHES)]
+        callers that need a stable list hold slab_cache_lock). A bookkeeping walk unless
+        `charged` (the seed's own walk, in reclaim)."""
+        return [link - CACHE.link for link in
+                self.list_links(KERNEL.slab_cache_list, MAX_CACHES, charged=charged)]
 
     def cache_name(self, cache):
         raw = bytes(self.memory[cache + CACHE.name:cache + CACHE.name + NAME_MAX])
@@ -478,7 +504,7 @@ class SlabAllocator(FrameAllocator):
         """The seed's slab_reclaim: every cache, in creation order, under slab_cache_lock."""
         self.lock(KERNEL.slab_cache_lock)
         frames = 0
-        for cache in self.caches():
+        for cache in self.caches(charged=True):
             frames += self._slab_reclaim(cache, flags)
         self.unlock(KERNEL.slab_cache_lock)
         self.fetch_add(KERNEL.reclaim_calls, 1)
@@ -490,18 +516,32 @@ class SlabAllocator(FrameAllocator):
     def cache_locks(self, cache):
         """(kind, lock address) of each lock of a cache; kind is "slablock", "maglock", "cpu<N>"."""
         locks = [("slablock", cache + CACHE.slablock), ("maglock", cache + CACHE.maglock)]
-        if self._magazines(cache):
+        if self._has_magazines(cache):
             locks += [(f"cpu{i}", self._mags(cache, i) + CPU_MAGS.lock) for i in range(self.cpus)]
         return locks
 
     def all_locks(self):
-        """(name, address) of every lock of the machine, as Machine.stats names them."""
+        """(name, address) of every lock of the machine, as Machine.stats names them: the
+        allocator's, then the workloads' (Kernel.spin_lock, "user@<addr>")."""
         yield "slab_cache_lock", KERNEL.slab_cache_lock
         yield "frames", self.frames_lock
         for cache in self.caches():
             name = self.cache_name(cache)
             for kind, lock in self.cache_locks(cache):
                 yield f"{name}.{kind}", lock
+        for entry, lock in self.lock_entries(LOCK_USER):
+            yield f"user@{lock}", lock
+
+    def lock_entries(self, kind=None):
+        """(entry, lock word) of the lock table's entries (of `kind`, LOCK_USER or LOCK_KERNEL,
+        or all), in address order: the statistics a lock word cannot hold (layout.LOCKSTAT)."""
+        base, stride = self.regions.locktab, LOCKSTAT.sizeof >> 3
+        words = self.q[base >> 3:(base >> 3) + LOCKTAB_SIZE * stride].tolist()
+        a, k = LOCKSTAT.addr >> 3, LOCKSTAT.kind >> 3
+        out = [(base + i * LOCKSTAT.sizeof, words[i * stride + a])
+               for i in range(LOCKTAB_SIZE) if words[i * stride + a]
+               and (kind is None or words[i * stride + k] == kind)]
+        return sorted(out, key=lambda e: e[1])
 
     def _locate_lock(self, lock):
         if lock == KERNEL.slab_cache_lock:
@@ -510,7 +550,7 @@ class SlabAllocator(FrameAllocator):
             return "frames", RANK_FRAMES
         for cache in [self.mag_cache, self.slab_cache_cache] + self.caches():
             end = cache + CACHE.mag_cache + (self.cpus * CPU_MAGS.sizeof
-                                             if self._magazines(cache) else 0)
+                                             if self._has_magazines(cache) else 0)
             if cache <= lock < end:
                 for kind, addr in self.cache_locks(cache):
                     if addr == lock:
@@ -518,6 +558,8 @@ class SlabAllocator(FrameAllocator):
                                 else TIER_EXTERN if cache == self.slab_extern else TIER_CLIENT)
                         rank = cache_lock_rank(tier, "cpu" if kind.startswith("cpu") else kind)
                         return f"{self.cache_name(cache)}.{kind}", rank
+        if any(addr == lock for _, addr in self.lock_entries(LOCK_USER)):
+            return f"user@{lock}", 0
         return f"lock@{lock:#x}", 0
 
     def lock_name(self, lock):
@@ -536,10 +578,11 @@ class SlabAllocator(FrameAllocator):
         if lock < PAGE_SIZE:
             desc = next((c for c in statics if c <= lock < c + CACHE.sizeof), 0)
         else:
-            slab = self.frame_parent(lock) if lock < self.regions.memory else 0
-            if not slab or self.ld(slab + SLAB.cache) != self.slab_cache_cache:
+            pk = self.peek
+            slab = pk(self.frame_entry(lock) + FRAME.parent) if lock < self.regions.memory else 0
+            if not slab or pk(slab + SLAB.cache) != self.slab_cache_cache:
                 return self._locate_lock(lock)[1]
-            start, size = self.ld(slab + SLAB.start), self.ld(self.slab_cache_cache + CACHE.size)
+            start, size = pk(slab + SLAB.start), pk(self.slab_cache_cache + CACHE.size)
             desc = start + (lock - start) // size * size
         off = lock - desc
         if not desc:
@@ -557,6 +600,19 @@ class SlabAllocator(FrameAllocator):
         return cache_lock_rank(tier, kind)
 
 
+def _check_geometry_args(fn, size, align, flags):
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise BadArgument(f"{fn}: 'size' must be an int of at least 1, got {size!r}")
+    if not isinstance(align, int) or isinstance(align, bool) or align < 0 or \
+            align > PAGE_SIZE or (align & (align - 1)):
+        raise BadArgument(f"{fn}: 'align' must be 0 or a power of two up to {PAGE_SIZE}, "
+                          f"got {align!r}")
+    if not isinstance(flags, int) or isinstance(flags, bool) or \
+            flags & ~(SLAB_CACHE_NOMAGAZINE | SLAB_CACHE_SLINSIDE):
+        raise BadArgument(f"{fn}: 'flags' may hold only SLAB_CACHE_NOMAGAZINE and "
+                          f"SLAB_CACHE_SLINSIDE, got {flags!r}")
+
+
 def check_cache_args(name, size, align, flags):
     """Validate slab_cache_create's arguments (BadArgument naming the one that is wrong)."""
     if not isinstance(name, str) or not 1 <= len(name) <= NAME_MAX or \
@@ -564,17 +620,8 @@ def check_cache_args(name, size, align, flags):
             len(name.encode()) > NAME_MAX:
         raise BadArgument(f"slab_cache_create: 'name' must be 1 to {NAME_MAX} printable "
                           f"characters without whitespace, got {name!r}")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise BadArgument(f"slab_cache_create: 'size' must be an int of at least 1, got {size!r}")
-    if not isinstance(align, int) or isinstance(align, bool) or align < 0 or \
-            align > PAGE_SIZE or (align & (align - 1)):
-        raise BadArgument(f"slab_cache_create: 'align' must be 0 or a power of two up to "
-                          f"{PAGE_SIZE}, got {align!r}")
-    if not isinstance(flags, int) or isinstance(flags, bool) or \
-            flags & ~(SLAB_CACHE_NOMAGAZINE | SLAB_CACHE_SLINSIDE):
-        raise BadArgument(f"slab_cache_create: 'flags' may hold only SLAB_CACHE_NOMAGAZINE and "
-                          f"SLAB_CACHE_SLINSIDE, got {flags!r}")
-    order = geometry(size, align, flags)[1]
+    _check_geometry_args("slab_cache_create", size, align, flags)
+    order = _geometry(size, align, flags)[1]
     if order > MAX_ORDER:
         raise BadArgument(f"slab_cache_create: 'size' {size} needs slabs of order {order}, above "
                           f"the frame allocator's largest block (order {MAX_ORDER})")

@@ -50,6 +50,9 @@ def _cpu_list(text):
 def _parser():
     p = argparse.ArgumentParser(prog="smpsim", description="A multi-process SMP simulator of "
                                 "the HelenOS slab allocator: experiments and tools.")
+    from smpsim import __version__
+    p.add_argument("--version", action="version", version=f"smpsim {__version__}",
+                   help="print smpsim's version and exit")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def common(sp):

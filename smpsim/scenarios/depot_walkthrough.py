@@ -2,13 +2,13 @@
 
 Covers: objects freed on one CPU travel as full magazines through the cache's shared list to
 another CPU, which then allocates them without touching the slab layer; light reclaim takes
-magazines off the shared list and stops at the first cache where it freed frames; full reclaim
+magazines off the tail of each cache's shared list until one empties a slab; full reclaim
 (SLAB_RECLAIM_ALL) also empties every CPU's own magazines. After each step it records what the
 machine counts: the cache's slabs, allocated and cached objects, full magazines on the shared
 list, frames in use, and the shared list lock's acquisitions.
 
 No CPU process runs here: the script uses m.cpu(0) and m.cpu(1) in turn in this process, which
-API.md allows while no Machine.run is under way.
+the interface allows while no Machine.run is under way (docs/api.md, Machine.cpu).
 
     smpsim run scenarios/depot_walkthrough.py        (or: python scenarios/depot_walkthrough.py)
 """

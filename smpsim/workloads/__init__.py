@@ -15,7 +15,7 @@ and usable directly from scenario scripts:
 `run` is deterministic for a given `seed`: each CPU seeds its own generator from (seed, cpu id).
 Every object a workload allocates is freed before `run` returns, so `Machine.check()` passes after
 it and the caches' allocated-minus-cached counts return to where they were. Workloads use only the
-public API of smpsim (API.md) plus the kernel atomics on simulated memory words.
+public interface of smpsim (docs/api.md), the kernel atomics on simulated memory words included.
 
 | module       | models                                                                     |
 | ------------ | -------------------------------------------------------------------------- |

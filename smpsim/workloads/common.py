@@ -4,8 +4,8 @@ a Heap that allocates, tags and frees objects while counting what it saw.
 Objects are tagged: the first 8 bytes of every object a Heap allocates hold the allocating CPU's
 id plus one (0 for objects the parent allocated in `prepare`). A free reads the tag first, so a
 free by another CPU is counted as remote and an overwritten tag as corrupt, without any
-bookkeeping shared between CPUs. Every object is at least 8 bytes (SPEC.md section 3 aligns sizes
-to 8), so the tag always fits.
+bookkeeping shared between CPUs. Every object is at least 8 bytes (the seed's geometry aligns sizes
+to 8 at least), so the tag always fits.
 
 Allocations use FRAME_ATOMIC: running out of memory is counted as a failed allocation, not
 raised, and the workload goes on (the pressure workload depends on it).

@@ -589,3 +589,39 @@ def test_the_cluster_benchmark_runs(tmp_path):
     assert r["here_s"] > 0 and r["cluster_s"] > r["cluster_points_s"] > 0
     assert 1 <= len(r["hosts"]) <= 2
     assert "## Sweep on a cluster: 4 single-CPU points" in p.stdout
+
+
+INTERRUPT_SCRIPT = """
+import json, sys
+from smpsim.experiment import cluster, scenario
+
+scn = scenario.load(sys.argv[1])
+points = scn.points([1], 3)
+
+def first(result):
+    raise KeyboardInterrupt          # as Ctrl-C landing while the first point is written
+
+with cluster.connect("local:2", echo=None) as conn:
+    try:
+        cluster.run_points(conn.client, scn, points, sys.argv[2], progress=False,
+                           on_result=first)
+    except KeyboardInterrupt:
+        print("interrupted")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+def test_ctrl_c_while_a_point_is_written_still_stops_and_keeps_the_running_ones(tmp_path):
+    """The KeyboardInterrupt lands in run_points' own handling of an outcome, not in Dask's
+    wait: the points still running are stopped and kept as "interrupted" runs all the same."""
+    pytest.importorskip("distributed")
+    out = str(tmp_path / "o")
+    p = subprocess.run([sys.executable, "-c", INTERRUPT_SCRIPT,
+                        scenario_file(tmp_path, ops=3_000_000), out], capture_output=True,
+                       text=True, cwd=ROOT, timeout=100)
+    assert (p.returncode, p.stdout) == (0, "interrupted\n"), p.stderr
+    summary = json.load(open(os.path.join(out, "summary.json")))
+    runs = {r["id"]: r["error"] for r in summary["runs"]}
+    assert summary["partial"] is True and len(runs) < 6, runs
+    assert list(runs.values()).count("") >= 1 and "interrupted" in runs.values(), runs

@@ -21,11 +21,17 @@ point that lands on a daemonic worker that joined later fails with the same mess
 The generic layer (for any command that maps its own tasks, e.g. a parallel `smpsim explore`):
 
     conn = connect(address)          # "tcp://host:8786", "host:8786" or "local:N"; a Connection
-    for o in map_tasks(conn.client, fn, items, names=None, retries=1, desc="tasks"):
-        o.index, o.item              # which task (items in the order given)
-        o.ok, o.value                # fn(item)'s return value when it returned
-        o.error, o.traceback         # else "Type: message" and the remote traceback text
-        o.host, o.worker             # where it ran (last), when known
+    with map_tasks(conn.client, fn, items, names=None, retries=1, desc="tasks") as tasks:
+        try:
+            for o in tasks:          # Outcomes, as tasks finish:
+                o.index, o.item      #   which task (items in the order given)
+                o.ok, o.value        #   fn(item)'s return value when it returned
+                o.error, o.traceback #   else "Type: message" and the remote traceback text
+                o.host, o.worker     #   where it ran (last), when known
+        except KeyboardInterrupt:
+            for o in tasks.interrupt():   # the running tasks, stopped
+                ...
+            raise
     conn.close()                     # or `with connect(address) as conn:`
 
 `fn` is a module-level function importable on the workers (smpsim installed there), `items` and
@@ -39,11 +45,12 @@ whose worker dies (a killed process, a lost host) is rescheduled by the schedule
 worker; after `distributed.scheduler.allowed-failures` deaths (Dask's default 3, a setting of the
 scheduler's host) its outcome says that its workers died.
 
-Ctrl-C (KeyboardInterrupt while map_tasks waits): tasks not yet started are cancelled, running
-tasks are asked to stop (should_stop(); a sweep point ends its run as a local Ctrl-C does, keeping
-its counters as a run with error "interrupted") and their outcomes are still yielded for up to
-STOP_WAIT seconds (a second Ctrl-C stops the wait); then the rest is cancelled and the
-KeyboardInterrupt goes on to the caller. Outcomes already yielded are the caller's to keep.
+Ctrl-C (a KeyboardInterrupt while the caller waits for an outcome or handles one): the caller
+calls interrupt(), which cancels the tasks not yet started, asks the running ones to stop
+(should_stop(); a sweep point ends its run as a local Ctrl-C does, keeping its counters as a run
+with error "interrupted") and returns their outcomes, waiting up to STOP_WAIT seconds (a second
+Ctrl-C stops the wait); close() cancels whatever is still out. Outcomes already taken are the
+caller's to keep.
 The workers of `local:N` ignore the terminal's Ctrl-C and hangup (dask_setup), and while such a
 cluster is open a hangup of this process is a KeyboardInterrupt too, so that closing the
 terminal still closes the cluster.
@@ -71,9 +78,9 @@ import uuid
 
 from smpsim.engine.errors import SmpsimError
 
-__all__ = ["ClusterError", "DaskMissing", "Connection", "Outcome", "Failure", "connect",
-           "map_tasks", "should_stop", "run_points", "sweep_on_cluster", "require_dask",
-           "INSTALL", "STOP_WAIT"]
+__all__ = ["ClusterError", "DaskMissing", "Connection", "Outcome", "Failure", "TaskMap",
+           "connect", "map_tasks", "should_stop", "run_points", "sweep_on_cluster",
+           "require_dask", "INSTALL", "STOP_WAIT"]
 
 log = logging.getLogger("smpsim.experiment.cluster")
 
@@ -362,64 +369,105 @@ def _outcome(future, index, item):
                    tb="".join(traceback.format_tb(tb)) if tb is not None else None)
 
 
+class TaskMap:
+    """The tasks of one map_tasks call: an iterator of Outcomes as tasks finish; interrupt()
+    stops the rest; close() (or leaving a `with` block) cancels what is left."""
+
+    def __init__(self, client, fn, items, names, retries, desc, unit, progress, forks,
+                 stop_wait):
+        from distributed import Event, as_completed
+        from tqdm import tqdm
+        self.client, self.items, self.stop_wait = client, items, stop_wait
+        token = uuid.uuid4().hex[:8]
+        self.stop = Event(f"smpsim-stop-{token}", client=client)
+        self.index, self.pending = {}, set()
+        self.bar = tqdm(total=len(items), desc=desc, unit=unit, dynamic_ncols=True,
+                        disable=None if progress else True)
+        try:
+            for i, item in enumerate(items):
+                name = re.sub(r"[^A-Za-z0-9_.-]", "-", names[i] if names else desc)
+                f = client.submit(_task, fn, item, self.stop.name, forks,
+                                  key=f"{name}-{token}-{i}", retries=retries, pure=False)
+                self.index[f] = i
+                self.pending.add(f)
+        except BaseException:
+            self.close()
+            raise
+        self._done = as_completed(list(self.index))
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        while True:
+            try:
+                f = next(self._done)
+            except StopIteration:           # every task is back
+                self.bar.close()
+                raise
+            self.pending.discard(f)
+            self.bar.update(1)
+            o = self._outcome(f)
+            if o is not None:
+                return o
+
+    def _outcome(self, f):
+        i = self.index[f]
+        return _outcome(f, i, self.items[i])
+
+    def interrupt(self):
+        """After Ctrl-C: cancels the tasks that have not started, asks the running ones to stop
+        (should_stop()) and returns the outcomes of those that come back within stop_wait
+        seconds (a second Ctrl-C ends the wait); the rest is cancelled by close()."""
+        self.stop.set()
+        running = {k for keys in self.client.processing().values() for k in keys}
+        self.client.cancel([f for f in self.pending if f.key not in running])
+        waiting = [f for f in self.pending if f.key in running]
+        from distributed import wait
+        try:
+            wait(waiting, timeout=self.stop_wait)
+        except (KeyboardInterrupt, Exception):  # noqa: BLE001 - a timeout (its class differs
+            pass                                 # across Python versions), a second Ctrl-C
+        outcomes = []
+        for f in waiting:
+            if f.done():
+                self.pending.discard(f)
+                o = self._outcome(f)
+                if o is not None:
+                    outcomes.append(o)
+        return outcomes
+
+    def close(self):
+        """Cancels the tasks not yet back (asking running ones to stop); safe twice."""
+        self.bar.close()
+        if self.pending:
+            try:
+                self.stop.set()
+                self.client.cancel(list(self.pending))
+            except Exception as e:          # noqa: BLE001 - the scheduler may be gone
+                log.warning("could not cancel the remaining tasks: %s", e)
+            self.pending = set()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
 def map_tasks(client, fn, items, *, names=None, retries=1, desc="tasks", unit="task",
               progress=True, forks=True, stop_wait=STOP_WAIT):
-    """Runs fn(item) for every item on the cluster of `client`; yields an Outcome for each as it
-    finishes (see the module docstring). `names` (one per item) name the tasks on the
-    dashboard; `forks` (the default) refuses to run on a daemonic worker, where a Machine could
-    not start its CPUs. Ctrl-C: the KeyboardInterrupt comes out of the iteration after the
-    running tasks' outcomes; leaving the iteration early cancels what is left."""
-    from distributed import Event, as_completed, wait
-    from tqdm import tqdm
+    """Submits fn(item) for every item to the cluster of `client`; returns the TaskMap that
+    yields an Outcome for each as it finishes (see the module docstring). `names` (one per
+    item) name the tasks on the dashboard; `forks` (the default) refuses to run on a daemonic
+    worker, where a Machine could not start its CPUs. ValueError for bad names or retries."""
     items = list(items)
     if names is not None and len(names) != len(items):
         raise ValueError(f"map_tasks: 'names' must name each of the {len(items)} items, "
                          f"got {len(names)}")
     if type(retries) is not int or retries < 0:
         raise ValueError(f"map_tasks: 'retries' must be an int >= 0, got {retries!r}")
-    token = uuid.uuid4().hex[:8]
-    stop = Event(f"smpsim-stop-{token}", client=client)
-    index, pending = {}, set()
-    bar = tqdm(total=len(items), desc=desc, unit=unit, dynamic_ncols=True,
-               disable=None if progress else True)
-    try:
-        for i, item in enumerate(items):
-            name = re.sub(r"[^A-Za-z0-9_.-]", "-", names[i] if names else desc)
-            f = client.submit(_task, fn, item, stop.name, forks, key=f"{name}-{token}-{i}",
-                              retries=retries, pure=False)
-            index[f] = i
-            pending.add(f)
-        try:
-            for f in as_completed(list(index)):
-                pending.discard(f)
-                o = _outcome(f, index[f], items[index[f]])
-                bar.update(1)
-                if o is not None:
-                    yield o
-        except KeyboardInterrupt:
-            stop.set()
-            running = {k for keys in client.processing().values() for k in keys}
-            client.cancel([f for f in pending if f.key not in running])
-            waiting = [f for f in pending if f.key in running]
-            try:
-                wait(waiting, timeout=stop_wait)
-            except (KeyboardInterrupt, Exception):  # noqa: BLE001 - a timeout (its class
-                pass                                 # differs across Python versions), a 2nd ^C
-            for f in waiting:
-                if f.done():
-                    pending.discard(f)
-                    o = _outcome(f, index[f], items[index[f]])
-                    if o is not None:
-                        yield o
-            raise
-    finally:
-        bar.close()
-        if pending:
-            try:
-                stop.set()
-                client.cancel(list(pending))
-            except Exception as e:          # noqa: BLE001 - the scheduler may be gone
-                log.warning("could not cancel the remaining tasks: %s", e)
+    return TaskMap(client, fn, items, names, retries, desc, unit, progress, forks, stop_wait)
 
 
 # --- sweeps -----------------------------------------------------------------------------------
@@ -476,26 +524,37 @@ def run_points(client, scenario, points, out, *, pin=False, retries=1, progress=
 
     def ordered():
         return [done[i] for i in sorted(done)]
+
+    def take(o):
+        point = points[o.index]
+        if not o.ok:
+            failures.append((o.index, _failed(out, Failure(point, o.error, o.traceback,
+                                                           o.host, o.worker))))
+            return
+        r = done[o.index] = o.value
+        runner.write_run(out, r)
+        runner.write_summary(out, scenario, ordered(), partial=True, command=command)
+        log.info("run %s on %s: %.0f ops/s, hit rate %.3f, check %s", point.id, o.host,
+                 r["throughput"], r["magazines"]["hit_rate"],
+                 r["check"] if r["check"] == "ok" else "FAILED")
+        if on_result:
+            on_result(r)
+
+    tasks = map_tasks(client, run_one, [(p, pin) for p in points], names=[p.id for p in points],
+                      retries=retries, desc=scenario.name, unit="point", progress=progress)
     try:
-        for o in map_tasks(client, run_one, [(p, pin) for p in points],
-                           names=[p.id for p in points], retries=retries, desc=scenario.name,
-                           unit="point", progress=progress):
-            point = points[o.index]
-            if not o.ok:
-                failures.append((o.index, _failed(out, Failure(point, o.error, o.traceback,
-                                                               o.host, o.worker))))
-                continue
-            r = done[o.index] = o.value
-            runner.write_run(out, r)
-            runner.write_summary(out, scenario, ordered(), partial=True, command=command)
-            log.info("run %s on %s: %.0f ops/s, hit rate %.3f, check %s", point.id, o.host,
-                     r["throughput"], r["magazines"]["hit_rate"],
-                     r["check"] if r["check"] == "ok" else "FAILED")
-            if on_result:
-                on_result(r)
+        try:
+            for o in tasks:
+                take(o)
+        except KeyboardInterrupt:           # while waiting, or while writing a point
+            for o in tasks.interrupt():
+                take(o)
+            raise
     except KeyboardInterrupt:
         runner.write_summary(out, scenario, ordered(), partial=True, command=command)
         raise
+    finally:
+        tasks.close()
     interrupted = any(r["error"] == "interrupted" for r in done.values())
     sweep = runner.write_summary(out, scenario, ordered(), partial=interrupted, command=command)
     return ordered(), sweep, [f for _, f in sorted(failures, key=lambda x: x[0])]

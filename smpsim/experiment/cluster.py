@@ -35,8 +35,8 @@ The generic layer (for any command that maps its own tasks, e.g. a parallel `smp
     conn.close()                     # or `with connect(address) as conn:`
 
 `fn` is a module-level function importable on the workers (smpsim installed there), `items` and
-return values picklable. Tasks are submitted in order (Dask runs them first come first served)
-and outcomes arrive as tasks finish; a progress bar counts them. Inside a task, should_stop()
+return values picklable. Tasks start in the order of `items` (each has a Dask priority below the
+one before) and outcomes arrive as tasks finish; a progress bar counts them. Inside a task, should_stop()
 turns true once the client asked the tasks to stop, for a long task to end early.
 
 Failures. A task that raises is retried `retries` times (Client.submit's retries, on any worker),
@@ -46,11 +46,11 @@ worker; after `distributed.scheduler.allowed-failures` deaths (Dask's default 3,
 scheduler's host) its outcome says that its workers died.
 
 Ctrl-C (a KeyboardInterrupt while the caller waits for an outcome or handles one): the caller
-calls interrupt(), which cancels the tasks not yet started, asks the running ones to stop
-(should_stop(); a sweep point ends its run as a local Ctrl-C does, keeping its counters as a run
-with error "interrupted") and returns their outcomes, waiting up to STOP_WAIT seconds (a second
-Ctrl-C stops the wait); close() cancels whatever is still out. Outcomes already taken are the
-caller's to keep.
+calls interrupt(), which asks every task out to stop (should_stop(): one not yet started returns
+at once without running; a running sweep point ends its run as a local Ctrl-C does, keeping its
+counters as a run with error "interrupted") and returns the outcomes of the tasks that ran,
+those that had finished unseen included, waiting up to STOP_WAIT seconds (a second Ctrl-C stops
+the wait); close() cancels whatever is still out. Outcomes already taken are the caller's.
 The workers of `local:N` ignore the terminal's Ctrl-C and hangup (dask_setup), and while such a
 cluster is open a hangup of this process is a KeyboardInterrupt too, so that closing the
 terminal still closes the cluster.
@@ -386,8 +386,11 @@ class TaskMap:
         try:
             for i, item in enumerate(items):
                 name = re.sub(r"[^A-Za-z0-9_.-]", "-", names[i] if names else desc)
+                # Earlier items first: without priorities Dask's order among tasks submitted
+                # together is its own.
                 f = client.submit(_task, fn, item, self.stop.name, forks,
-                                  key=f"{name}-{token}-{i}", retries=retries, pure=False)
+                                  key=f"{name}-{token}-{i}", retries=retries, pure=False,
+                                  priority=len(items) - i)
                 self.index[f] = i
                 self.pending.add(f)
         except BaseException:
@@ -416,25 +419,24 @@ class TaskMap:
         return _outcome(f, i, self.items[i])
 
     def interrupt(self):
-        """After Ctrl-C: cancels the tasks that have not started, asks the running ones to stop
-        (should_stop()) and returns the outcomes of those that come back within stop_wait
-        seconds (a second Ctrl-C ends the wait); the rest is cancelled by close()."""
-        self.stop.set()
-        running = {k for keys in self.client.processing().values() for k in keys}
-        self.client.cancel([f for f in self.pending if f.key not in running])
-        waiting = [f for f in self.pending if f.key in running]
+        """After Ctrl-C: asks every task out to stop (should_stop(): a running one ends early,
+        one not yet started returns at once without running) and returns the outcomes of the
+        tasks that ran, finished or stopped, within stop_wait seconds (a second Ctrl-C ends
+        the wait); close() cancels the rest. Nothing is cancelled before the wait: a task
+        whose result is on its way would be lost."""
         from distributed import wait
+        self.stop.set()
+        waiting = list(self.pending)
         try:
             wait(waiting, timeout=self.stop_wait)
         except (KeyboardInterrupt, Exception):  # noqa: BLE001 - a timeout (its class differs
             pass                                 # across Python versions), a second Ctrl-C
         outcomes = []
-        for f in waiting:
-            if f.done():
-                self.pending.discard(f)
-                o = self._outcome(f)
-                if o is not None:
-                    outcomes.append(o)
+        for f in sorted((f for f in waiting if f.done()), key=self.index.get):
+            self.pending.discard(f)
+            o = self._outcome(f)
+            if o is not None:
+                outcomes.append(o)
         return outcomes
 
     def close(self):

@@ -516,9 +516,9 @@ def test_ctrl_c_on_a_local_cluster_keeps_the_finished_points(tmp_path, sig):
 
 
 MAP_SCRIPT = """
-import json, os, sys
+import json, os, sys, time
 from smpsim.experiment import cluster
-from mapped_tasks import die, flaky
+from mapped_tasks import die, flaky, stops
 
 with cluster.connect("local:2", echo=None) as conn:
     for retries in (0, 1):
@@ -531,10 +531,14 @@ with cluster.connect("local:2", echo=None) as conn:
                           for o in got]))
     [o] = cluster.map_tasks(conn.client, die, [None], progress=False)
     print(json.dumps([o.ok, o.error, o.host]))
+    with cluster.map_tasks(conn.client, stops, range(4), progress=False) as tasks:
+        time.sleep(1)
+        print(json.dumps([o.value for o in tasks.interrupt()]))
 """
 
 MAPPED = '''
 import os
+import time
 
 def flaky(item):
     """Raises the first time it runs for an odd i; a file in `d` counts the attempts."""
@@ -550,6 +554,17 @@ def flaky(item):
 def die(item):
     """Kills the worker process that runs it."""
     os.kill(os.getpid(), 9)
+
+
+def stops(item):
+    """Answers the client's request to stop with KeyboardInterrupt (as a sweep point that is
+    asked before its run began), else returns after 5 s."""
+    from smpsim.experiment import cluster
+    for _ in range(50):
+        if cluster.should_stop():
+            raise KeyboardInterrupt
+        time.sleep(0.1)
+    return item
 '''
 
 
@@ -559,7 +574,8 @@ def test_map_tasks_retries_and_reports_each_task(tmp_path):
     """The generic layer: a task that raises once is retried with retries=1 and reported with
     its remote traceback with retries=0; outcomes carry index, value, host and worker. A task
     that kills every worker that runs it is reported once Dask gave up (after its default
-    allowed-failures, 3: four workers died), and the LocalCluster's nanny restarts them."""
+    allowed-failures, 3: four workers died), and the LocalCluster's nanny restarts them. Tasks
+    that answer interrupt() with KeyboardInterrupt come back as nothing, not as failures."""
     pytest.importorskip("distributed")
     sems = semaphores()
     (tmp_path / "mapped_tasks.py").write_text(MAPPED)
@@ -569,7 +585,8 @@ def test_map_tasks_retries_and_reports_each_task(tmp_path):
     p = subprocess.run([sys.executable, "-c", MAP_SCRIPT, str(marks)], capture_output=True,
                        text=True, cwd=str(tmp_path), timeout=100, env=env)
     assert p.returncode == 0, p.stderr
-    no_retry, retry, killed = (json.loads(line) for line in p.stdout.splitlines())
+    no_retry, retry, killed, stopped = (json.loads(line) for line in p.stdout.splitlines())
+    assert stopped == []            # the running tasks gave up as asked; none failed
     w = "tcp://127.0.0.1:"
     assert no_retry == [[0, True, 0, None, False, True, w], [1, False, None,
                          "RuntimeError: first attempt at 1", True, True, w],

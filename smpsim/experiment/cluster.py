@@ -308,8 +308,9 @@ def _where():
 
 
 def _task(fn, item, stop_name, forks):
-    """The Dask task around fn(item): ("done", value, host, worker), or ("skipped",) when the
-    client asked to stop before it started; RemoteError when fn raised."""
+    """The Dask task around fn(item): ("done", value, host, worker); ("skipped",) when the
+    client asked to stop before it started, or fn answered the request with KeyboardInterrupt;
+    RemoteError when fn raised."""
     from distributed import Event
     host, worker = _where()
     try:
@@ -320,6 +321,10 @@ def _task(fn, item, stop_name, forks):
         if should_stop():
             return ("skipped",)
         return ("done", fn(item), host, worker)
+    except KeyboardInterrupt:
+        if should_stop():                   # the task gave up as asked, with nothing to keep
+            return ("skipped",)             # (a sweep point stopped before its run began)
+        raise
     except Exception as e:                  # noqa: BLE001 - goes back to the client
         raise RemoteError(f"{type(e).__name__}: {e}", traceback.format_exc(), host,
                           worker) from None
@@ -476,7 +481,8 @@ def map_tasks(client, fn, items, *, names=None, retries=1, desc="tasks", unit="t
 
 class _StopView:
     """The view hook of runner.Sampler (called every sample): raises KeyboardInterrupt once
-    should_stop() turns true, which ends the run as Ctrl-C ends a local one."""
+    should_stop() turns true, which ends the run as Ctrl-C ends a local one. At the sample
+    taken before the run starts, the point is not run at all (_task: skipped)."""
 
     def __init__(self):
         self.fired = False

@@ -531,9 +531,12 @@ with cluster.connect("local:2", echo=None) as conn:
                           for o in got]))
     [o] = cluster.map_tasks(conn.client, die, [None], progress=False)
     print(json.dumps([o.ok, o.error, o.host]))
+    conn.client.wait_for_workers(2)
+    workers = sorted(conn.client.scheduler_info()["workers"])
     with cluster.map_tasks(conn.client, stops, range(4), progress=False) as tasks:
         time.sleep(1)
-        print(json.dumps([o.value for o in tasks.interrupt()]))
+        print(json.dumps([[o.value for o in tasks.interrupt()],
+                          sorted(conn.client.scheduler_info()["workers"]) == workers]))
 """
 
 MAPPED = '''
@@ -586,7 +589,7 @@ def test_map_tasks_retries_and_reports_each_task(tmp_path):
                        text=True, cwd=str(tmp_path), timeout=100, env=env)
     assert p.returncode == 0, p.stderr
     no_retry, retry, killed, stopped = (json.loads(line) for line in p.stdout.splitlines())
-    assert stopped == []            # the running tasks gave up as asked; none failed
+    assert stopped == [[], True]    # the running tasks gave up as asked; no worker died
     w = "tcp://127.0.0.1:"
     assert no_retry == [[0, True, 0, None, False, True, w], [1, False, None,
                          "RuntimeError: first attempt at 1", True, True, w],

@@ -138,7 +138,8 @@ def test_the_default_install_has_no_dask():
     with open(os.path.join(ROOT, "pyproject.toml"), "rb") as f:
         project = tomllib.load(f)["project"]
     assert not [d for d in project["dependencies"] if "dask" in d or "distributed" in d]
-    assert any(d.startswith("dask[distributed") for d in project["optional-dependencies"]["cluster"])
+    extra = project["optional-dependencies"]["cluster"]
+    assert any(d.startswith("dask[distributed") for d in extra)
     assert cluster.INSTALL == "pip install 'smpsim[cluster]'"
 
 

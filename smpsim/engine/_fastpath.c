@@ -45,7 +45,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "_sim.h"
+#include "_sched.h"
 
 /* --- the layout, from smpsim/engine/layout.py (configure) -------------------------------------------- */
 

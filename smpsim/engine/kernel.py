@@ -497,6 +497,16 @@ class Kernel:
     # --- simulated time -------------------------------------------------------------------
 
     @property
+    def time(self):
+        """The machine's time: "host" or "simulated" (then `cycles` is this CPU's clock)."""
+        return "simulated" if self._sa.timed else "host"
+
+    @property
+    def hz(self):
+        """The simulated clock's rate, cycles per simulated second (the cost model's "hz")."""
+        return self._sa.peek(self._sa.regions.header + HEADER.hz)
+
+    @property
     def cycles(self):
         """This CPU's simulated clock, in cycles (0 when the machine runs in host time)."""
         return self._sa.arena.clock() if self._sa.timed else 0

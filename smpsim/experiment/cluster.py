@@ -36,8 +36,9 @@ The generic layer (for any command that maps its own tasks, e.g. a parallel `smp
 
 `fn` is a module-level function importable on the workers (smpsim installed there), `items` and
 return values picklable. Tasks start in the order of `items` (each has a Dask priority below the
-one before) and outcomes arrive as tasks finish; a progress bar counts them. Inside a task, should_stop()
-turns true once the client asked the tasks to stop, for a long task to end early.
+one before) and outcomes arrive as tasks finish; a progress bar counts them. Inside a task,
+should_stop() turns true once the client asked the tasks to stop, for a long task to end early
+(raising KeyboardInterrupt then counts as stopping with nothing to report).
 
 Failures. A task that raises is retried `retries` times (Client.submit's retries, on any worker),
 then its outcome carries the exception and the remote traceback; the other tasks go on. A task
@@ -481,14 +482,16 @@ def map_tasks(client, fn, items, *, names=None, retries=1, desc="tasks", unit="t
 
 class _StopView:
     """The view hook of runner.Sampler (called every sample): raises KeyboardInterrupt once
-    should_stop() turns true, which ends the run as Ctrl-C ends a local one. At the sample
-    taken before the run starts, the point is not run at all (_task: skipped)."""
+    should_stop() turns true, which ends the run as Ctrl-C ends a local one (the samples are
+    taken while the CPUs run; the frame drawn after the run never raises)."""
 
     def __init__(self):
         self.fired = False
 
     def draw(self, *args, force=False):
-        if not self.fired and should_stop():
+        if force or self.fired:             # the last frame, drawn after the run: too late
+            return
+        if should_stop():
             self.fired = True
             raise KeyboardInterrupt
 
@@ -520,14 +523,17 @@ class Failure:
 
 
 def run_points(client, scenario, points, out, *, pin=False, retries=1, progress=True,
-               command="", on_result=None):
+               command="", on_result=None, claimed=False):
     """Runs `points` on the cluster of `client`, writing OUT as runner.run_points does (see the
-    module docstring). Returns (results, sweep rows, failures), both lists in point order. On
-    KeyboardInterrupt the summary is written marked partial and the interrupt re-raised."""
-    from smpsim.experiment import runner
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "scenario.toml"), "w") as f:
-        f.write(scenario.text)
+    module docstring). Returns (results, sweep rows, failures), both lists in point order.
+    Unless `claimed` (the caller has claimed `out` with folder.claim), `out` is claimed here: a
+    folder with content raises folder.FolderError, changing nothing. The points' setup is not
+    checked here: they are set up on the workers' hosts, and one that cannot be is a failure.
+    On KeyboardInterrupt the summary is written marked partial and the interrupt re-raised."""
+    from smpsim.experiment import folder, runner
+    if not claimed:
+        folder.check(out)
+        folder.claim(out, runner.scenario_text(scenario))
     done, failures = {}, []
 
     def ordered():
@@ -601,11 +607,14 @@ def sweep_on_cluster(scenario, cluster, out=None, *, cpus=None, repeat=None, pin
     distributed.Client, or an address for connect() (then connected and closed here). `cpus`
     and `repeat` default to the scenario's [sweep]; `out` to results/NAME-TIME. Writes the
     result folder of `smpsim sweep` (plots included unless `plots` is false) and returns a
-    SweepResult. Raises ScenarioError for a bad scenario and ClusterError for a cluster that
-    cannot be used, before anything runs; KeyboardInterrupt as run_points does."""
-    from smpsim.experiment import plot, runner, scenario as scenarios
+    SweepResult. Raises ScenarioError for a bad scenario, folder.FolderError for an `out` with
+    content and ClusterError for a cluster that cannot be used, before anything runs;
+    KeyboardInterrupt as run_points does."""
+    from smpsim.experiment import folder, plot, scenario as scenarios
     scn = scenario if isinstance(scenario, scenarios.Scenario) else scenarios.load(scenario)
     points = scn.points(cpus or scn.sweep["cpus"], repeat or scn.sweep["repeat"])
+    if out is not None:
+        folder.check(out)
     conn = None
     if isinstance(cluster, str):
         conn = connect(cluster, echo=print if progress else None)
@@ -613,7 +622,7 @@ def sweep_on_cluster(scenario, cluster, out=None, *, cpus=None, repeat=None, pin
     else:
         client = cluster
     try:
-        out = out or runner.result_dir(scn.name)
+        out = out or folder.result_dir(scn.name)
         results, sweep, failures = run_points(
             client, scn, points, out, pin=scn.run["pin"] if pin is None else pin,
             retries=retries, progress=progress, command="sweep_on_cluster")

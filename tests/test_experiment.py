@@ -5,6 +5,7 @@ workloads run like bundled ones; the setup check; result folders never mixed."""
 import csv
 import json
 import os
+import socket
 import pickle
 
 import pytest
@@ -302,6 +303,7 @@ def test_a_result_records_where_and_how_it_was_measured(scn, tmp_path):
     assert h["smpsim"] == (getattr(smpsim, "__version__", None) or
                            __import__("importlib.metadata").metadata.version("smpsim"))
     assert h["cores"] == os.cpu_count() and h["cpu_model"] and h["python"]
+    assert h["name"] == socket.gethostname()
     assert len(h["loadavg"]) == 3
     assert set(h["interference"]) == {"busy_cores", "other_cores", "loadavg"}
     assert h["interference"]["other_cores"] >= 0

@@ -44,8 +44,8 @@ from smpsim.experiment import folder, host, report, tables
 from smpsim.experiment.collect import annotate, collect
 from smpsim.experiment.scenario import FLAG_NAMES, ScenarioError
 
-__all__ = ["run_point", "run_points", "check_setup", "write_summary", "scenario_text",
-           "result_dir", "Sampler", "Interrupted"]
+__all__ = ["run_point", "run_points", "check_setup", "write_run", "write_summary",
+           "scenario_text", "result_dir", "Sampler", "Interrupted"]
 
 log = logging.getLogger("smpsim.experiment.runner")
 
@@ -243,7 +243,7 @@ def _clean_up(m, k, wl, params, caches, error):
     return problems or "ok"
 
 
-def _write_run(out, result):
+def write_run(out, result):
     """Writes one run's folder: result.json and its CSVs and slabinfo."""
     d = os.path.join(out, "runs", result["point"]["id"])
     os.makedirs(d, exist_ok=True)
@@ -309,7 +309,7 @@ def run_points(scenario, points, out, *, pin=False, bar_factory=None, view=None,
             r = run_point(point, pin=pin, interval=scenario.run["interval"],
                           timeout=scenario.run["timeout"], bar_factory=bar_factory, view=view)
             results.append(r)
-            _write_run(out, r)
+            write_run(out, r)
             write_summary(out, scenario, results, partial=True, command=command)
             log.info("run %s: %.0f ops/s, hit rate %.3f, check %s", point.id, r["throughput"],
                      r["magazines"]["hit_rate"], r["check"] if r["check"] == "ok" else "FAILED")
@@ -318,7 +318,7 @@ def run_points(scenario, points, out, *, pin=False, bar_factory=None, view=None,
     except KeyboardInterrupt as e:
         if isinstance(e, Interrupted):
             results.append(e.result)
-            _write_run(out, e.result)
+            write_run(out, e.result)
         write_summary(out, scenario, results, partial=True, command=command)
         raise
     sweep = write_summary(out, scenario, results, partial=False, command=command)

@@ -31,7 +31,7 @@ SUMMARY_COLUMNS = ["id", "label", "workload", "cpus", "rep", "seed", "ops", "ela
                    "ctor_per_alloc", "magazine_size", "resizes", "reap_frames", "line_miss_rate",
                    "p50", "p99", "p99.9",
                    "latency_unit", "cpu_user", "cpu_system", "voluntary_cs", "involuntary_cs",
-                   "other_cores", "check", "error"]
+                   "other_cores", "check", "error", "host"]
 PATHS = ("hit", "depot", "slab", "frames")
 _KINDS = ("all", "slab_alloc", "slab_free", "kalloc", "kfree")
 
@@ -85,6 +85,7 @@ def summary_row(result):
         "other_cores": result.get("host", {}).get("interference", {}).get("other_cores"),
         "check": result["check"] if isinstance(result["check"], str) else "violations",
         "error": result.get("error") or "",
+        "host": result.get("host", {}).get("name", ""),
     }
     for key, _ in _lock_time_keys(totals):
         row[key] = totals[key.removeprefix("lock_")]

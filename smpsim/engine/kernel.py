@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Literal
+from typing import Any, Literal
 
 from .errors import BadArgument, CacheNotEmpty, InvalidCache, InvalidFree, OutOfMemory, SmpsimError
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM
@@ -33,8 +33,8 @@ from .layout import (CACHE, CPU_CTL, CPU_MAGS, FRAME, HEADER, KERNEL, LINE, MAGA
                      MAGAZINE_SIZES, OBJ_INTERNAL, PAGE_SIZE, SLAB, WORD)
 from .options import SLAB_CACHE_MAGCACHE, check_function
 from .slab import (MALLOC_NAMES, PATH_HIT, PATHS, SLAB_CACHE_NOMAGAZINE, SLAB_CACHE_SLINSIDE,
-                   SLAB_MAX_MALLOC_W, SLAB_MIN_MALLOC_W, SLAB_RECLAIM_ALL, SlabAllocator,
-                   check_cache_args, fnzb)
+                   SLAB_MAX_MALLOC_W, SLAB_MIN_MALLOC_W, SLAB_RECLAIM_ALL, check_cache_args,
+                   fnzb)
 
 __all__ = ["Kernel", "SlabCache", "boot", "OPS", "EXIT_STOPPED"]
 
@@ -101,7 +101,8 @@ class Kernel:
     cpus: int
     memory: memoryview
 
-    def __init__(self, allocator: SlabAllocator, *, accel: str = "off") -> None:
+    # `allocator`: the CPU's SlabAllocator (smpsim/engine/slab.py), which help() leaves out.
+    def __init__(self, allocator: Any, *, accel: str = "off") -> None:
         sa = self._sa = allocator
         sa._kernel = self                     # what constructors and destructors are given
         self._reap_period = sa._reap_period_ns

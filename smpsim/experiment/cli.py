@@ -5,6 +5,8 @@ and the demo and benchmark of the engine.
     smpsim sweep SCENARIO [--cpus 1,2,4,8] [--repeat N] [--pin] [--out DIR]
     smpsim slabinfo RESULT [--at peak|end] [--format both|slabinfo|seed]
     smpsim workloads                       the workloads and their parameters
+    smpsim explore SCENARIO [--schedules N] [--strategy random|pct] [--cpus 2,3] [--ops K] ...
+    smpsim replay FILE [--trace]           (smpsim/experiment/explore_cli.py)
     smpsim demo ... / smpsim bench ...
 
 SCENARIO is a TOML file (smpsim/experiment/scenario.py) or a Python scenario script, which must define
@@ -77,6 +79,8 @@ def _parser():
                    help="the caches at their fullest during the run (default) or at its end")
     i.add_argument("--format", choices=("both", "slabinfo", "seed"), default="both")
     sub.add_parser("workloads", help="list the workloads and their parameters")
+    from smpsim.experiment.explore_cli import add_parsers
+    add_parsers(sub)                    # explore, replay
     for name, what in (("demo", "a short demonstration (smpsim.experiment.demo)"),
                        ("bench", "the engine's benchmarks (smpsim.experiment.bench)")):
         d = sub.add_parser(name, help=what, add_help=False)
@@ -282,6 +286,11 @@ def main(argv=None):
             return _slabinfo(args)
         if args.command == "workloads":
             return _workloads()
+        if args.command in ("explore", "replay"):
+            from smpsim.experiment import explore_cli
+            run = explore_cli.explore_main if args.command == "explore" else \
+                explore_cli.replay_main
+            return run(args)
         return _delegate(args.command, args.args)
     except KeyboardInterrupt:
         print("\nsmpsim: interrupted", file=sys.stderr)

@@ -26,6 +26,8 @@ public interface of smpsim (docs/api.md), the kernel atomics on simulated memory
 | kalloc_mix   | a working set over a size distribution spanning the malloc caches          |
 | pressure     | fill memory until allocation fails, free part, allocate elsewhere: reclaim  |
 | floor        | plain Python list operations, no allocator: the host's scaling ceiling      |
+| contend      | allocs, frees, remote frees and reclaims that make every path meet another |
+| racy         | a deliberate lost update (load then store), for `smpsim explore` to find    |
 """
 
 __all__ = ["WORKLOADS", "module"]
@@ -39,6 +41,8 @@ WORKLOADS = {
     "kalloc_mix": "smpsim.workloads.kalloc_mix",
     "pressure": "smpsim.workloads.pressure",
     "floor": "smpsim.workloads.floor",
+    "contend": "smpsim.workloads.contend",
+    "racy": "smpsim.workloads.racy",
 }
 
 

@@ -113,3 +113,19 @@ def test_many_violations_are_all_listed(m):
     assert "cache node: cached_objs is 5, its magazines hold 0" in v
     assert "CPU 0 is inside allocator code (slab_alloc): its operation did not finish" in v
     assert len(v) == 3
+
+
+def test_a_list_that_loops_without_its_head_is_reported_once_and_walked_once(m):
+    """Two slabs on the partial list, the second linking back to the first: the walk stops at
+    the repeated link (it used to go on for 2**24 links) and says so."""
+    from smpsim.engine.layout import LINK
+    k = m.cpu(0)
+    c = k.slab_cache_create("big", 1000, 0, smpsim.SLAB_CACHE_NOMAGAZINE)
+    objs = [k.slab_alloc(c) for _ in range(c.objects + 1)]    # one full slab, one partial
+    k.slab_free(c, objs[0])                                   # both partial now
+    head = c._addr + CACHE.partial_slabs
+    first = k._sa.ld(head + LINK.next)
+    second = k._sa.ld(first + LINK.next)
+    k._sa.st(second + LINK.next, first)                       # the loop misses the head
+    v = violations(m)
+    assert v.count("cache big partial slabs: list does not end (a cycle)") == 1

@@ -33,9 +33,10 @@ Shrinking (shrink) works on what ran, with lenient replay: Machine(replay="lenie
 schedule where it can, goes on without preemption where it cannot, and records what actually
 ran, which replays exactly. First the shortest prefix of the decisions that still fails the
 same way (binary search: after the prefix, no CPU is preempted), then delta debugging over the
-places where the schedule switches CPUs (ddmin: drop a set of switches by letting the CPU before
-each run on), keeping a candidate only when it fails with the same kind and is smaller (fewer
-preemptions, then fewer decisions). The result is the last failing run's own schedule, checked
+places where the schedule switches CPUs (ddmin: drop a set of switches, the CPU before each
+running on; each switch is anchored to its CPU's own count of decisions, so that dropping one
+leaves the others where they were in their CPUs' programs), keeping a candidate only when it
+fails with the same kind and is smaller (fewer preemptions, then fewer decisions). The result is the last failing run's own schedule, checked
 once more by exact replay. The work is bounded (max_runs runs).
 """
 
@@ -284,7 +285,7 @@ class Coverage:
                     "seed": self.found.seed}}
 
 
-def search(points, *, schedules=DEFAULT_SCHEDULES, seed=0, strategy="random", depth=3,
+def search(points, *, schedules=DEFAULT_SCHEDULES, seed=0, strategy="pct", depth=3,
            progress=None):
     """Run `schedules` schedules of each point in turn (seeds seed .. seed + schedules - 1),
     stopping at the first failure. Returns the list of Coverage, one per point searched; the
@@ -342,15 +343,50 @@ class Shrunk:
                               "shrunk": len(self.schedule)}}
 
 
-def _switches(decisions):
-    """The indexes where the schedule switches CPUs (a decision unlike the one before)."""
-    return [i for i in range(1, len(decisions)) if decisions[i] != decisions[i - 1]]
+def _events(decisions, cpus):
+    """A schedule as switch events anchored to each CPU's own progress: (first CPU, events,
+    totals), where event (cpu, count, to) says that `cpu`, after `count` decisions of its own,
+    gave way to CPU `to`, and totals[c] is how many decisions chose CPU c. Dropping an early
+    event then leaves the later ones where they were in each CPU's program, which positions
+    in the decision list would not."""
+    counts, events = [0] * cpus, []
+    for i, c in enumerate(decisions):
+        if i and c != decisions[i - 1]:
+            prev = decisions[i - 1]
+            events.append((prev, counts[prev], c))
+        counts[c] += 1
+    return (decisions[0] if decisions else 0), events, counts
+
+
+def _rebuild(first, events, totals):
+    """The decision list that starts with CPU `first`, switches at `events` (each when its CPU
+    has made its count of decisions; an event whose target has nothing left is skipped) and
+    gives every CPU its total: a CPU that has made all of its decisions gives way to the lowest
+    CPU with some left. Lenient replay mends what no longer fits the program."""
+    queues = [[] for _ in totals]
+    for cpu, count, to in events:
+        queues[cpu].append((count, to))
+    for q in queues:
+        q.reverse()                          # pop() from the end: the earliest first
+    counts, out, cur, left = [0] * len(totals), bytearray(), first, sum(totals)
+    while len(out) < left:
+        q = queues[cur]
+        if q and q[-1][0] <= counts[cur]:
+            _, to = q.pop()
+            if counts[to] < totals[to]:
+                cur = to
+            continue
+        if counts[cur] >= totals[cur]:
+            cur = min(c for c in range(len(totals)) if counts[c] < totals[c])
+            continue
+        out.append(cur)
+        counts[cur] += 1
+    return bytes(out)
 
 
 def _drop(decisions, drop):
-    """`decisions` with the switches at the indexes in `drop` removed: from each, the CPU
-    before goes on for as long as the dropped stretch lasted (lenient replay fills in where
-    it cannot)."""
+    """`decisions` with the switches at the decision indexes in `drop` removed, by position:
+    from each, the CPU before goes on for as long as the dropped stretch lasted."""
     out = bytearray(decisions)
     follow = False
     for i in range(1, len(out)):
@@ -373,12 +409,14 @@ def shrink(point, found, *, max_runs=SHRINK_RUNS, progress=None, run=run_schedul
     result = Shrunk(found)
     best, kind = found, found.kind
     cpus = found.schedule.cpus
+    bound = max_steps_for(found)             # a candidate that loops ends as unfinished
 
     def attempt(decisions):
         """Run the candidate; True when it fails with found's kind (kept when smaller)."""
         nonlocal best
         result.runs += 1
-        o = run(point, Schedule(decisions, cpus=cpus), found.seed, replay="lenient")
+        o = run(point, Schedule(decisions, cpus=cpus), found.seed, replay="lenient",
+                max_steps=bound)
         fails = o.kind == kind and o.schedule is not None
         if fails and _size(o.schedule) < _size(best.schedule):
             best = o
@@ -387,38 +425,59 @@ def shrink(point, found, *, max_runs=SHRINK_RUNS, progress=None, run=run_schedul
             progress(result)
         return fails
 
-    # (b) the shortest prefix of the found decisions that still fails: no preemption after it.
-    base = found.schedule.decisions
-    lo, hi = 0, len(base)
-    while lo < hi and result.runs < max_runs:
-        mid = (lo + hi) // 2
-        if attempt(base[:mid]):
-            hi = mid
-        else:
-            lo = mid + 1
-    # (a) ddmin over the switches of the best schedule so far (re-read after each success).
-    n = 2
+    def prefix():
+        """(b) The shortest prefix of the best decisions that still fails (binary search):
+        no preemption after it."""
+        base = best.schedule.decisions
+        lo, hi = 0, len(base)
+        while lo < hi and result.runs < max_runs:
+            mid = (lo + hi) // 2
+            if attempt(base[:mid]):
+                hi = mid
+            else:
+                lo = mid + 1
+
+    def ddmin():
+        """(a) ddmin over the switches of the best schedule (re-read after each success):
+        each set of switches is tried as events anchored to the CPUs' own decisions, then by
+        position. True when it ends 1-minimal (no single switch can go) within the budget."""
+        n = 2
+        while result.runs < max_runs:
+            first, events, totals = _events(best.schedule.decisions, cpus)
+            if not events:
+                return True
+            n = min(n, len(events))
+            chunk = -(-len(events) // n)
+            parts = [range(i, min(i + chunk, len(events)))
+                     for i in range(0, len(events), chunk)]
+            progressed = False
+            for part in parts:
+                before = _size(best.schedule)
+                cuts = [i for i in range(1, len(best.schedule))
+                        if best.schedule.decisions[i] != best.schedule.decisions[i - 1]]
+                decisions = best.schedule.decisions
+                for candidate in (lambda: _rebuild(first, [e for i, e in enumerate(events)
+                                                           if i not in part], totals),
+                                  lambda: _drop(decisions, {cuts[i] for i in part})):
+                    if result.runs < max_runs and _size(best.schedule) >= before:
+                        attempt(candidate())
+                if _size(best.schedule) < before:
+                    progressed = True
+                    n = max(n - 1, 2)
+                    break
+            if not progressed:
+                if n >= len(events):
+                    return True
+                n = min(2 * n, len(events))
+        return False
+
+    # Rounds of both while they make the schedule smaller and the budget lasts.
     while result.runs < max_runs:
-        cuts = _switches(best.schedule.decisions)
-        if not cuts:
+        before = _size(best.schedule)
+        prefix()
+        result.complete = ddmin()
+        if _size(best.schedule) >= before:
             break
-        n = min(n, len(cuts))
-        chunk = -(-len(cuts) // n)
-        parts = [set(cuts[i:i + chunk]) for i in range(0, len(cuts), chunk)]
-        progressed = False
-        for part in parts:
-            if result.runs >= max_runs:
-                break
-            before = _size(best.schedule)
-            if attempt(_drop(best.schedule.decisions, part)) and _size(best.schedule) < before:
-                progressed = True
-                n = max(n - 1, 2)
-                break
-        if not progressed:
-            if n >= len(cuts):
-                result.complete = True
-                break
-            n = min(2 * n, len(cuts))
     # The result replays exactly and fails the same way.
     check = run(point, best.schedule, found.seed, replay="exact")
     result.runs += 1

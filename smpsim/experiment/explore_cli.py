@@ -30,9 +30,9 @@ def add_parsers(sub):
                    help=f"schedules per configuration (default {DEFAULT_SCHEDULES})")
     e.add_argument("--seed", type=int, default=0, metavar="S",
                    help="the first schedule's seed; the others follow (default 0)")
-    e.add_argument("--strategy", choices=STRATEGIES, default="random",
+    e.add_argument("--strategy", choices=STRATEGIES, default="pct",
                    help="random: a random CPU at every point; pct: PCT's priorities with "
-                        "depth - 1 change points (default random)")
+                        "depth - 1 change points (default pct)")
     e.add_argument("--depth", type=int, default=3, metavar="D", help="PCT's depth (default 3)")
     e.add_argument("--cpus", metavar="LIST",
                    help="CPU counts to try, e.g. 2,3 (default: the scenario's)")

@@ -25,19 +25,22 @@ run seeds in parallel: each result is the same wherever it runs.
 The search (search) runs N schedules of each configuration (a variant of the scenario at each
 CPU count) with seeds seed, seed + 1, ...; the first run (seed `seed`) measures the run's
 length: every later run may make at most STEPS_FACTOR times its decisions (MIN_MAX_STEPS at
-least) before it counts as unfinished, and PCT's later runs are given its scheduling points as
-PCT's k (the engine otherwise takes k from the Machine's previous controlled run, and each
-schedule here has a new Machine; the first PCT run has the engine's default k).
+least; the first, FIRST_MAX_STEPS) before it counts as unfinished, and PCT's later runs are
+given its scheduling points as PCT's k (the engine otherwise takes k from the Machine's
+previous controlled run, and each schedule here has a new Machine; the first PCT run has the
+engine's default k).
 
 Shrinking (shrink) works on what ran, with lenient replay: Machine(replay="lenient") follows a
 schedule where it can, goes on without preemption where it cannot, and records what actually
-ran, which replays exactly. First the shortest prefix of the decisions that still fails the
-same way (binary search: after the prefix, no CPU is preempted), then delta debugging over the
-places where the schedule switches CPUs (ddmin: drop a set of switches, the CPU before each
-running on; each switch is anchored to its CPU's own count of decisions, so that dropping one
-leaves the others where they were in their CPUs' programs), keeping a candidate only when it
-fails with the same kind and is smaller (fewer preemptions, then fewer decisions). The result is the last failing run's own schedule, checked
-once more by exact replay. The work is bounded (max_runs runs).
+ran, which replays exactly. In rounds, while they make the schedule smaller: the shortest
+prefix of the decisions that still fails the same way (binary search: after the prefix, no CPU
+is preempted), then delta debugging over the places where the schedule switches CPUs (ddmin:
+drop a set of switches, the CPU before each running on; a set is tried twice, as switches
+anchored to each CPU's own count of decisions, so that dropping one leaves the others where
+they were in their CPUs' programs, and by position in the decision list). A candidate is kept
+only when it fails with the same kind and is smaller (fewer preemptions, then fewer
+decisions). The result is the last failing run's own schedule, checked once more by exact
+replay. The work is bounded (max_runs runs).
 """
 
 import os
@@ -58,6 +61,7 @@ DEFAULT_SCHEDULES = 100
 DEFAULT_OPS = 100           # operations per CPU of an explored run
 MIN_MAX_STEPS = 100_000     # decisions a run may make before it counts as unfinished ...
 STEPS_FACTOR = 50           # ... or this many times the measured run's, whichever is more
+FIRST_MAX_STEPS = 1_000_000  # ... and the first run, which measures
 SHRINK_RUNS = 300           # runs shrinking may spend
 
 
@@ -300,8 +304,8 @@ def search(points, *, schedules=DEFAULT_SCHEDULES, seed=0, strategy="pct", depth
         cov = Coverage(point)
         done.append(cov)
         # The first run measures the run's length: the bound of the others and PCT's k.
-        first = run_schedule(point, strategy, seed, depth=depth)
-        cov.max_steps = max_steps_for(first)
+        first = run_schedule(point, strategy, seed, depth=depth, max_steps=FIRST_MAX_STEPS)
+        cov.max_steps = FIRST_MAX_STEPS if first.kind == "unfinished" else max_steps_for(first)
         cov.pct_steps = max(1, first.steps) if strategy == "pct" else None
         cov.add(first)
         if progress:

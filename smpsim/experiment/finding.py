@@ -23,8 +23,8 @@ import tempfile
 from smpsim.engine.sched import Schedule
 from smpsim.experiment import explore, scenario
 
-__all__ = ["FindingError", "write", "load", "replay", "format_trace", "trace_of", "CONFIG",
-           "SCHEDULE"]
+__all__ = ["FindingError", "write", "load", "replay", "format_trace", "parse_trace", "trace_of",
+           "CONFIG", "SCHEDULE"]
 
 CONFIG, SCHEDULE, SCENARIO = "explore.json", "schedule.pkl", "scenario.toml"
 
@@ -36,7 +36,7 @@ class FindingError(ValueError):
 
 # --- the trace ----------------------------------------------------------------------------
 
-def _rows(tsv):
+def parse_trace(tsv):
     """The trace's lines as (step, cpu, function, what, next) tuples (header skipped)."""
     rows = []
     for line in tsv.splitlines():
@@ -51,7 +51,7 @@ def format_trace(tsv, title=()):
     """The trace text of a run (trace.tsv's content) in aligned columns: every preemption
     marked ">>" (the token left a CPU that could have gone on) and listed before the trace,
     other moves of the token marked "->". `title`: lines put first, as comments."""
-    rows = _rows(tsv)
+    rows = parse_trace(tsv)
     fw = min(28, max([len("function")] + [len(r[2]) for r in rows]))
     ww = min(56, max([len("what")] + [len(r[3]) for r in rows]))
     out = [f"# {t}" for t in title]

@@ -333,3 +333,22 @@ def test_explore_cli_parsers_are_registered():
     assert explore_cli.add_parsers.__doc__
     args = cli._parser().parse_args(["explore", LOST])
     assert (args.strategy, args.schedules, args.ops, args.depth) == ("pct", 100, 100, 3)
+
+
+SHIPPED = sorted(f for f in os.listdir(os.path.join(ROOT, "smpsim", "scenarios"))
+                 if f.endswith(".toml") and f != "lost_update.toml")
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)
+@pytest.mark.parametrize("strategy", ["pct", "random"])
+@pytest.mark.parametrize("name", SHIPPED)
+def test_every_shipped_scenario_passes_explore(name, strategy, tmp_path, capsys):
+    """No false failures: the allocator as it is, under a few schedules of each variant of
+    every shipped scenario (spinning runs that PCT never lets end are not failures)."""
+    path = os.path.join(ROOT, "smpsim", "scenarios", name)
+    rc = cli.main(["explore", path, "--ops", "10", "--schedules", "3", "--strategy", strategy,
+                   "--out", str(tmp_path / "o"), "-q"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    assert out.count("no failure") == len(scenario.load(path).variants)

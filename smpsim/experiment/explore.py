@@ -510,8 +510,8 @@ def summarise_violations(violations, limit=3):
 
 # --- benchmark ----------------------------------------------------------------------------
 
-def bench_schedules(count=1000, ops=200, cpus=2, memory="4M", seed=0):
-    """The cost of controlled runs on this host: `count` random schedules of a `cpus`-CPU
+def bench_schedules(count=1000, ops=200, cpus=2, memory="4M", seed=0, strategy="random"):
+    """The cost of controlled runs on this host: `count` schedules (`strategy`) of a `cpus`-CPU
     threadtest run of `ops` operations per CPU on a 128-byte cache with magazines of 4, each
     on a fresh Machine and checked. Returns a dict: schedules, seconds, schedules per second,
     scheduling points in all, and microseconds of wall time per scheduling point inside the
@@ -520,14 +520,15 @@ def bench_schedules(count=1000, ops=200, cpus=2, memory="4M", seed=0):
     points = run_us = 0.0
     t0 = time.perf_counter()
     for i in range(count):
-        with smpsim.Machine(cpus, memory, schedule="random", seed=seed + i) as m:
+        with smpsim.Machine(cpus, memory, schedule=strategy, seed=seed + i) as m:
             c = m.cpu(0).slab_cache_create("bench", 128)
             m.run(f"{threadtest.__name__}:run", {"cache": c.name, "ops": ops, "batch": 10})
             m.check()
             points += m.last_schedule.steps
             run_us += m.last_run["elapsed"] * 1e6
     total = time.perf_counter() - t0
-    return {"schedules": count, "ops_per_cpu": ops, "cpus": cpus, "seconds": round(total, 3),
+    return {"strategy": strategy, "schedules": count, "ops_per_cpu": ops, "cpus": cpus,
+            "seconds": round(total, 3),
             "schedules_per_second": round(count / total, 1), "points": int(points),
             "us_per_point_in_run": round(run_us / points, 2),
             "us_per_point_overall": round(total * 1e6 / points, 2)}

@@ -352,3 +352,66 @@ def test_every_shipped_scenario_passes_explore(name, strategy, tmp_path, capsys)
     out = capsys.readouterr().out
     assert rc == 0, out
     assert out.count("no failure") == len(scenario.load(path).variants)
+
+
+class _FakeRuns:
+    """A stand-in for run_schedule in shrink's unit test: two CPUs of 12 decisions each; a
+    candidate runs its decisions where the CPU named has some left, else goes on without a
+    preemption (as lenient replay does). The run fails when CPU 0 is preempted right after
+    its 4th to 6th decision (a window, like a load before its store)."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, point, schedule, seed, **kw):
+        self.calls += 1
+        left, ran, cur = [12, 12], bytearray(), None
+        for i in range(24):
+            want = schedule.decisions[i] if i < len(schedule.decisions) else cur
+            if want is None or want > 1 or not left[want]:
+                want = cur if cur is not None and left[cur] else (0 if left[0] else 1)
+            ran.append(want)
+            left[want] -= 1
+            cur = want
+        pre = sum(1 for i in range(1, 24) if ran[i] != ran[i - 1]
+                  and ran[:i].count(ran[i - 1]) < 12)
+        o = explore.Outcome("replay", seed)
+        o.schedule = Schedule(bytes(ran), preemptions=pre, steps=24, cpus=2)
+        o.preemptions, o.decisions = pre, 24
+        fails = any(ran[i - 1] == 0 and ran[i] == 1 and 4 <= ran[:i].count(0) <= 6
+                    for i in range(1, 24))
+        o.kind = "finish:AssertionError" if fails else None
+        return o
+
+
+def test_shrink_keeps_only_smaller_failing_runs_and_ends_minimal():
+    import random
+    rng = random.Random(3)
+    fake = _FakeRuns()
+    while True:                                  # a noisy failing schedule to start from
+        found = fake(None, Schedule(bytes(rng.randrange(2) for _ in range(24)), cpus=2), 0)
+        if found.failed and found.preemptions >= 8:
+            break
+    seen, fake.calls = [], 0
+    shrunk = explore.shrink(None, found, run=fake,
+                            progress=lambda r: seen.append(r.schedule.preemptions))
+    assert seen == sorted(seen, reverse=True) and seen[0] <= found.preemptions
+    assert shrunk.verified and shrunk.complete and shrunk.outcome.kind == found.kind
+    assert shrunk.schedule.preemptions == 1 and shrunk.runs == fake.calls
+    budget = explore.shrink(None, found, run=_FakeRuns(), max_runs=3)
+    assert budget.runs == 4 and not budget.complete        # 3 candidates, then the check
+
+
+def test_shrink_refuses_failing_runs_that_are_not_smaller():
+    """Every candidate fails the same way but preempts more: the schedule found stays."""
+    found = explore.Outcome("random", 0)
+    found.kind, found.schedule = "check", Schedule(bytes([0, 0, 1, 1]), preemptions=1, cpus=2)
+
+    def worse(point, schedule, seed, **kw):
+        o = explore.Outcome("replay", seed)
+        o.kind = "check"
+        o.schedule = Schedule(bytes([0, 1, 0, 1, 0, 1]), preemptions=5, cpus=2)
+        return o
+    shrunk = explore.shrink(None, found, run=worse, max_runs=20)
+    assert shrunk.schedule is found.schedule and shrunk.verified
+    assert shrunk.outcome.kind == "check"

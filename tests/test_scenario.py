@@ -126,11 +126,11 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
     (GOOD.replace("size = 100\n", ""),
      "missing key 'caches[1].size'; expected an integer >= 1"),
     (GOOD.replace("name = \"threadtest\"", "name = \"nope\""),
-     "key 'workload.name': expected one of floor, kalloc_mix, larson, pressure, scratch, "
-     "threadtest, xmalloc, got 'nope'"),
+     "key 'workload.name': expected one of contend, floor, kalloc_mix, larson, pressure, "
+     "racy, scratch, threadtest, xmalloc, got 'nope'"),
     (GOOD.replace("name = \"threadtest\"\n", ""),
-     "missing key 'workload.name'; expected a workload: floor, kalloc_mix, larson, pressure, "
-     "scratch, threadtest, xmalloc"),
+     "missing key 'workload.name'; expected a workload: contend, floor, kalloc_mix, larson, "
+     "pressure, racy, scratch, threadtest, xmalloc"),
     (GOOD.replace("ops = 100", "ops = -5"),
      "key 'workload.ops': expected an integer 0..1000000000, got -5"),
     (GOOD.replace("ops = 100", "ops = 1.5"),

@@ -415,3 +415,24 @@ def test_shrink_refuses_failing_runs_that_are_not_smaller():
     shrunk = explore.shrink(None, found, run=worse, max_runs=20)
     assert shrunk.schedule is found.schedule and shrunk.verified
     assert shrunk.outcome.kind == "check"
+
+
+def test_a_schedule_run_pickles_for_a_cluster_map(tmp_path):
+    """run_schedule's arguments and result pickle: a cluster can run seeds elsewhere."""
+    import pickle
+    point = _point(_lost(tmp_path), ops=3)
+    o = explore.run_schedule(*pickle.loads(pickle.dumps((point, "pct", 2))))
+    back = pickle.loads(pickle.dumps(o))
+    assert (back.kind, back.message, back.schedule) == (o.kind, o.message, o.schedule)
+    assert explore.run_schedule(point, back.schedule).kind == o.kind
+
+
+def test_headline_of_violations_shows_each_kind_once():
+    o = explore.Outcome("pct", 0)
+    o.kind, o.message = "check", "3 invariant violation(s):\n  - ..."
+    o.violations = ["cache obj: object 0x40 is lost", "cache obj: object 0x80 is lost",
+                    "lock frames is held by CPU 1"]
+    assert explore.headline(o) == ("3 invariant violation(s): cache obj: object 0x40 is lost; "
+                                   "lock frames is held by CPU 1")
+    o.kind, o.message = "deadlock", "CPU 0 is deadlocked: ...\nmore"
+    assert explore.headline(o) == "CPU 0 is deadlocked: ..."

@@ -43,7 +43,6 @@ decisions). The result is the last failing run's own schedule, checked once more
 replay. The work is bounded (max_runs runs).
 """
 
-import os
 import re
 import time
 
@@ -53,7 +52,7 @@ from smpsim.engine.sched import Schedule
 from smpsim.experiment.scenario import FLAG_NAMES, Point, ScenarioError
 
 __all__ = ["Outcome", "Coverage", "configure", "run_schedule", "search", "shrink",
-           "Shrunk", "summarise_violations", "STRATEGIES", "DEFAULT_SCHEDULES", "DEFAULT_OPS",
+           "Shrunk", "headline", "STRATEGIES", "DEFAULT_SCHEDULES", "DEFAULT_OPS",
            "bench_schedules"]
 
 STRATEGIES = ("random", "pct")
@@ -495,17 +494,19 @@ def shrink(point, found, *, max_runs=SHRINK_RUNS, progress=None, run=run_schedul
 
 # --- reporting helpers -------------------------------------------------------------------
 
-def summarise_violations(violations, limit=3):
-    """Violations grouped by their shape (numbers and addresses left out): one example of
-    each of the first `limit` shapes, and how many there were in all."""
+def headline(outcome, limit=3):
+    """One line saying how `outcome` failed: the message's first line, or for violations of
+    invariants how many there were and one example of each of the first `limit` kinds (kinds
+    told apart with numbers and addresses left out)."""
+    if outcome.kind != "check" or not outcome.violations:
+        return outcome.message.splitlines()[0] if outcome.message else ""
     shapes = {}
-    for v in violations:
-        shape = re.sub(r"0x[0-9a-f]+|\d+", "#", v)
-        shapes.setdefault(shape, v)
+    for v in outcome.violations:
+        shapes.setdefault(re.sub(r"0x[0-9a-f]+|\d+", "#", v), v)
     parts = list(shapes.values())[:limit]
     more = len(shapes) - len(parts)
-    text = "; ".join(parts) + (f"; and {more} more kind(s)" if more > 0 else "")
-    return f"{len(violations)}: {text}" if violations else ""
+    return (f"{len(outcome.violations)} invariant violation(s): " + "; ".join(parts)
+            + (f"; and {more} more kind(s)" if more > 0 else ""))
 
 
 # --- benchmark ----------------------------------------------------------------------------

@@ -116,7 +116,7 @@ def _clear(out):
 
 
 def _bars(quiet):
-    """(make(total, label), close) of progress bars, or Nones when quiet."""
+    """make(total, label, unit): a new progress bar; None when quiet."""
     if quiet:
         return None
     from tqdm import tqdm
@@ -192,7 +192,7 @@ def explore_main(args):
     found, point = last.found, last.point
     print(f"found: {found.kind} at schedule {last.schedules} ({found.strategy} seed "
           f"{found.seed}) of {point.label} at {point.cpus} CPUs, {found.preemptions} "
-          f"preemption(s): {found.message.splitlines()[0]}")
+          f"preemption(s): {explore.headline(found)}")
     shrunk, interrupted = None, False
     sbar = bars(explore.SHRINK_RUNS, "shrinking", "run") if bars else None
     box = {}

@@ -140,7 +140,7 @@ def write(out, point, config, found, shrunk, coverage, command=""):
     title = [f"{point.scenario.name}, variant {point.label}, {point.cpus} CPUs, "
              f"{config.get('ops')} operations per CPU: {len(schedule)} decisions, "
              f"{schedule.preemptions} preemption(s)",
-             f"failure ({traced.kind}): {traced.message.splitlines()[0] if traced.message else ''}"]
+             f"failure ({traced.kind}): {explore.headline(traced)}"]
     with open(os.path.join(out, "trace.txt"), "w") as f:
         f.write(format_trace(tsv, title))
     return path

@@ -436,3 +436,23 @@ def test_headline_of_violations_shows_each_kind_once():
                                    "lock frames is held by CPU 1")
     o.kind, o.message = "deadlock", "CPU 0 is deadlocked: ...\nmore"
     assert explore.headline(o) == "CPU 0 is deadlocked: ..."
+
+
+def test_a_search_through_a_map_of_batches_reports_the_first_failing_seed(tmp_path):
+    """What a cluster's map does: a batch of seeds at once; the failure reported is the
+    lowest failing seed, as without batches."""
+    import pickle
+    point = _point(_lost(tmp_path), ops=3)
+    batches = []
+
+    def cluster_map(function, seeds):
+        batches.append(list(seeds))
+        function = pickle.loads(pickle.dumps(function))      # it travels to the workers
+        return [function(s) for s in seeds]
+    plain = explore.search([point], schedules=40, seed=20, strategy="pct")[-1]
+    mapped = explore.search([point], schedules=40, seed=20, strategy="pct",
+                            map_runs=cluster_map, batch=8)[-1]
+    assert plain.found is not None and plain.found.seed > 20    # not the measuring run
+    assert mapped.found.seed == plain.found.seed and mapped.schedules == plain.schedules
+    assert mapped.found.schedule == plain.found.schedule
+    assert batches[0] == list(range(21, 29)) and all(len(b) == 8 for b in batches)

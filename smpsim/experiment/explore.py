@@ -20,7 +20,7 @@ does), then in this order, the first that fails naming the failure's kind:
     cache destroy       the scenario's caches destroyed: kind "clean-up:Type"
 
 run_schedule is a picklable function of its arguments (a Point pickles), so a cluster map can
-run seeds in parallel: each result is the same wherever it runs.
+run seeds in parallel (search's `map_runs`): each result is the same wherever it runs.
 
 The search (search) runs N schedules of each configuration (a variant of the scenario at each
 CPU count) with seeds seed, seed + 1, ...; the first run (seed `seed`) measures the run's
@@ -43,6 +43,7 @@ decisions). The result is the last failing run's own schedule, checked once more
 replay. The work is bounded (max_runs runs).
 """
 
+import functools
 import re
 import time
 
@@ -289,12 +290,18 @@ class Coverage:
 
 
 def search(points, *, schedules=DEFAULT_SCHEDULES, seed=0, strategy="pct", depth=3,
-           progress=None):
+           progress=None, map_runs=map, batch=1):
     """Run `schedules` schedules of each point in turn (seeds seed .. seed + schedules - 1),
     stopping at the first failure. Returns the list of Coverage, one per point searched; the
     last one's `found` is the failing Outcome, if any. `progress(coverage, outcome)` is called
     after every run. KeyboardInterrupt goes on to the caller (the coverage so far is lost
-    with it: the caller reports what it saw through `progress`)."""
+    with it: the caller reports what it saw through `progress`).
+
+    After each point's first run, the others go `batch` seeds at a time through
+    `map_runs(function, seeds)`, which must return their Outcomes in the order of the seeds:
+    the builtin map by default (one after another, in this process); a cluster's map runs a
+    batch in parallel (`function` is a functools.partial of run_schedule and pickles). The
+    failure reported is the first in seed order, whatever the batch."""
     if strategy not in STRATEGIES:
         raise ValueError(f"search: 'strategy' must be one of {', '.join(STRATEGIES)}, "
                          f"got {strategy!r}")
@@ -306,22 +313,31 @@ def search(points, *, schedules=DEFAULT_SCHEDULES, seed=0, strategy="pct", depth
         first = run_schedule(point, strategy, seed, depth=depth, max_steps=FIRST_MAX_STEPS)
         cov.max_steps = FIRST_MAX_STEPS if first.kind == "unfinished" else max_steps_for(first)
         cov.pct_steps = max(1, first.steps) if strategy == "pct" else None
-        cov.add(first)
-        if progress:
-            progress(cov, first)
-        if first.failed:
-            cov.found = first
+        if _note(cov, first, progress):
             return done
-        for s in range(seed + 1, seed + schedules):
-            o = run_schedule(point, strategy, s, depth=depth, pct_steps=cov.pct_steps,
-                             max_steps=cov.max_steps)
-            cov.add(o)
-            if progress:
-                progress(cov, o)
-            if o.failed:
-                cov.found = o
-                return done
+        one = functools.partial(_seed_run, point, strategy, depth, cov.pct_steps, cov.max_steps)
+        seeds = range(seed + 1, seed + schedules)
+        for i in range(0, len(seeds), batch):
+            for o in map_runs(one, seeds[i:i + batch]):
+                if _note(cov, o, progress):
+                    return done
     return done
+
+
+def _seed_run(point, strategy, depth, pct_steps, max_steps, seed):
+    """run_schedule with the seed last (for map)."""
+    return run_schedule(point, strategy, seed, depth=depth, pct_steps=pct_steps,
+                        max_steps=max_steps)
+
+
+def _note(cov, outcome, progress):
+    """Count outcome in cov; True (and cov.found set) when it failed."""
+    cov.add(outcome)
+    if progress:
+        progress(cov, outcome)
+    if outcome.failed:
+        cov.found = outcome
+    return outcome.failed
 
 
 # --- shrinking ------------------------------------------------------------------------------

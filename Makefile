@@ -13,7 +13,7 @@ STAMP  := $(VENV)/.installed
 
 # The virtual environment, with smpsim (and its C extensions) installed editable.
 $(STAMP): pyproject.toml setup.py smpsim/engine/_atomics.c smpsim/engine/_fastpath.c \
-          smpsim/engine/_sim.h
+          smpsim/engine/_sim.h smpsim/engine/_sched.h
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'

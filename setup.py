@@ -6,8 +6,8 @@ from setuptools import Extension, setup
 
 FLAGS = ["-O2", "-std=c11", "-Wall"]
 
-# Both include smpsim/engine/_sim.h (simulated time and the scheduler, shared by the two).
-DEPENDS = ["smpsim/engine/_sim.h"]
+# Both include smpsim/engine/_sched.h and _sim.h (simulated time and the scheduler, shared).
+DEPENDS = ["smpsim/engine/_sim.h", "smpsim/engine/_sched.h"]
 
 setup(ext_modules=[Extension("smpsim.engine._atomics", ["smpsim/engine/_atomics.c"],
                              extra_compile_args=FLAGS, depends=DEPENDS),

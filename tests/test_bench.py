@@ -63,7 +63,16 @@ def _check_result(res):
     assert set(res["start"]["start_s"]) == {str(n) for n in res["config"]["start"]}
     assert all(_is_number(v) for v in res["start"]["boot_s"].values())
     assert all(_is_number(v) for v in res["start"]["start_s"].values())
-    assert len(res["targets"]) == 8
+    sim, ctl = res["simulated"], res["controlled"]
+    for mode in ("host", "simulated"):
+        assert _is_number(sim["hit_pair"][mode]["ns"]) and sim["hit_pair"][mode]["ratio"] > 0
+    assert len(sim["runs"]) == len(res["config"]["sim_runs"])
+    for r in sim["runs"]:
+        assert all(_is_number(r[f]) and r[f] > 0 for f in ("host_s", "simulated_s", "ratio"))
+    assert ctl["points"] > ctl["schedules"] * ctl["ops_per_cpu"]   # several points per op
+    assert all(_is_number(ctl[f]) for f in ("us_per_point", "schedule_s",
+                                            "thousand_schedules_s"))
+    assert len(res["targets"]) == 8 + 1 + len(sim["runs"]) + 2
     for t in res["targets"]:
         assert _is_number(t["value"]) and isinstance(t["met"], bool)
 
@@ -76,7 +85,7 @@ def test_quick_bench_writes_every_number(tmp_path, capsys):
     md = (tmp_path / "bench.md").read_text()
     assert md == capsys.readouterr().out
     for heading in ("### Targets", "### 1. Hot path", "### 2. Scaling", "### 3. Lock traffic",
-                    "### 4. Boot and start"):
+                    "### 4. Boot and start", "### 5. Simulated time", "### 6. Controlled runs"):
         assert heading in md
     assert "| threadtest | nomagazine |" in md and "| xmalloc | magazines |" in md
 

@@ -167,6 +167,20 @@ CASES = [
      "Machine: 'magazine_size' must be an int from 1 to 1024, got 1025"),
     ("Machine lock_timeout", lambda k, s: Machine(1, lock_timeout=0), BadArgument,
      "Machine: 'lock_timeout' must be a positive number of seconds or None, got 0"),
+    # --- atomics on simulated memory, and the geometry of a size ---
+    ("atomic_store of a value past 64 bits", lambda k, s: k.atomic_store(s["z"], 1 << 64),
+     BadArgument, "atomic_store: 'value' must be an int from 0 to 2**64 - 1, got "
+     "18446744073709551616"),
+    ("atomic_store of a negative value", lambda k, s: k.atomic_store(s["z"], -1), BadArgument,
+     "atomic_store: 'value' must be an int from 0 to 2**64 - 1, got -1"),
+    ("atomic_add of a float", lambda k, s: k.atomic_add(s["z"], 1.5), BadArgument,
+     "atomic_add: 'delta' must be an int from -9223372036854775808 to 2**64 - 1, got 1.5"),
+    ("atomic_cas of a str", lambda k, s: k.atomic_cas(s["z"], 0, "1"), BadArgument,
+     "atomic_cas: 'new' must be an int from 0 to 2**64 - 1, got '1'"),
+    ("geometry of size 0", lambda k, s: smpsim.geometry(0), BadArgument,
+     "geometry: 'size' must be an int of at least 1, got 0"),
+    ("geometry with a bad alignment", lambda k, s: smpsim.geometry(64, 3), BadArgument,
+     "geometry: 'align' must be 0 or a power of two up to 4096, got 3"),
 ]
 
 # Only where the Machine object is: the caller.
@@ -192,6 +206,13 @@ CALLER_CASES = [
      "'nothing_here'"),
     ("run with a negative timeout", lambda m: m.run(attempt, "x", timeout=-1), BadArgument,
      "Machine.run: 'timeout' must be a positive number of seconds, got -1"),
+    ("run with a monitor that is not callable", lambda m: m.run(attempt, "x", monitor=5),
+     BadArgument, "Machine.run: 'monitor' must be a callable or None, got 5"),
+    ("run with an interval that is not a number", lambda m: m.run(attempt, "x", interval="x"),
+     BadArgument, "Machine.run: 'interval' must be a number of seconds above 0 and at most "
+     "3600, got 'x'"),
+    ("run with pin not a bool", lambda m: m.run(attempt, "x", pin="yes"), BadArgument,
+     "Machine.run: 'pin' must be True or False, got 'yes'"),
     ("barrier outside a run", lambda m: m.cpu(0).barrier(), smpsim.SmpsimError,
      "barrier: only CPUs inside Machine.run can wait at a barrier"),
 ]

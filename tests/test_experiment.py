@@ -1,14 +1,16 @@
 """The experiment layer: a small scenario run through runner.run_points, and the contents of
-the result folder it writes (JSON, CSV, slabinfo), interruption and a failing CPU."""
+the result folder it writes (JSON, CSV, slabinfo), interruption and a failing CPU; user
+workloads run like bundled ones; the setup check; result folders never mixed."""
 
 import csv
 import json
 import os
+import pickle
 
 import pytest
 
 import smpsim
-from smpsim.experiment import report, runner, scenario
+from smpsim.experiment import folder, report, runner, scenario, tables
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -53,29 +55,29 @@ def test_run_points_writes_the_result_folder(scn, tmp_path):
     assert [r["point"]["id"] for r in results] == ["mag-c1-r0", "nomag-c1-r0", "mag-c2-r0",
                                                    "nomag-c2-r0"]
     assert all(r["check"] == "ok" and r["error"] is None for r in results)
-    assert sorted(os.listdir(out)) == ["runs", "scenario.toml", "summary.csv", "summary.json",
-                                       "sweep.csv", "sweep.md"]
+    assert sorted(os.listdir(out)) == ["latency.csv", "runs", "scenario.toml", "summary.csv",
+                                       "summary.json", "sweep.csv", "sweep.md"]
     assert open(os.path.join(out, "scenario.toml")).read() == TOML
 
     summary = json.load(open(os.path.join(out, "summary.json")))
     assert summary["partial"] is False and summary["scenario"] == "tiny"
     assert [r["id"] for r in summary["runs"]] == [r["point"]["id"] for r in results]
     table = rows(os.path.join(out, "summary.csv"))
-    assert list(table[0]) == report.SUMMARY_COLUMNS
+    assert list(table[0]) == tables.SUMMARY_COLUMNS
     assert [int(r["ops"]) for r in table] == [300, 300, 600, 600]
     assert [(r["label"], int(r["cpus"])) for r in rows(os.path.join(out, "sweep.csv"))] == [
         ("mag", 1), ("mag", 2), ("nomag", 1), ("nomag", 2)]
     md = open(os.path.join(out, "sweep.md")).read().splitlines()
-    assert md[0] == "# tiny" and md[2].startswith("| variant | CPUs | runs | ops/s |")
-    assert len(md) == 4 + len(sweep)
+    assert md[0] == "# tiny" and md[2].startswith("| variant | CPUs | runs | ops/s | 95% CI |")
+    assert md[4 + len(sweep):7 + len(sweep)] == ["", "## Latency (ns; sampled operations)", ""]
 
 
 def test_one_run_result_contents(scn, tmp_path):
     out = str(tmp_path / "out")
     (mag, nomag), _ = runner.run_points(scn, scn.points([2]), out)
     run_dir = os.path.join(out, "runs", "mag-c2-r0")
-    assert sorted(os.listdir(run_dir)) == ["cpus.csv", "locks.csv", "result.json",
-                                           "slabinfo.txt", "timeseries.csv"]
+    assert sorted(os.listdir(run_dir)) == ["cpus.csv", "latency.csv", "locks.csv",
+                                           "result.json", "slabinfo.txt", "timeseries.csv"]
     r = json.load(open(os.path.join(run_dir, "result.json")))
     assert r == json.loads(json.dumps(mag))
     # throughput in total and per CPU
@@ -144,7 +146,7 @@ def test_a_failing_cpu_is_recorded_and_the_machine_checked(scn, tmp_path):
     assert r["error_detail"]["reason"] == "exception"
     assert "KeyError" in r["error_detail"]["traceback"]
     assert r["check"] == "ok"
-    assert report.summary_row(r)["error"] == r["error"]
+    assert tables.summary_row(r)["error"] == r["error"]
 
 
 class _CtrlC:
@@ -172,3 +174,192 @@ def test_ctrl_c_during_a_run_keeps_its_counters(scn, tmp_path):
     assert summary["sweep"] == []
     r = json.load(open(os.path.join(out, "runs", run["id"], "result.json")))
     assert r["error"] == "interrupted" and r["ops"] == run["ops"]
+
+
+# --- user workloads, setup check, folders, what a result records -----------------------------
+
+USER_WORKLOAD = '''"""widgets: a user's workload in a file of its own."""
+import os
+from smpsim.workloads.common import COMMON, LENGTH, Budget, Heap, Param, resolve
+
+LOADED_IN = os.getpid()
+PARAMS = {**COMMON, **LENGTH, "widgets": Param("int", 3, lo=1, hi=10, doc="widgets per op"),
+          "log": Param("str", "", doc="a file finish() appends to")}
+
+def prepare(k, params, cpus):
+    return {**params, "_prepared": cpus}
+
+def run(k, params):
+    p = resolve(PARAMS, params)
+    heap, budget = Heap(k, p["cache"], p["sample_every"]), Budget(p)
+    while budget.more(heap.ops):
+        heap.free(heap.alloc(32))
+    return heap.result("widgets", budget.elapsed(), widgets=p["widgets"] * heap.ops,
+                       prepared=p["_prepared"], loaded_in=LOADED_IN, pid=os.getpid())
+
+def finish(k, params):
+    with open(params["log"], "a") as f:
+        f.write("finished\\n")
+'''
+
+
+def test_a_user_workload_file_runs_like_a_bundled_one(tmp_path, monkeypatch):
+    """Named by a path relative to the scenario file (not the current folder), its PARAMS
+    checked, prepare and finish called, loaded by path in every CPU process."""
+    (tmp_path / "wl").mkdir()
+    (tmp_path / "wl" / "widgets.py").write_text(USER_WORKLOAD)
+    log = tmp_path / "finish.log"
+    path = tmp_path / "s.toml"
+    path.write_text(f'[machine]\ncpus = 2\nmemory = "4M"\n[workload]\nname = "wl/widgets.py"\n'
+                    f'ops = 64\nsample_every = 1\nlog = "{log}"\n')
+    monkeypatch.chdir(tmp_path / "wl")               # not where the scenario is
+    scn = scenario.load(str(path))
+    [point] = scn.points()
+    assert point.workload["name"] == f"{tmp_path}/wl/widgets.py:run"
+    r = runner.run_point(point)
+    assert r["error"] is None and r["check"] == "ok"
+    assert r["workload"] == {"ref": f"{tmp_path}/wl/widgets.py:run", "name": "widgets",
+                             "kind": "file"}
+    assert [w["prepared"] for w in r["workers"]] == [2, 2]
+    assert [w["widgets"] for w in r["workers"]] == [192, 192]
+    assert all(w["loaded_in"] == w["pid"] != os.getpid() for w in r["workers"])
+    assert log.read_text() == "finished\n"
+    assert r["latency"]["all"]["samples"] == 128
+    row = tables.summary_row(r)
+    assert (row["workload"], row["widgets"], row["prepared"]) == ("widgets", 384, 4)
+    path.write_text(path.read_text().replace("ops = 64", "widgets = 11"))
+    with pytest.raises(scenario.ScenarioError, match=r"key 'workload.widgets': expected an "
+                                                     r"integer 1..10, got 11"):
+        scenario.load(str(path))
+
+
+def test_a_workload_without_params_takes_its_parameters_as_given(tmp_path, monkeypatch):
+    (tmp_path / "userpkg").mkdir()
+    (tmp_path / "userpkg" / "__init__.py").write_text("")
+    (tmp_path / "userpkg" / "echo.py").write_text(
+        "def go(k, params):\n"
+        "    return {'ops': 0, 'seconds': 0.0, 'got': sorted(params), 'knobs': params['knobs']}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "s.toml"
+    path.write_text('[machine]\ncpus = 1\nmemory = "4M"\n[workload]\nname = "userpkg.echo:go"\n'
+                    'knobs = 7\nanything = "goes"\n')
+    [point] = scenario.load(str(path)).points()
+    assert point.workload == {"name": "userpkg.echo:go", "knobs": 7, "anything": "goes"}
+    r = runner.run_point(point)
+    assert r["error"] is None and r["workers"][0]["got"] == ["anything", "knobs"]
+    assert r["columns"] == [["knobs", "knobs"]]            # its numbers become its columns
+
+
+def test_every_point_is_set_up_before_the_first_runs(tmp_path):
+    """larson's exchange area for 30000 objects per CPU fits 1 MiB on 1 CPU, not on 4: the
+    sweep stops before its first run, and its folder is not made."""
+    path = tmp_path / "s.toml"
+    path.write_text('[machine]\nmemory = "1M"\n[workload]\nname = "larson"\nslots = 30000\n'
+                    'ops = 100\n')
+    scn = scenario.load(str(path))
+    out = str(tmp_path / "out")
+    with pytest.raises(scenario.ScenarioError, match="cannot be set up on 4 CPUs"):
+        runner.run_points(scn, scn.points([1, 4]), out)
+    assert not os.path.exists(out)
+
+
+def test_run_points_refuses_a_folder_with_content(scn, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "old.txt").write_text("keep")
+    with pytest.raises(folder.FolderError, match="not empty"):
+        runner.run_points(scn, scn.points()[:1], str(out))
+    assert os.listdir(out) == ["old.txt"]
+
+
+def test_every_machine_key_reaches_the_machine(scn, monkeypatch):
+    """runner passes [machine] on generically: a key added to MACHINE_KEYS needs no runner code."""
+    seen = {}
+
+    class Recorder:
+        def __init__(self, cpus, **kw):
+            seen.update(kw, cpus=cpus)
+    monkeypatch.setitem(scenario.MACHINE_KEYS, "colour", (lambda c, v, key: c.bool(v, key),
+                                                          False))
+    monkeypatch.setattr(smpsim, "Machine", Recorder)
+    [point] = scn.points()[:1]
+    point.machine["colour"] = True
+    runner._machine(point)
+    assert seen == {"cpus": 2, "memory": 8 << 20, "magazine_size": 4, "debug": False,
+                    "counters": "shared", "lock_timeout": None, "colour": True}
+
+
+def test_a_result_records_where_and_how_it_was_measured(scn, tmp_path):
+    [point] = scn.points()[:1]
+    point.workload = dict(point.workload, sample_every=1)
+    point_copy = pickle.loads(pickle.dumps(point))       # a remote executor gets a copy
+    r = runner.run_point(point_copy)
+    pickle.dumps(r)
+    h = r["host"]
+    assert h["smpsim"] == (getattr(smpsim, "__version__", None) or
+                           __import__("importlib.metadata").metadata.version("smpsim"))
+    assert h["cores"] == os.cpu_count() and h["cpu_model"] and h["python"]
+    assert len(h["loadavg"]) == 3
+    assert set(h["interference"]) == {"busy_cores", "other_cores", "loadavg"}
+    assert h["interference"]["other_cores"] >= 0
+    assert r["seed"] == 1
+    lat = r["latency"]
+    # 300 operations per CPU, every one timed
+    assert lat["all"]["samples"] == 600 == sum(v["samples"] for k, v in lat.items()
+                                               if k != "all")
+    assert {"slab_alloc/hit", "slab_free/hit"} <= set(lat)
+    assert lat["all"]["unit"] == "ns" and 0 < lat["all"]["p50"] <= lat["all"]["p99"]
+    assert "latency" not in r["workers"][0]               # merged into the run's
+    assert sum(r["magazines"]["misses_by_path"].values()) == r["magazines"]["misses"]
+
+
+class _Frames:
+    """A live view that records the numbers of every frame it is asked to draw."""
+
+    def __init__(self):
+        self.frames = []
+
+    def draw(self, stats, cpu, elapsed, ops, label="", force=False):
+        self.frames.append((elapsed, ops, force))
+
+
+def test_the_live_views_last_frame_is_the_runs_own_numbers(scn):
+    view = _Frames()
+    [point] = scn.points()[:1]
+    r = runner.run_point(point, view=view)
+    elapsed, ops, force = view.frames[-1]
+    assert force and ops == r["ops"] and elapsed == r["elapsed"]
+    assert ops / elapsed == r["throughput"]
+
+
+def test_a_workload_that_does_not_clean_up_is_refused_before_the_runs(tmp_path):
+    (tmp_path / "leaky.py").write_text(
+        "def prepare(k, params, cpus):\n"
+        "    k.slab_alloc(k.cache('obj'))\n"
+        "    return params\n"
+        "def run(k, params):\n"
+        "    return {'ops': 0, 'seconds': 0.0}\n")
+    path = tmp_path / "s.toml"
+    path.write_text('[machine]\nmemory = "4M"\n[[caches]]\nname = "obj"\nsize = 64\n'
+                    '[workload]\nname = "leaky.py"\n')
+    scn = scenario.load(str(path))
+    with pytest.raises(scenario.ScenarioError, match=r"cannot be set up on 2 CPUs: its clean-up "
+                                                     r"failed: .*'obj'"):
+        runner.check_setup(scn.points())
+
+
+def test_lock_times_the_engine_counts_reach_the_tables(scn, monkeypatch):
+    """In simulated time the engine counts cycles locks were waited for and held: the run's
+    totals and the sweep table show them per operation and per acquisition."""
+    monkeypatch.setitem(scenario.MACHINE_KEYS, "time",
+                        (lambda c, v, key: c.str(v, key, ("host", "simulated")), "host"))
+    [point] = scn.points()[:1]
+    point.machine["time"] = "simulated"
+    r = runner.run_point(point)
+    t = r["lock_totals"]
+    assert t["hold_cycles"] > 0 and t["hold_cycles_per_acq"] == t["hold_cycles"] / \
+        t["acquisitions"]
+    assert r["locks"]["obj.cpu0"]["hold_cycles_per_acq"] > 0
+    headings = [c[1] for c in tables.sweep_columns(tables.aggregate([tables.summary_row(r)]))]
+    assert {"lock wait cycles/op", "wait cycles/acq", "lock hold cycles/op",
+            "hold cycles/acq"} <= set(headings)

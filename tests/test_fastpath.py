@@ -32,16 +32,24 @@ def _outcome(fn, *args, **kw):
 
 
 class Twins:
-    """One Machine per accelerator, driven in lockstep; every call's outcome must agree."""
+    """One Machine per accelerator, driven in lockstep from the CPUs `cpu_ids` (the caller's
+    Kernels of those CPUs, one after another): every call's outcome must agree."""
 
-    def __init__(self, stack, **machine_kw):
+    def __init__(self, stack, cpu_ids=(0,), **machine_kw):
         self.machines = [stack.enter_context(Machine(accel=a, **machine_kw)) for a in ACCELS]
-        self.kernels = [m.cpu(0) for m in self.machines]
+        self.cpu_ids = list(cpu_ids)
+        self.by_cpu = {c: [m.cpu(c) for m in self.machines] for c in self.cpu_ids}
+        self.kernels = self.by_cpu[self.cpu_ids[0]]
         self.caches = []          # per cache: one handle per machine
         self.live = []            # (cache index or None for kalloc, address)
 
+    def on(self, cpu):
+        """Make the following calls on CPU `cpu`."""
+        self.kernels = self.by_cpu[cpu]
+
     def do(self, method, *args, **kw):
-        """Call method on every machine's CPU 0 (handles given as cache indexes); the outcome."""
+        """Call method on the current CPU of every machine (handles given as cache indexes);
+        the outcome."""
         outcomes = []
         for i, k in enumerate(self.kernels):
             real = [self.caches[a.index][i] if isinstance(a, CacheRef) else a for a in args]
@@ -65,7 +73,8 @@ class CacheRef:
 
 
 def _step(t, rng):
-    """One random operation on the twins."""
+    """One random operation on the twins, on one of their CPUs."""
+    t.on(rng.choice(t.cpu_ids))
     r = rng.random()
     if r < 0.04 or not t.caches:
         name = f"c{len(t.caches)}"
@@ -96,6 +105,8 @@ def _step(t, rng):
         # Invalid frees: double, interior, wrong cache, out of range, not an int.
         a = t.live[-1][1] if t.live else 4096
         bad = rng.choice([a + 8, a + 1, 0, 1 << 40, -8, "x", None, True])
+        if bad in {addr for _, addr in t.live}:
+            bad += 1                                    # 8 bytes on: the next live object
         if rng.random() < 0.5:
             t.do("slab_free", ref, bad)
         else:
@@ -113,18 +124,23 @@ def _step(t, rng):
         t.do("kalloc", 1 << 20)
 
 
-@pytest.mark.parametrize("seed, kw", [
-    (1, {}),
-    (2, {"counters": "percpu"}),
-    (3, {"magazine_size": 1}),
-    (4, {"magazine_size": 16, "cpus": 3}),
-    (5, {"memory": "1M"}),                       # runs out of memory: reclaim, None, errors
+@pytest.mark.parametrize("seed, kw, cpu_ids", [
+    (1, {}, (0,)),
+    (2, {"counters": "percpu"}, (1,)),
+    (3, {"magazine_size": 1}, (0, 1)),
+    (4, {"magazine_size": 16, "cpus": 3}, (2, 0, 1)),
+    (5, {"memory": "1M"}, (1, 0)),               # runs out of memory: reclaim, None, errors
+    (6, {"cpus": 4, "counters": "percpu"}, (3, 1)),
+    # Simulated time: the same cycles too (the clocks and the coherence tags are in the
+    # segment), frees of one CPU's objects on another paying transfers.
+    (7, {"time": "simulated"}, (0, 1)),
+    (8, {"time": "simulated", "quantum": 0, "cpus": 3, "counters": "percpu"}, (2, 1)),
 ])
-def test_random_sequences_leave_identical_segments(seed, kw):
+def test_random_sequences_leave_identical_segments(seed, kw, cpu_ids):
     from contextlib import ExitStack
     rng = random.Random(seed)
     with ExitStack() as stack:
-        t = Twins(stack, **{"cpus": 2, "memory": "4M", **kw})
+        t = Twins(stack, cpu_ids, **{"cpus": 2, "memory": "4M", **kw})
         for _ in range(1500):
             _step(t, rng)
         t.same_state()
@@ -251,4 +267,31 @@ def test_cpus_in_processes_use_the_accelerator():
         assert m.run(_hits, c, 500) == [500, 500]
         cpus = m.cpu_stats()
         assert all(row["hits"] >= 996 for row in cpus), cpus
+        m.check()
+
+
+@pytest.mark.parametrize("accel", ["c", "python"])
+def test_a_hit_that_finds_its_magazine_lock_held_counts_the_contention(accel):
+    """Reclaim on another CPU may hold this CPU's magazine lock: the hit path waits for it and
+    counts one contended acquisition, also when the lock is free again at its next look."""
+    import threading
+    from smpsim.engine.layout import CACHE, CPU_MAGS
+    with Machine(2, "4M", accel=accel) as m:
+        k = m.cpu(0)
+        c = k.slab_cache_create("h", 64)
+        k.slab_free(c, k.slab_alloc(c))                # a warm magazine: the next alloc hits
+        lock = c._addr + CACHE.mag_cache + CPU_MAGS.lock
+        arena = m.cpu(1)._sa.arena
+        assert arena.lock(lock, 2, 0.5) == 0           # CPU 1 holds CPU 0's magazine lock
+        releaser = threading.Timer(0.05, arena.unlock, (lock, 2))
+        releaser.start()
+        before = m.stats()["locks"]["h.cpu0"]
+        a = k.slab_alloc(c)
+        releaser.join()
+        after = m.stats()["locks"]["h.cpu0"]
+        assert k.last_path == "hit"
+        assert after["acquisitions"] - before["acquisitions"] == 1
+        assert after["contended"] - before["contended"] == 1
+        assert after["spins"] > before["spins"]
+        k.slab_free(c, a)
         m.check()

@@ -43,3 +43,26 @@ def test_live_view_off_a_terminal_throttles():
     assert out.getvalue().count("OBJ/SLAB") == 1
     view.draw(STATS, CPU, 1.3, 30, force=True)
     assert out.getvalue().count("OBJ/SLAB") == 2
+
+
+def test_a_terminal_is_redrawn_in_place():
+    """The screen is cleared once; later frames go over the last one line by line (cursor home,
+    each line cleared to its end, the rest of the screen cleared): no blank screen between."""
+    out = io.StringIO()
+    view = live.LiveView(out, tty=True)
+    view.draw(STATS, CPU, 1.0, 10)
+    first = out.getvalue()
+    view.draw(STATS, CPU, 2.0, 20)
+    second = out.getvalue()[len(first):]
+    assert first.startswith("\x1b[2J\x1b[H")
+    assert "\x1b[2J" not in second and second.startswith("\x1b[H")
+    lines = second[len("\x1b[H"):].split("\n")
+    assert all(line.endswith("\x1b[K") for line in lines[:-1]) and lines[-1] == "\x1b[J"
+    assert lines[0] == live.render(STATS, CPU, 2.0, 20).splitlines()[0] + "\x1b[K"
+
+
+def test_the_header_rate_is_formatted_as_the_tables_are():
+    from smpsim.experiment.tables import fmt_number
+    for ops, secs in ((1500, 2.0), (123456789, 3.7), (10, 3.0)):
+        header = live.render(STATS, CPU, secs, ops).splitlines()[0]
+        assert header.endswith(f" {fmt_number(ops / secs)} ops/s")

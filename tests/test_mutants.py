@@ -166,7 +166,6 @@ def free_runs(p, seconds, ops, accel):
     1, 2, ... for `seconds`, on the accelerator `accel` ("c", as every run but a controlled one
     uses; "off": the allocator's Python path, so the mutated code runs on hits too);
     (runs, seconds, the first failure's text or None)."""
-    mod = explore._workload_module(p)
     mc = p.machine
     runs, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
@@ -174,13 +173,14 @@ def free_runs(p, seconds, ops, accel):
         with smpsim.Machine(p.cpus, mc["memory"], magazine_size=mc["magazine_size"],
                             accel=accel, lock_timeout=2.0) as m:
             k = m.cpu(0)
-            w = dict(p.workload, ops=ops, seed=runs)
-            caches, params = explore._set_up(type(p)(p.scenario, p.label, p.cpus, 0, mc,
-                                                     p.caches, w), k, mod)
+            q = type(p)(p.scenario, p.label, p.cpus, 0, mc, p.caches,
+                        dict(p.workload, ops=ops, seed=runs))
+            wl, params = explore.workload_of(q)
+            caches, params = explore._set_up(q, k, wl, params)
             try:
-                m.run(f"{mod.__name__}:run", params, timeout=60)
+                m.run(wl.program, params, timeout=60)
                 m.check()
-                kind, message = explore._finish(mod, k, params, caches)
+                kind, message = explore._finish(wl, k, params, caches)
             except (smpsim.CPUError, smpsim.InvariantError) as e:
                 kind, message = "failed", str(e)
             if kind:

@@ -2,7 +2,7 @@
 
 from smpsim.experiment import plot
 
-ROWS = [{"label": lab, "cpus": n, "throughput": tp * n, "throughput_sd": sd, "hit_rate": hr,
+ROWS = [{"label": lab, "cpus": n, "throughput": tp * n, "throughput_ci95": sd, "hit_rate": hr,
          "contended_per_op": c, "speedup": float(n), "ops_per_cpu_s": tp,
          "workload": "threadtest"}
         for lab, tp, sd, hr, c in (("magazines", 100.0, 5.0, 0.99, 0.001),

@@ -5,6 +5,7 @@ import pytest
 
 import smpsim
 from smpsim.experiment import runner
+from smpsim import workloads
 from smpsim.workloads import racy
 
 pytestmark = pytest.mark.timeout(60)
@@ -31,6 +32,6 @@ def test_finish_asserts_the_sum_and_the_runner_reports_it():
             racy.finish(k, p)
         m.check()                                           # finish freed the word first
         p = racy.prepare(k, {"ops": 5}, 2)
-        got = runner._clean_up(m, k, racy, p, [], None)
+        got = runner._clean_up(m, k, workloads.find("racy"), p, [], None)
         assert got == ["the workload's finish() found: racy: the shared word holds 0, not 10 "
                        "(2 CPUs x 5 increments): 10 lost"]

@@ -1,5 +1,5 @@
-"""Reports: slabinfo 2.1 and seed formats, Markdown and CSV tables, the sweep aggregate, reading
-results back."""
+"""Reports: slabinfo 2.1 and seed formats, CSV, reading results back (and naming the file that
+is not one)."""
 
 import csv
 import json
@@ -36,33 +36,11 @@ def test_seed_table():
         "malloc-4K\t4096\t1\t1\t3\t2\t1\t\tOut\n")
 
 
-def test_markdown_and_csv(tmp_path):
+def test_csv(tmp_path):
     rows = [{"a": "x", "b": 1234567.0, "c": 0.5}, {"a": "y", "b": None, "c": 3}]
-    md = report.markdown_table(rows, [("a", "A"), ("b", "B"), ("c", "C")])
-    assert md.splitlines() == ["| A | B | C |", "| --- | ---: | ---: |",
-                               "| x | 1,234,567 | 0.5 |", "| y |  | 3 |"]
     path = tmp_path / "t.csv"
     report.write_csv(path, rows, ["a", "c"])
     assert list(csv.DictReader(open(path))) == [{"a": "x", "c": "0.5"}, {"a": "y", "c": "3"}]
-
-
-def row(label, cpus, tp, check="ok", error=""):
-    return {"label": label, "cpus": cpus, "throughput": tp, "hit_rate": 0.9,
-            "contended_per_op": 0.01, "spins_per_op": 0.1, "shared_list_per_op": 0.0,
-            "check": check, "error": error}
-
-
-def test_aggregate_means_and_speedup():
-    out = report.aggregate([row("m", 2, 300.0), row("m", 1, 100.0), row("m", 2, 100.0),
-                            row("n", 1, 50.0, check="violations"), row("n", 2, 1.0, error="x")])
-    assert [(r["label"], r["cpus"], r["runs"]) for r in out] == [("m", 1, 1), ("m", 2, 2),
-                                                                 ("n", 1, 1)]
-    m1, m2, n1 = out
-    assert m2["throughput"] == 200.0 and m2["speedup"] == 2.0 and m1["speedup"] == 1.0
-    assert report.aggregate([row("x", 2, 5.0)])[0]["speedup"] is None
-    assert m2["throughput_sd"] == pytest.approx(141.42, abs=0.01)
-    assert m2["throughput_per_cpu"] == 100.0
-    assert n1["check"] == "violations"
 
 
 def test_load_results_refuses_what_is_not_a_result(tmp_path):
@@ -75,3 +53,37 @@ def test_load_results_refuses_what_is_not_a_result(tmp_path):
     bad.write_text("{")
     with pytest.raises(ValueError, match="not a readable result"):
         report.load_results(bad)
+
+
+GOOD = {"point": {"id": "base-c2-r0", "machine": {"magazine_size": 4}},
+        "caches_end": CACHES, "caches_peak": CACHES}
+
+
+@pytest.mark.parametrize("content, why", [
+    (b"\x89PNG\r\n\x1a\n\x00\xff", "not a readable result (not JSON: "),
+    (b"[1, 2]", "not a smpsim run result (a JSON list, not an object)"),
+    (json.dumps(dict(GOOD, point={"id": "x"})).encode(),
+     "not a smpsim run result (its 'point' lacks the id or the machine's magazine_size)"),
+    (json.dumps(dict(GOOD, caches_peak=None)).encode(),
+     "not a smpsim run result (no 'caches_peak')"),
+    (json.dumps(dict(GOOD, caches_end={"x": {"size": 1}})).encode(),
+     "not a smpsim run result (cache 'x' lacks its counts)"),
+])
+def test_a_bad_result_file_is_named(tmp_path, content, why):
+    f = tmp_path / "odd.json"
+    f.write_bytes(content)
+    with pytest.raises(ValueError) as e:
+        report.load_results(f)
+    assert str(e.value).startswith(f"{f}: {why}")
+    assert report.load_results(_write(tmp_path / "ok.json", GOOD))[0]["point"]["id"] == \
+        "base-c2-r0"
+
+
+def _write(path, obj):
+    path.write_text(json.dumps(obj))
+    return path
+
+
+def test_a_missing_path_is_named(tmp_path):
+    with pytest.raises(ValueError, match=f"^{tmp_path}/nope: no such file or folder$"):
+        report.load_results(tmp_path / "nope")

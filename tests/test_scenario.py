@@ -96,7 +96,7 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
      "variants, workload"),
     (GOOD.replace("ops = 100", "opps = 100"),
      "unknown key 'workload.opps'; expected a parameter of threadtest: batch, cache, ops, "
-     "order, seconds, seed, size"),
+     "order, sample_every, seconds, seed, size"),
     (GOOD.replace("cpus = 4", "cpus = \"four\""),
      "key 'machine.cpus': expected an integer 1..256, got 'four'"),
     (GOOD.replace("cpus = 4", "cpus = 0"), "key 'machine.cpus': expected an integer 1..256, got 0"),
@@ -126,8 +126,14 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
     (GOOD.replace("size = 100\n", ""),
      "missing key 'caches[1].size'; expected an integer >= 1"),
     (GOOD.replace("name = \"threadtest\"", "name = \"nope\""),
-     "key 'workload.name': expected one of contend, floor, kalloc_mix, larson, pressure, "
-     "racy, scratch, threadtest, xmalloc, got 'nope'"),
+     "key 'workload.name': expected a workload: contend, floor, kalloc_mix, larson, pressure, "
+     "racy, scratch, threadtest, xmalloc, 'package.module:function' or a .py file, got 'nope'"),
+    (GOOD.replace("name = \"threadtest\"", "name = \"nowhere.at_all:run\""),
+     "key 'workload.name': expected a workload that loads (cannot import 'nowhere.at_all': "
+     "No module named 'nowhere'), got 'nowhere.at_all:run'"),
+    (GOOD.replace("name = \"threadtest\"", "name = \"smpsim.workloads.larson:walk\""),
+     "key 'workload.name': expected a workload that loads (smpsim.workloads.larson has no "
+     "function 'walk'), got 'smpsim.workloads.larson:walk'"),
     (GOOD.replace("name = \"threadtest\"\n", ""),
      "missing key 'workload.name'; expected a workload: contend, floor, kalloc_mix, larson, "
      "pressure, racy, scratch, threadtest, xmalloc"),
@@ -157,7 +163,13 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
     (GOOD + "[[variants]]\nlabel = \"a\"\nmachine = { cpus = -1 }\n",
      "key 'variants[1].machine.cpus': expected an integer 1..256, got -1"),
     (GOOD + "[[variants]]\nlabel = \"a\"\n[[variants]]\nlabel = \"a\"\n",
-     "key 'variants[2].label': expected a label no other variant has, got 'a'"),
+     "key 'variants[2].label': expected a label no other variant has (letters and digits "
+     "count; its runs' folders are named after it), got 'a'"),
+    (GOOD + "[[variants]]\nlabel = \"a b\"\n[[variants]]\nlabel = \"a-b\"\n",
+     "key 'variants[2].label': expected a label no other variant has (letters and digits "
+     "count; its runs' folders are named after it), got 'a-b'"),
+    (GOOD + "[sweep]\ncpus = [1, 2, 1]\n",
+     "key 'sweep.cpus': expected a list of CPU counts 1..256, each once, got [1, 2, 1]"),
     (GOOD + "[[variants]]\nmachine = { cpus = 1 }\n",
      "missing key 'variants[1].label'; expected a string"),
     (GOOD + "[[variants]]\nlabel = \"a\"\nworkload = { batch = 0 }\n",
@@ -198,3 +210,146 @@ def test_parse_memory(value, expected):
 def test_parse_memory_refuses(value):
     with pytest.raises(ValueError, match="memory"):
         scenario.parse_memory(value)
+
+
+# --- the [machine] table, user workloads --------------------------------------------------------
+
+def test_machine_keys_are_one_table(tmp_path, monkeypatch):
+    """A key added to MACHINE_KEYS is checked, defaulted and listed with no other change."""
+    monkeypatch.setitem(scenario.MACHINE_KEYS, "colour",
+                        (lambda c, v, key: c.int(v, key, 0, 7), 0))
+    s = scenario.load(write(tmp_path, GOOD))
+    assert s.machine["colour"] == 0
+    s = scenario.load(write(tmp_path, GOOD.replace("[machine]", "[machine]\ncolour = 5")))
+    assert s.machine["colour"] == 5
+    path, got = error(tmp_path, GOOD.replace("[machine]", "[machine]\ncolour = 9"))
+    assert got == f"{path}: key 'machine.colour': expected an integer 0..7, got 9"
+    path, got = error(tmp_path, GOOD.replace("[machine]", "[machine]\nshade = 1"))
+    assert "expected one of colour, counters, cpus" in got
+
+
+def test_a_directory_is_not_a_scenario(tmp_path):
+    with pytest.raises(ScenarioError) as e:
+        scenario.load(str(tmp_path))
+    assert str(e.value) == f"{tmp_path}: is a directory, not a scenario file"
+
+
+def test_a_workload_file_that_is_missing_or_broken(tmp_path):
+    path, got = error(tmp_path, "[workload]\nname = \"gone.py\"\n")
+    assert got == (f"{path}: key 'workload.name': expected a workload that loads (no workload "
+                   f"file {tmp_path}/gone.py), got 'gone.py'")
+    (tmp_path / "broken.py").write_text("def run(k, p):\n    return {\n")
+    path, got = error(tmp_path, "[workload]\nname = \"broken.py\"\n")
+    assert got.startswith(f"{path}: key 'workload.name': expected a workload that loads "
+                          f"(SyntaxError: ")
+    (tmp_path / "norun.py").write_text("X = 1\n")
+    path, got = error(tmp_path, "[workload]\nname = \"norun.py:go\"\n")
+    assert got == (f"{path}: key 'workload.name': expected a workload that loads "
+                   f"({tmp_path}/norun.py has no function 'go'), got 'norun.py:go'")
+
+
+# --- overrides ----------------------------------------------------------------------------------
+
+VARIANTS = GOOD + """
+[[variants]]
+label = "a"
+[[variants]]
+label = "b"
+machine = { magazine_size = 16 }
+workload = { batch = 7 }
+[[variants]]
+label = "floor"
+workload = { name = "floor", seconds = 2.0 }
+"""
+
+
+def test_set_overrides_keys_as_toml_values(tmp_path):
+    path = write(tmp_path, VARIANTS)
+    s = scenario.load(path, sets=["workload.batch=8", "machine.magazine_size=8",
+                                  "workload.order=fifo", "run.pin=true",
+                                  "sweep.cpus=[1, 2]", "variants[1].machine.cpus=1",
+                                  'caches[1].flags=["NOMAGAZINE"]', "description=plain words"])
+    a, b, floor = s.points()
+    assert (a.cpus, a.machine["magazine_size"], a.workload["batch"], a.workload["order"]) == \
+        (1, 8, 8, "fifo")
+    # a key a variant sets itself is overridden there too
+    assert (b.machine["magazine_size"], b.workload["batch"]) == (8, 8)
+    assert "batch" not in floor.workload and a.caches[0]["flags"] == ["NOMAGAZINE"]
+    assert s.run["pin"] is True and s.sweep["cpus"] == [1, 2]
+    assert s.description == "plain words"
+    assert s.overrides[0] == "--set workload.batch=8"
+    assert scenario.parse_set("x.y = [1, 2]") == ("x.y", [1, 2])
+
+
+@pytest.mark.parametrize("sets, message", [
+    (["workload.batch=0"], "key 'workload.batch': expected an integer 1..100000, got 0"),
+    (["workload.opps=1"], "unknown key 'workload.opps'; expected a parameter of threadtest: "
+                          "batch, cache, ops, order, sample_every, seconds, seed, size"),
+    (["machine.magazine_size=big"],
+     "key 'machine.magazine_size': expected an integer 1..1024, got 'big'"),
+    (["machine.speed=3"], "unknown key 'machine.speed'; expected one of counters, cpus, debug, "
+                          "lock_timeout, magazine_size, memory"),
+    (["variants[9].machine.cpus=1"],
+     "key 'variants': expected an array with an element [9], got None"),
+    (["workload"], "--set: expected KEY=VALUE with a dotted KEY like workload.batch=8 or "
+                   "variants[2].machine.cpus=4, got 'workload'"),
+    (["work load.x=1"], "--set: expected KEY=VALUE with a dotted KEY like workload.batch=8 or "
+                        "variants[2].machine.cpus=4, got 'work load.x=1'"),
+])
+def test_a_bad_override_is_refused_as_the_file_would_be(tmp_path, sets, message):
+    path = write(tmp_path, GOOD)
+    with pytest.raises(ScenarioError) as e:
+        scenario.load(path, sets=sets)
+    assert str(e.value) == f"{path}: {message}"
+
+
+def test_length_and_seed_apply_to_every_workload(tmp_path):
+    path = write(tmp_path, VARIANTS)
+    a, b, floor = scenario.load(path, seconds=1.5, seed=9).points()
+    assert (a.workload["ops"], a.workload["seconds"], a.workload["seed"]) == (0, 1.5, 9)
+    assert (b.workload["ops"], b.workload["seconds"]) == (0, 1.5)
+    assert (floor.workload["seconds"], floor.workload["seed"]) == (1.5, 9)
+    a, b, floor = scenario.load(path, ops=500).points()
+    assert (a.workload["ops"], floor.workload["ops"], floor.workload["seconds"]) == (500, 500, 0)
+    a, b, floor = scenario.load(path, ops=500, seconds=3.0).points()   # whichever ends first
+    assert (a.workload["ops"], a.workload["seconds"], floor.workload["ops"],
+            floor.workload["seconds"]) == (500, 3.0, 500, 3.0)
+    with pytest.raises(ScenarioError, match=r"key 'workload.ops': expected an integer "
+                                            r"0..1000000000, got -1"):
+        scenario.load(path, ops=-1)
+    path = write(tmp_path, "[workload]\nname = \"pressure\"\n")
+    with pytest.raises(ScenarioError, match=r"unknown key 'workload.seconds'; expected a "
+                                            r"parameter of pressure"):
+        scenario.load(path, seconds=1.0)
+
+
+# --- the format's documentation -----------------------------------------------------------------
+
+DOC = os.path.join(ROOT, "docs", "scenarios.md")
+
+
+def test_docs_describe_every_key():
+    """docs/scenarios.md has a row for every key the checker knows and every bundled workload's
+    parameters."""
+    from smpsim import workloads
+    text = open(DOC).read()
+    keys = (set(scenario.MACHINE_KEYS) | set(scenario.RUN_KEYS) | set(scenario.SWEEP_KEYS)
+            | set(scenario._CACHE) | set(scenario._VARIANT)
+            | {k for k in scenario._TOP if k not in ("machine", "caches", "workload", "run",
+                                                      "sweep", "variants")})
+    for name in workloads.WORKLOADS:
+        keys |= set(workloads.find(name).params)
+    missing = sorted(k for k in keys if f"`{k}`" not in text)
+    assert not missing, f"docs/scenarios.md does not describe {missing}"
+
+
+def test_the_docs_example_workload_runs(tmp_path):
+    from smpsim.experiment import runner
+    text = open(DOC).read()
+    code = text.split('```python\n"""burst:')[1].split("```")[0]
+    (tmp_path / "burst.py").write_text('"""burst:' + code)
+    path = write(tmp_path, '[machine]\nmemory = "4M"\n[workload]\nname = "burst.py"\n'
+                           'burst = 20\nops = 200\n')
+    r = runner.run_point(scenario.load(path).points()[0])
+    assert r["error"] is None and r["check"] == "ok" and r["ops"] == 400
+    assert r["columns"] == [["bursts", "bursts"]] and [c["bursts"] for c in r["cpus"]] == [5, 5]

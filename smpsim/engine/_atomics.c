@@ -30,7 +30,7 @@
 
 #include <string.h>
 
-#include "_sim.h"
+#include "_sched.h"
 
 
 struct spinlock {
@@ -379,6 +379,7 @@ Arena_configure_sim(ArenaObject *self, PyObject *args)
     m->transfer = ld_relaxed(HW(m, h_cost_transfer));
     m->atomic = ld_relaxed(HW(m, h_cost_atomic));
     m->quantum = ld_relaxed(HW(m, h_quantum));
+    sim_bind(m);
     m->on = 1;
     Py_RETURN_NONE;
 }
@@ -568,8 +569,10 @@ Arena_compute(ArenaObject *self, PyObject *arg)
     unsigned long long c = PyLong_AsUnsignedLongLong(arg);
     if ((c == (unsigned long long)-1 && PyErr_Occurred()) || !sim_ready(self))
         return NULL;
-    if (self->sim.timed)
+    if (self->sim.timed) {
         st_relaxed(MYCLOCK(&self->sim), ld_relaxed(MYCLOCK(&self->sim)) + c);
+        wake_waiters(&self->sim);           /* CPUs sleeping until this clock moved on */
+    }
     Py_RETURN_NONE;
 }
 

@@ -45,7 +45,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "_sim.h"
+#include "_sched.h"
 
 /* --- the layout, from smpsim/engine/layout.py (configure) -------------------------------------------- */
 
@@ -211,6 +211,8 @@ take_lock(FastPath *fp, uint64_t lock)
             return 0;
         if (spins < 0)
             return -1;
+        if (spins == 0)
+            spins = 1;          /* the first attempt found it held: a contended acquisition */
     }
     uint64_t acq = lock + L.lock_acquisitions;
     ST(acq, LD(acq) + 1);
@@ -722,6 +724,7 @@ FastPath_configure_sim(FastPath *fp, PyObject *args)
     m->transfer = ld_relaxed(HW(m, h_cost_transfer));
     m->atomic = ld_relaxed(HW(m, h_cost_atomic));
     m->quantum = ld_relaxed(HW(m, h_quantum));
+    sim_bind(m);
     m->on = 1;
     if (m->data_points) {
         PyErr_SetString(PyExc_ValueError, "FastPath: a controlled run takes the Python path");

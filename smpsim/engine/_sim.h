@@ -1,8 +1,10 @@
 /*
  * smpsim/engine/_sim.h: simulated time and the scheduler, shared by the two C extensions
  * (_atomics.c: the accesses and locks of the allocator's Python code; _fastpath.c: the magazine
- * hit path). Both include this file, so a hit served in C and the same hit served in Python
- * charge the same cycles and pass the same scheduling points.
+ * hit path). Both include it (through _sched.h, which holds the token scheduler and the locks),
+ * so a hit served in C and the same hit served in Python charge the same cycles and pass the
+ * same scheduling points. This file: the layout, one CPU's view, bounded skew, the cost model
+ * and the lock statistics.
  *
  * The model (docs/time.md explains it for users):
  *
@@ -12,8 +14,9 @@
  *
  * Costs. Every access the seed's code makes to a 64-byte line of the machine's state goes
  * through charge(). Each such line has a coherence tag in the segment (Regions.tags): word 0 is
- * the CPU that wrote it last (+ 1, top byte) and the simulated time of that write (low 56 bits);
- * the words after it have a bit per CPU holding a copy. A read of a line this CPU holds costs
+ * the CPU that wrote it last and the simulated time of that write (OWNER_SHIFT and TIME_MASK
+ * below lay it out); word 1 (TAG_MOVED) the time the line last moved between CPUs; the words
+ * from TAG_COPIES on have a bit per CPU holding a copy. A read of a line this CPU holds costs
  * cost_hit; of a line written by another CPU since, cost_transfer, and it cannot complete before
  * the time of that write (the reader's clock moves up to it first). A write or an atomic
  * read-modify-write needs the line alone: cost_hit (cost_atomic for an atomic) when it already
@@ -65,9 +68,20 @@ enum { LOCK_KERNEL = 1, LOCK_USER = 2 };
 enum { PT_START = 0, PT_END, PT_LOCK, PT_UNLOCK, PT_TRYLOCK, PT_ATOMIC, PT_LOAD, PT_STORE,
        PT_READ, PT_WRITE, PT_BARRIER };
 
-#define TIME_MASK ((UINT64_C(1) << 56) - 1)
-#define TOKEN_SPINS 2000        /* polls of the token before yielding the core */
-#define TOKEN_YIELDS 50         /* sched_yield()s before sleeping on the futex */
+/* A coherence tag's first word: the CPU that wrote the line last, + 1 (bits 55-63: up to 256
+ * CPUs), and the time of that write (bits 0-54). Its second word, TAG_MOVED: the time the line
+ * last moved between CPUs (a transfer; 0: never). From TAG_COPIES on: a bit per CPU holding a
+ * copy. Layout.py's Regions.tag_words counts them. */
+#define OWNER_SHIFT 55
+#define TIME_MASK ((UINT64_C(1) << OWNER_SHIFT) - 1)
+#define OWNER_MASK (~TIME_MASK)
+#define TAG_MOVED 1
+#define TAG_COPIES 2
+/* SCHED_LAX: a line that moved between CPUs less than this many quanta ago is "in use by
+ * several": every access to it is ordered by simulated time (see charge_slow). */
+#define RECENT_QUANTA 4
+#define TOKEN_SPINS 1000       /* polls of the token before yielding the core */
+#define TOKEN_YIELDS 10        /* sched_yield()s before sleeping on the futex */
 #define WAIT_SLICE_NS 20000000  /* a futex sleep is cut into slices this long (signals, deaths) */
 
 /* --- the layout: offsets from smpsim/engine/layout.py, set once by sim_configure() ---------- */
@@ -83,7 +97,7 @@ static struct {
     Py_ssize_t h_replay_lenient;
     /* CPU_CTL */
     Py_ssize_t c_sizeof, c_clock, c_state, c_wants, c_go, c_prio, c_progress, c_wake_at;
-    Py_ssize_t c_points, c_transfers;
+    Py_ssize_t c_points, c_transfers, c_epoch_progress, c_wake_epoch;
     /* SPINLOCK */
     Py_ssize_t l_holder, l_acquisitions, l_contended, l_spins;
     /* LOCKSTAT */
@@ -101,7 +115,7 @@ static const char *const SIM_FIELDS[] = {
     "HEADER.barrier_round", "HEADER.run_cpus", "HEADER.replay_lenient",
     "CPU_CTL.sizeof", "CPU_CTL.clock", "CPU_CTL.state", "CPU_CTL.wants", "CPU_CTL.go",
     "CPU_CTL.prio", "CPU_CTL.progress", "CPU_CTL.wake_at", "CPU_CTL.points",
-    "CPU_CTL.transfers",
+    "CPU_CTL.transfers", "CPU_CTL.epoch_progress", "CPU_CTL.wake_epoch",
     "SPINLOCK.holder", "SPINLOCK.acquisitions", "SPINLOCK.contended", "SPINLOCK.spins",
     "LOCKSTAT.sizeof", "LOCKSTAT.addr", "LOCKSTAT.kind", "LOCKSTAT.acquisitions",
     "LOCKSTAT.contended", "LOCKSTAT.spins", "LOCKSTAT.wait_cycles", "LOCKSTAT.hold_cycles",
@@ -150,8 +164,13 @@ struct simcpu {
     uint64_t locktab, locktab_mask;
     uint64_t log;           /* the schedule log, one byte per decision */
     uint64_t hit, transfer, atomic, quantum;   /* the cost model, copied at configure */
-    uint64_t horizon;       /* SCHED_LAX: the slowest running clock + quantum, last computed */
+    uint64_t horizon;       /* SCHED_LAX: the end of the slowest running CPU's epoch */
+    uint64_t recent;        /* SCHED_LAX: RECENT_QUANTA * quantum (0 in the other modes) */
     int spin_token;         /* poll the token before sleeping (few CPUs per host core) */
+    uint64_t lk_word[16], lk_entry[16];   /* lockstat()'s last answers, by lock line */
+    /* precomputed by sim_bind(): this CPU's own words and its tag */
+    uint64_t *clock, *wake_at, *wake_epoch, *transfers, *points, *run_active, *tagbase;
+    uint64_t me_tag, bit;
     PyObject *tracer;       /* token mode: called as tracer(step, kind, addr, next, preempted)
                              * at every point, before the token moves (a borrowed reference:
                              * its owner, the Arena, keeps it) */
@@ -159,7 +178,23 @@ struct simcpu {
 
 #define HW(s, f) ((uint64_t *)((s)->base + (s)->hdr + SL.f))
 #define CW(s, i, f) ((uint64_t *)((s)->base + (s)->ctl0 + (uint64_t)(i) * SL.c_sizeof + SL.f))
-#define MYCLOCK(s) CW(s, (s)->cpu, c_clock)
+#define MYCLOCK(s) ((s)->clock)
+
+/* Fill in the pointers simcpu keeps to this CPU's own words (after its offsets are set). */
+static inline void
+sim_bind(struct simcpu *s)
+{
+    s->clock = CW(s, s->cpu, c_clock);
+    s->wake_at = CW(s, s->cpu, c_wake_at);
+    s->wake_epoch = CW(s, s->cpu, c_wake_epoch);
+    s->transfers = CW(s, s->cpu, c_transfers);
+    s->points = CW(s, s->cpu, c_points);
+    s->run_active = HW(s, h_run_active);
+    s->tagbase = (uint64_t *)(s->base + s->tags);
+    s->me_tag = (uint64_t)(s->cpu + 1) << OWNER_SHIFT;
+    s->bit = UINT64_C(1) << (s->cpu & 63);
+    s->recent = s->sched == SCHED_LAX ? RECENT_QUANTA * s->quantum : 0;
+}
 
 static inline uint64_t ld_relaxed(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void st_relaxed(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
@@ -192,18 +227,30 @@ futex_sleep(uint64_t *word, uint32_t seen)
 
 /* --- bounded skew (SCHED_LAX) ------------------------------------------------------------- */
 
-/* Wake the CPUs sleeping until this one's clock reaches the earliest time one of them needs
- * (CPU_CTL.wake_at, lowered by each sleeper). Called at every point and charge. */
+/*
+ * The CPUs waiting for this one sleep in two classes, each with its own futex word and the
+ * earliest clock one of its sleepers needs: an ordered access or a lock attempt waits for a
+ * clock close to this CPU's (CPU_CTL.progress, wake_at); a CPU at the end of its epoch waits for
+ * this one to enter that epoch (epoch_progress, wake_epoch), usually much later. Apart, the
+ * frequent near wakes do not rouse the epoch sleepers only for them to sleep again.
+ */
+static inline void
+wake_class(uint64_t *at, uint64_t *progress)
+{
+    __atomic_store_n(at, UINT64_MAX, __ATOMIC_RELEASE);
+    __atomic_fetch_add(progress, 1, __ATOMIC_RELEASE);
+    futex_wake_all(progress);
+}
+
+/* Wake the sleepers whose clock this CPU has reached. Called at every point and charge. */
 static inline void
 wake_waiters(struct simcpu *s)
 {
-    uint64_t *at = CW(s, s->cpu, c_wake_at);
-    if (ld_relaxed(MYCLOCK(s)) >= __atomic_load_n(at, __ATOMIC_ACQUIRE)) {
-        __atomic_store_n(at, UINT64_MAX, __ATOMIC_RELEASE);
-        uint64_t *p = CW(s, s->cpu, c_progress);
-        __atomic_fetch_add(p, 1, __ATOMIC_RELEASE);
-        futex_wake_all(p);
-    }
+    uint64_t t = ld_relaxed(s->clock);
+    if (t >= __atomic_load_n(s->wake_at, __ATOMIC_ACQUIRE))
+        wake_class(s->wake_at, CW(s, s->cpu, c_progress));
+    if (t >= __atomic_load_n(s->wake_epoch, __ATOMIC_ACQUIRE))
+        wake_class(s->wake_epoch, CW(s, s->cpu, c_epoch_progress));
 }
 
 /* Set this CPU's scheduler state (others read it to find the slowest running clock); a CPU that
@@ -211,12 +258,40 @@ wake_waiters(struct simcpu *s)
 static inline void
 set_state(struct simcpu *s, uint64_t state)
 {
-    __atomic_store_n(CW(s, s->cpu, c_state), state, __ATOMIC_RELEASE);
-    if (s->sched == SCHED_LAX && state != CPU_RUNNABLE) {
-        uint64_t *p = CW(s, s->cpu, c_progress);
-        __atomic_fetch_add(p, 1, __ATOMIC_RELEASE);
-        futex_wake_all(p);
-    }
+    __atomic_store_n(CW(s, s->cpu, c_state), state, __ATOMIC_SEQ_CST);
+    if (s->sched != SCHED_LAX || state == CPU_RUNNABLE)
+        return;
+    if (__atomic_load_n(s->wake_at, __ATOMIC_SEQ_CST) != UINT64_MAX)
+        wake_class(s->wake_at, CW(s, s->cpu, c_progress));
+    if (__atomic_load_n(s->wake_epoch, __ATOMIC_SEQ_CST) != UINT64_MAX)
+        wake_class(s->wake_epoch, CW(s, s->cpu, c_epoch_progress));
+}
+
+/* SCHED_LAX: whether the line's tag says it moved between CPUs less than `recent` cycles before
+ * time t (a line in use by several, whose accesses go in simulated-time order). */
+static inline int
+recently_moved(struct simcpu *s, uint64_t *tag, uint64_t t)
+{
+    uint64_t moved = ld_relaxed(tag + TAG_MOVED);
+    return s->recent && moved && moved + s->recent > t;
+}
+
+/* Whether the line holding addr is this CPU's alone and has not moved between CPUs lately: an
+ * access to it needs no ordering against the others (the lock of this CPU's own magazines). */
+static inline int
+line_private(struct simcpu *s, uint64_t addr)
+{
+    uint64_t line = addr >> 6;
+    if (!s->timed || line >= s->tag_lines)
+        return 0;
+    uint64_t *tag = s->tagbase + line * s->tag_words;
+    if ((ld_relaxed(tag) & OWNER_MASK) != s->me_tag ||
+        recently_moved(s, tag, ld_relaxed(s->clock)))
+        return 0;
+    for (uint64_t w = 0; w + TAG_COPIES < s->tag_words; w++)
+        if (ld_relaxed(tag + TAG_COPIES + w) & ~(w == (s->cpu >> 6) ? s->bit : 0))
+            return 0;
+    return 1;
 }
 
 /* The time of the last write to the line holding addr (for choosing by clock). */
@@ -233,6 +308,23 @@ line_time(struct simcpu *s, uint64_t addr)
  * back: a running CPU's clock; a CPU spinning for a lock that is free now would take it at the
  * release plus a transfer; one whose lock is held waits for its holder (who counts itself); a
  * CPU at a barrier, finished or idle does not count. */
+/* When CPU i, now at clock c, can take the free lock whose word is at `lock`: at once if it
+ * holds the lock's line alone (it released the lock last and no other CPU has looked), else
+ * after the release plus a transfer. */
+static inline uint64_t
+take_time(struct simcpu *s, uint32_t i, uint64_t lock, uint64_t c)
+{
+    uint64_t line = lock >> 6;
+    if (!s->timed || line >= s->tag_lines)
+        return c;
+    uint64_t *tag = s->tagbase + line * s->tag_words, e = ld_relaxed(tag);
+    int alone = (e & OWNER_MASK) == (uint64_t)(i + 1) << OWNER_SHIFT;
+    for (uint64_t w = 0; alone && w + TAG_COPIES < s->tag_words; w++)
+        if (ld_relaxed(tag + TAG_COPIES + w) & ~(w == (i >> 6) ? UINT64_C(1) << (i & 63) : 0))
+            alone = 0;
+    return alone ? c : umax(c, (e & TIME_MASK) + s->transfer);
+}
+
 static inline uint64_t
 lax_clock(struct simcpu *s, uint32_t i)
 {
@@ -243,7 +335,7 @@ lax_clock(struct simcpu *s, uint32_t i)
     if (st == CPU_BLOCKED) {
         uint64_t lock = ld_relaxed(CW(s, i, c_wants));
         if (lock && __atomic_load_n((uint64_t *)(s->base + lock), __ATOMIC_ACQUIRE) == 0)
-            return umax(c, line_time(s, lock) + s->transfer);
+            return take_time(s, i, lock, c);
     }
     return UINT64_MAX;
 }
@@ -251,12 +343,13 @@ lax_clock(struct simcpu *s, uint32_t i)
 /*
  * SCHED_LAX: wait until every other running CPU is at most `ahead` cycles behind time t (this
  * CPU's clock, or when it would take a lock): (clock_j + ahead, j) >= (t, me) for every
- * running j (lax_clock), so with `ahead` 0 no running CPU is behind (ties go to the lower id). Sleeps on the laggard's `progress` futex,
- * which it bumps once its clock reaches what we need (wake_waiters) or it stops running
+ * running j (lax_clock), so with `ahead` 0 no running CPU is behind (ties go to the lower id).
+ * Sleeps on the laggard's `progress` futex, which it bumps once its clock reaches what we need
+ * (wake_waiters) or it stops running
  * (set_state). -1 when a signal handler raised.
  */
 static int
-skew_wait_at(struct simcpu *s, uint64_t t, uint64_t ahead)
+skew_wait_at(struct simcpu *s, uint64_t t, uint64_t ahead, int epoch)
 {
     for (;;) {
         uint64_t need = 0, lowest = UINT64_MAX;
@@ -276,7 +369,8 @@ skew_wait_at(struct simcpu *s, uint64_t t, uint64_t ahead)
         }
         if (laggard == s->cpu)
             return 0;
-        uint64_t *p = CW(s, laggard, c_progress), *at = CW(s, laggard, c_wake_at);
+        uint64_t *p = epoch ? CW(s, laggard, c_epoch_progress) : CW(s, laggard, c_progress);
+        uint64_t *at = epoch ? CW(s, laggard, c_wake_epoch) : CW(s, laggard, c_wake_at);
         uint64_t cur = __atomic_load_n(at, __ATOMIC_ACQUIRE);
         while (need < cur && !__atomic_compare_exchange_n(at, &cur, need, 0, __ATOMIC_ACQ_REL,
                                                           __ATOMIC_ACQUIRE))
@@ -292,79 +386,95 @@ skew_wait_at(struct simcpu *s, uint64_t t, uint64_t ahead)
 static inline int
 skew_wait(struct simcpu *s, uint64_t ahead)
 {
-    return skew_wait_at(s, ld_relaxed(MYCLOCK(s)), ahead);
+    return skew_wait_at(s, ld_relaxed(MYCLOCK(s)), ahead, 0);
 }
 
-/* SCHED_LAX at a scheduling point: no more than quantum ahead of the slowest running CPU. The
- * last computed horizon (slowest + quantum) saves the scan while the clock stays below it. */
+/* SCHED_LAX at a scheduling point: no more than quantum ahead of the slowest running CPU.
+ * Simulated time is cut into epochs of `quantum` cycles; every CPU may run to the end of the
+ * slowest running CPU's epoch (so the skew stays below a quantum), and a CPU that reaches it
+ * sleeps until the slowest enters its own epoch: at most one sleep per CPU per epoch, where a
+ * sliding window would wake and stop the CPUs ahead at every step of the slowest. The last
+ * computed end (the horizon) saves the scan while the clock stays below it. */
 static int
 lax_wait(struct simcpu *s)
 {
     wake_waiters(s);
-    uint64_t t = ld_relaxed(MYCLOCK(s));
-    if (t <= s->horizon)
+    uint64_t t = ld_relaxed(MYCLOCK(s)), q = s->quantum;
+    if (t < s->horizon)
         return 0;
-    if (skew_wait(s, s->quantum) < 0)
-        return -1;
-    uint64_t slowest = t;
-    for (uint32_t i = 0; i < s->ncpus; i++)
-        if (i != s->cpu && lax_clock(s, i) < slowest)
-            slowest = lax_clock(s, i);
-    s->horizon = slowest + s->quantum;
-    return 0;
+    for (;;) {
+        uint64_t slowest = t;
+        for (uint32_t i = 0; i < s->ncpus; i++)
+            if (i != s->cpu && lax_clock(s, i) < slowest)
+                slowest = lax_clock(s, i);
+        s->horizon = (slowest / q + 1) * q;
+        if (t < s->horizon)
+            return 0;
+        if (skew_wait_at(s, t / q * q, 0, 1) < 0)   /* the slowest enters this epoch */
+            return -1;
+        if (!ld_relaxed(s->run_active))
+            return 0;
+    }
 }
 
 /* --- the cost model ---------------------------------------------------------------------- */
 
 /* Whether an access of `kind` finds the line this CPU's already (no transfer): a read, when it
  * wrote the line last or holds a copy; a write or an atomic, when no other CPU holds one. */
-static inline int
+static inline __attribute__((always_inline)) int
 line_is_mine(struct simcpu *s, uint64_t *tag, uint64_t e, int kind)
 {
-    uint64_t me = (uint64_t)(s->cpu + 1) << 56, bit = UINT64_C(1) << (s->cpu & 63);
-    uint64_t *mine = tag + 1 + (s->cpu >> 6);
+    uint64_t me = s->me_tag, bit = s->bit;
+    uint64_t *mine = tag + TAG_COPIES + (s->cpu >> 6);
     if (kind == ACC_READ)
-        return (e & ~TIME_MASK) == me || e == 0 || (ld_relaxed(mine) & bit);
-    if ((e & ~TIME_MASK) != me && e != 0)
+        return (e & OWNER_MASK) == me || e == 0 || (ld_relaxed(mine) & bit);
+    if ((e & OWNER_MASK) != me && e != 0)
         return 0;
-    for (uint64_t w = 0; w + 1 < s->tag_words; w++)
-        if (ld_relaxed(tag + 1 + w) & ~(tag + 1 + w == mine ? bit : 0))
+    for (uint64_t w = 0; w + TAG_COPIES < s->tag_words; w++)
+        if (ld_relaxed(tag + TAG_COPIES + w) & ~(tag + TAG_COPIES + w == mine ? bit : 0))
             return 0;
     return 1;
 }
 
-/* Charge this CPU's clock for an access of `kind` to the line holding addr, and update the
- * line's coherence tag. Lines at or above the tag table's end (bookkeeping) cost nothing. */
+/* Record that the line moved between CPUs at time t (the later of two racing moves stays). */
 static inline void
-charge(struct simcpu *s, uint64_t addr, int kind)
+note_moved(uint64_t *tag, uint64_t t)
 {
-    if (!s->timed)
-        return;
-    uint64_t line = addr >> 6;
-    if (line >= s->tag_lines)
-        return;
-    uint64_t *tag = (uint64_t *)(s->base + s->tags) + line * s->tag_words;
-    uint64_t *mine = tag + 1 + (s->cpu >> 6), bit = UINT64_C(1) << (s->cpu & 63);
-    uint64_t *clock = MYCLOCK(s), t = ld_relaxed(clock), me = (uint64_t)(s->cpu + 1) << 56;
+    uint64_t cur = ld_relaxed(tag + TAG_MOVED);
+    while (cur < t && !__atomic_compare_exchange_n(tag + TAG_MOVED, &cur, t, 0,
+                                                   __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+/* charge() past its fast case: the line is not this CPU's alone, or a read of a line it only
+ * holds a copy of, or a line that moved lately. */
+static __attribute__((noinline)) void
+charge_slow(struct simcpu *s, uint64_t *tag, int kind)
+{
+    uint64_t *mine = tag + TAG_COPIES + (s->cpu >> 6), bit = s->bit;
+    uint64_t *clock = s->clock, t = ld_relaxed(clock), me = s->me_tag;
     uint64_t e = ld_relaxed(tag);
-    if (s->sched == SCHED_LAX && !line_is_mine(s, tag, e, kind) &&
-        ld_relaxed(HW(s, h_run_active))) {
-        /* An access that needs the line from another CPU happens in simulated-time order:
-         * first every running CPU behind this one catches up (a stop request may run its
-         * Python handler here; it cannot raise, see Kernel._on_stop_signal). */
+    if (s->sched == SCHED_LAX && (!line_is_mine(s, tag, e, kind) || recently_moved(s, tag, t)) &&
+        ld_relaxed(s->run_active)) {
+        /* An access that needs the line from another CPU, or to a line that moved between
+         * CPUs lately (in use by several: a lock, a shared counter, an object passed around),
+         * happens in simulated-time order: first every running CPU behind this one catches up,
+         * so that none of them can reach the line at an earlier time afterwards. A line one
+         * CPU keeps to itself (its magazines' objects) is not waited for: the bound on the
+         * skew is all it needs. A stop request may run its Python handler here; it cannot
+         * raise, see Kernel._on_stop_signal. */
         if (skew_wait(s, 0) < 0)
             PyErr_Clear();
         t = ld_relaxed(clock);
         e = ld_relaxed(tag);
     }
     if (kind == ACC_READ) {
-        if ((e & ~TIME_MASK) == me || e == 0 || (ld_relaxed(mine) & bit)) {
+        if ((e & OWNER_MASK) == me || e == 0 || (ld_relaxed(mine) & bit)) {
             t += s->hit;
         } else {
             t = umax(t, e & TIME_MASK) + s->transfer;
             __atomic_fetch_or(mine, bit, __ATOMIC_RELAXED);   /* now it holds a copy too */
-            uint64_t *n = CW(s, s->cpu, c_transfers);
-            st_relaxed(n, ld_relaxed(n) + 1);
+            st_relaxed(s->transfers, ld_relaxed(s->transfers) + 1);
         }
         st_relaxed(clock, t);
         wake_waiters(s);
@@ -373,38 +483,79 @@ charge(struct simcpu *s, uint64_t addr, int kind)
     /* A write or an atomic: the line must be this CPU's alone. */
     uint64_t cost = kind == ACC_RMW ? s->atomic : s->hit;
     for (;;) {
-        int alone = (e & ~TIME_MASK) == me || e == 0;
-        for (uint64_t w = 0; alone && w + 1 < s->tag_words; w++) {
-            uint64_t m = ld_relaxed(tag + 1 + w);
-            if (m & ~(tag + 1 + w == mine ? bit : 0))
+        int alone = (e & OWNER_MASK) == me || e == 0;
+        for (uint64_t w = 0; alone && w + TAG_COPIES < s->tag_words; w++) {
+            uint64_t m = ld_relaxed(tag + TAG_COPIES + w);
+            if (m & ~(tag + TAG_COPIES + w == mine ? bit : 0))
                 alone = 0;
         }
         uint64_t done = alone ? t + cost : umax(t, e & TIME_MASK) + s->transfer + cost;
-        if ((e & ~TIME_MASK) == me) {
+        if ((e & OWNER_MASK) == me) {
             st_relaxed(tag, me | (done & TIME_MASK));
         } else if (!__atomic_compare_exchange_n(tag, &e, me | (done & TIME_MASK), 0,
                                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
             continue;                       /* another CPU took the line meanwhile: again */
         }
         if (!alone) {
-            for (uint64_t w = 0; w + 1 < s->tag_words; w++)
-                st_relaxed(tag + 1 + w, tag + 1 + w == mine ? bit : 0);
-            uint64_t *n = CW(s, s->cpu, c_transfers);
-            st_relaxed(n, ld_relaxed(n) + 1);
+            for (uint64_t w = 0; w + TAG_COPIES < s->tag_words; w++)
+                st_relaxed(tag + TAG_COPIES + w, tag + TAG_COPIES + w == mine ? bit : 0);
+            note_moved(tag, done);
+            st_relaxed(s->transfers, ld_relaxed(s->transfers) + 1);
         }
         st_relaxed(clock, done);
-        if (s->sched == SCHED_LAX)
+        wake_waiters(s);
+        return;
+    }
+}
+
+/* Charge this CPU's clock for an access of `kind` to the line holding addr, and update the
+ * line's coherence tag. Lines at or above the tag table's end (bookkeeping) cost nothing. The
+ * common case, inline: the line was written last by this CPU, no other holds a copy and it has
+ * not moved lately. */
+static inline __attribute__((always_inline)) void
+charge(struct simcpu *s, uint64_t addr, int kind)
+{
+    if (!s->timed)
+        return;
+    uint64_t line = addr >> 6;
+    if (line >= s->tag_lines)
+        return;
+    uint64_t *tag = s->tagbase + line * s->tag_words;
+    uint64_t e = ld_relaxed(tag), now = ld_relaxed(s->clock);
+    if ((e & OWNER_MASK) == s->me_tag && s->tag_words == TAG_COPIES + 1 &&   /* <= 64 CPUs */
+        (kind == ACC_READ || !(ld_relaxed(tag + TAG_COPIES) & ~s->bit)) &&
+        !recently_moved(s, tag, now)) {
+        uint64_t t = now + (kind == ACC_RMW ? s->atomic : s->hit);
+        if (kind != ACC_READ)
+            st_relaxed(tag, s->me_tag | (t & TIME_MASK));
+        st_relaxed(s->clock, t);
+        if (t >= ld_relaxed(s->wake_at) || t >= ld_relaxed(s->wake_epoch))
             wake_waiters(s);
         return;
     }
+    charge_slow(s, tag, kind);
 }
 
 /* --- lock statistics: an open addressed table keyed by the lock word's address ------------- */
 
 /* The statistics entry of the lock at addr (made on first use), or NULL when the table is
  * full. Entries are claimed with a compare-and-swap of `addr` from 0, so CPUs may race. */
-static uint64_t
+static uint64_t lockstat_find(struct simcpu *s, uint64_t addr, int kind);
+
+static inline uint64_t
 lockstat(struct simcpu *s, uint64_t addr, int kind)
+{
+    /* Entries are never freed or moved, so an answer stays right for the machine's life. */
+    unsigned i = (unsigned)(addr >> 6) & 15;
+    if (s->lk_word[i] != addr || !s->lk_entry[i]) {
+        s->lk_entry[i] = lockstat_find(s, addr, kind);
+        s->lk_word[i] = addr;
+    }
+    return s->lk_entry[i];
+}
+
+static uint64_t
+lockstat_find(struct simcpu *s, uint64_t addr, int kind)
 {
     uint64_t h = (addr >> 3) * UINT64_C(0x9E3779B97F4A7C15);
     for (uint64_t i = 0; i <= s->locktab_mask; i++) {
@@ -427,492 +578,5 @@ lockstat(struct simcpu *s, uint64_t addr, int kind)
 }
 
 #define LS(s, e, f) ((uint64_t *)((s)->base + (e) + SL.f))
-
-/* --- the scheduler ------------------------------------------------------------------------ */
-
-static inline uint64_t
-splitmix64(uint64_t *state)
-{
-    uint64_t z = (*state += UINT64_C(0x9E3779B97F4A7C15));
-    z = (z ^ (z >> 30)) * UINT64_C(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)) * UINT64_C(0x94D049BB133111EB);
-    return z ^ (z >> 31);
-}
-
-/* Whether CPU i could pass its next point now (token mode). */
-static inline int
-runnable(struct simcpu *s, uint32_t i)
-{
-    uint64_t st = ld_relaxed(CW(s, i, c_state));
-    if (st == CPU_RUNNABLE)
-        return 1;
-    if (st == CPU_BLOCKED) {
-        uint64_t lock = ld_relaxed(CW(s, i, c_wants));
-        return __atomic_load_n((uint64_t *)(s->base + lock), __ATOMIC_ACQUIRE) == 0;
-    }
-    return 0;
-}
-
-/* The clock CPU i would have once it passes its next point (a blocked CPU takes its lock no
- * earlier than the lock's last release plus a transfer). */
-static inline uint64_t
-effective_clock(struct simcpu *s, uint32_t i)
-{
-    uint64_t c = ld_relaxed(CW(s, i, c_clock));
-    if (ld_relaxed(CW(s, i, c_state)) == CPU_BLOCKED)
-        c = umax(c, line_time(s, ld_relaxed(CW(s, i, c_wants))) + s->transfer);
-    return c;
-}
-
-/* Choose who passes the next point; `me` is the CPU deciding (the token holder, or ncpus when
- * the Machine decides after the holder died). Returns the CPU, or -1 when none is runnable
- * (HEADER.failure says why). Records or replays the decision when two or more could run. */
-static int
-choose(struct simcpu *s, uint32_t me)
-{
-    uint32_t n = s->ncpus, count = 0, only = 0;
-    for (uint32_t i = 0; i < n; i++)
-        if (runnable(s, i)) {
-            count++;
-            only = i;
-        }
-    if (count == 0) {
-        for (uint32_t i = 0; i < n; i++) {
-            uint64_t st = ld_relaxed(CW(s, i, c_state));
-            if (st == CPU_BLOCKED || st == CPU_BARRIER || st == CPU_RUNNABLE) {
-                st_relaxed(HW(s, h_failure), FAIL_DEADLOCK);
-                st_relaxed(HW(s, h_failure_step), ld_relaxed(HW(s, h_step)));
-                return -1;
-            }
-        }
-        return -1;                          /* every CPU has finished */
-    }
-    int strategy = (int)ld_relaxed(HW(s, h_strategy));
-    int chosen = (int)only;
-    if (count > 1) {
-        uint64_t *dec = HW(s, h_decisions), d = ld_relaxed(dec);
-        if (strategy == STRATEGY_CLOCK) {
-            uint64_t best = UINT64_MAX;
-            for (uint32_t i = 0; i < n; i++)
-                if (runnable(s, i)) {
-                    uint64_t c = effective_clock(s, i);
-                    if (c < best) {
-                        best = c;
-                        chosen = (int)i;
-                    }
-                }
-        } else if (strategy == STRATEGY_RANDOM) {
-            uint64_t k = splitmix64(HW(s, h_rng)) % count;
-            for (uint32_t i = 0; i < n; i++)
-                if (runnable(s, i) && k-- == 0) {
-                    chosen = (int)i;
-                    break;
-                }
-        } else if (strategy == STRATEGY_PCT) {
-            uint64_t best = 0;              /* priorities are 1 and up; ties: the lowest id */
-            for (uint32_t i = 0; i < n; i++)
-                if (runnable(s, i) && ld_relaxed(CW(s, i, c_prio)) > best) {
-                    best = ld_relaxed(CW(s, i, c_prio));
-                    chosen = (int)i;
-                }
-        } else {                            /* STRATEGY_REPLAY */
-            int lenient = (int)ld_relaxed(HW(s, h_replay_lenient));
-            chosen = d < ld_relaxed(HW(s, h_log_len)) ? (unsigned char)s->base[s->log + d] : -1;
-            if (chosen < 0 || chosen >= (int)n || !runnable(s, (uint32_t)chosen)) {
-                if (!lenient) {
-                    st_relaxed(HW(s, h_failure), FAIL_MISMATCH);
-                    st_relaxed(HW(s, h_failure_step), ld_relaxed(HW(s, h_step)));
-                    return -1;
-                }
-                /* Lenient (shrinking a schedule): where the schedule names a CPU that cannot
-                 * run, or has ended, go on without a preemption: the deciding CPU if it can,
-                 * else the lowest runnable id. */
-                chosen = me < n && runnable(s, me) ? (int)me : (int)only;
-                for (uint32_t i = 0; i < n && chosen != (int)me; i++)
-                    if (runnable(s, i)) {
-                        chosen = (int)i;
-                        break;
-                    }
-            }
-        }
-        if (strategy == STRATEGY_REPLAY && ld_relaxed(HW(s, h_replay_lenient))) {
-            if (d >= ld_relaxed(HW(s, h_log_cap))) {
-                st_relaxed(HW(s, h_failure), FAIL_LOG_FULL);
-                st_relaxed(HW(s, h_failure_step), ld_relaxed(HW(s, h_step)));
-                return -1;
-            }
-            s->base[s->log + d] = (char)chosen;           /* what actually ran */
-        }
-        if (strategy != STRATEGY_REPLAY && strategy != STRATEGY_CLOCK) {
-            if (d >= ld_relaxed(HW(s, h_log_cap))) {
-                st_relaxed(HW(s, h_failure), FAIL_LOG_FULL);
-                st_relaxed(HW(s, h_failure_step), ld_relaxed(HW(s, h_step)));
-                return -1;
-            }
-            s->base[s->log + d] = (char)chosen;
-            st_relaxed(HW(s, h_log_len), d + 1);
-        }
-        if (strategy != STRATEGY_CLOCK) {
-            st_relaxed(dec, d + 1);
-            if (me < n && (uint32_t)chosen != me && runnable(s, me))
-                st_relaxed(HW(s, h_preemptions), ld_relaxed(HW(s, h_preemptions)) + 1);
-        }
-    }
-    return chosen;
-}
-
-/* Hand the token to CPU `next` and wake it. */
-static inline void
-hand_token(struct simcpu *s, uint32_t next)
-{
-    __atomic_store_n(HW(s, h_token), next, __ATOMIC_RELEASE);
-    uint64_t *go = CW(s, next, c_go);
-    __atomic_store_n(go, 1, __ATOMIC_RELEASE);
-    futex(go, FUTEX_WAKE, 1, -1);
-}
-
-/* Wait until this CPU holds the token. -1 when a signal handler raised. */
-static int
-wait_token(struct simcpu *s)
-{
-    uint64_t *token = HW(s, h_token), *go = CW(s, s->cpu, c_go);
-    if (s->spin_token) {
-        for (int i = 0; i < TOKEN_SPINS; i++) {
-            if (__atomic_load_n(token, __ATOMIC_ACQUIRE) == s->cpu)
-                goto mine;
-            __builtin_ia32_pause();
-        }
-        for (int i = 0; i < TOKEN_YIELDS; i++) {
-            if (__atomic_load_n(token, __ATOMIC_ACQUIRE) == s->cpu)
-                goto mine;
-            sched_yield();
-        }
-    }
-    while (__atomic_load_n(token, __ATOMIC_ACQUIRE) != s->cpu) {
-        if (futex_sleep(go, 0) < 0)
-            return -1;
-    }
-mine:
-    __atomic_store_n(go, 0, __ATOMIC_RELAXED);
-    return 0;
-}
-
-/* Raise ScheduleStop: the run ends here (HEADER.failure says why). */
-static int
-schedule_stop(struct simcpu *s)
-{
-    static const char *why[] = {"", "deadlock: no CPU can go on",
-                                "the schedule does not match the program",
-                                "the schedule log is full"};
-    uint64_t f = ld_relaxed(HW(s, h_failure));
-    PyErr_Format(ScheduleStop, "CPU %u: %s (step %llu)", s->cpu, why[f < 4 ? f : 0],
-                 (unsigned long long)ld_relaxed(HW(s, h_failure_step)));
-    return -1;
-}
-
-/* Token mode: the holder passes a point. Runs the kill and PCT bookkeeping, chooses who goes
- * next, hands over and waits for the token to come back (unless this CPU is done). -1 with a
- * Python exception set when the run must end here. */
-static int
-token_pass(struct simcpu *s, int kind, uint64_t addr)
-{
-    uint64_t *step = HW(s, h_step), k = ld_relaxed(step) + 1;
-    st_relaxed(step, k);
-    uint64_t victim = ld_relaxed(HW(s, h_kill_cpu));
-    if (victim == s->cpu + 1 && k >= ld_relaxed(HW(s, h_kill_step)) &&
-        ld_relaxed(CW(s, s->cpu, c_state)) != CPU_DONE) {
-        /* Machine(kill=(cpu, step)): die here, before this point's action, holding the token
-         * (the Machine passes it on). */
-        st_relaxed(HW(s, h_kill_cpu), 0);
-        kill(getpid(), SIGKILL);
-        for (;;)
-            pause();
-    }
-    if (ld_relaxed(HW(s, h_strategy)) == STRATEGY_PCT) {
-        uint64_t *next = HW(s, h_pct_next), i = ld_relaxed(next);
-        if (i < ld_relaxed(HW(s, h_pct_count)) &&
-            k >= ld_relaxed((uint64_t *)(s->base + s->hdr + SL.h_pct_change) + i)) {
-            /* The i-th change point: the running CPU drops to priority count - i (low). */
-            st_relaxed(CW(s, s->cpu, c_prio), ld_relaxed(HW(s, h_pct_count)) - i);
-            st_relaxed(next, i + 1);
-        }
-    }
-    uint64_t preempted = ld_relaxed(HW(s, h_preemptions));
-    int next = choose(s, s->cpu);
-    if (s->tracer) {
-        PyObject *r = PyObject_CallFunction(
-            s->tracer, "KiKiO", (unsigned long long)k, kind, (unsigned long long)addr, next,
-            ld_relaxed(HW(s, h_preemptions)) != preempted ? Py_True : Py_False);
-        if (!r)
-            return -1;
-        Py_DECREF(r);
-    }
-    if (next < 0) {
-        if (ld_relaxed(CW(s, s->cpu, c_state)) == CPU_DONE &&
-            ld_relaxed(HW(s, h_failure)) == FAIL_NONE)
-            return 0;                       /* the last CPU finished */
-        return schedule_stop(s);
-    }
-    if ((uint32_t)next == s->cpu)
-        return 0;
-    hand_token(s, (uint32_t)next);
-    if (ld_relaxed(CW(s, s->cpu, c_state)) == CPU_DONE)
-        return 0;
-    if (wait_token(s) < 0)
-        return -1;
-    if (ld_relaxed(HW(s, h_failure)) != FAIL_NONE)
-        return schedule_stop(s);
-    return 0;
-}
-
-/* A scheduling point before an action. 0 to go on; -1 with a Python exception set. */
-static inline int
-sim_point(struct simcpu *s, int kind, uint64_t addr)
-{
-    if (!s->on || s->sched == SCHED_FREE || !ld_relaxed(HW(s, h_run_active)))
-        return 0;
-    st_relaxed(CW(s, s->cpu, c_points), ld_relaxed(CW(s, s->cpu, c_points)) + 1);
-    if (s->sched == SCHED_LAX)
-        return lax_wait(s);
-    return token_pass(s, kind, addr);
-}
-
-/* A data access of the allocator's code: charged, and a point of a controlled run. */
-static inline int
-sim_access(struct simcpu *s, uint64_t addr, int kind)
-{
-    if (s->data_points && sim_point(s, kind == ACC_READ ? PT_READ : PT_WRITE, addr) < 0)
-        return -1;
-    charge(s, addr, kind);
-    return 0;
-}
-
-/* Token mode: this CPU cannot pass (it waits for a lock or at a barrier): let the scheduler
- * run the others until this CPU is chosen again. -1 with an exception set. */
-static int
-token_block(struct simcpu *s)
-{
-    int next = choose(s, s->cpu);
-    if (next < 0)
-        return schedule_stop(s);
-    if ((uint32_t)next != s->cpu) {
-        hand_token(s, (uint32_t)next);
-        if (wait_token(s) < 0)
-            return -1;
-        if (ld_relaxed(HW(s, h_failure)) != FAIL_NONE)
-            return schedule_stop(s);
-    }
-    return 0;
-}
-
-/* --- locks --------------------------------------------------------------------------------- */
-
-/*
- * Acquire the spinlock whose word is at `word` for owner (CPU id + 1), under the machine's
- * scheduling mode, after its scheduling point. `counters` is where acquisitions, contended and
- * spins are counted (three consecutive words). Returns the failed attempts (>= 0), -1 when
- * `timeout` seconds passed (SCHED_FREE and SCHED_LAX only), -2 with a Python exception set.
- * In simulated time the acquisition is an atomic on the lock's line: the clock moves to at
- * least the last release plus a transfer; the wait and the acquisition time go to the lock's
- * statistics entry.
- */
-/* Failed reads before the spinning CPU yields its host core. */
-#define SPIN_READS 16
-/* Yields between checks for Python signals (so a stop request reaches a spinning CPU). */
-#define YIELDS_PER_SIGNAL_CHECK 64
-
-static double
-now_seconds(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-/*
- * Spin until the lock word at holder is taken for owner (CPU id + 1), test-and-test-and-set.
- * Returns the failed reads (>= 0), -1 when timeout seconds (> 0) passed without getting it, or
- * -2 when a Python signal handler raised. Called with the GIL held; the GIL is dropped around
- * each sched_yield(). The caller counts the acquisition.
- */
-static long long
-sim_spin(uint64_t *holder, uint64_t owner, double timeout)
-{
-    uint64_t expected;
-    long long spins = 0;
-    int reads = 0, yields = 0;
-    double deadline = 0;
-
-    for (;;) {
-        /* Test: a RELAXED read keeps the line shared while someone else holds it. */
-        if (__atomic_load_n(holder, __ATOMIC_RELAXED) == 0) {
-            expected = 0;
-            /* Test-and-set: ACQUIRE, so the critical section's reads happen after it. */
-            if (__atomic_compare_exchange_n(holder, &expected, owner, 0, __ATOMIC_ACQUIRE,
-                                            __ATOMIC_RELAXED))
-                return spins;
-        }
-        spins++;
-        if (++reads < SPIN_READS)
-            continue;
-        reads = 0;
-        Py_BEGIN_ALLOW_THREADS
-        sched_yield();
-        Py_END_ALLOW_THREADS
-        if (++yields % YIELDS_PER_SIGNAL_CHECK == 0) {
-            if (PyErr_CheckSignals() < 0)
-                return -2;
-            if (timeout > 0) {
-                double t = now_seconds();
-                if (deadline == 0)
-                    deadline = t + timeout;
-                else if (t > deadline)
-                    return -1;
-            }
-        }
-    }
-}
-
-
-/* Simulated time of a lock just taken (its word at `word`, the clock at the attempt `before`):
- * the acquisition is an atomic on the lock's line; the wait beyond the atomic's own cost and
- * the time of the acquisition go to the lock's statistics. */
-static inline void
-sim_acquired(struct simcpu *s, uint64_t word, uint64_t before, int kind)
-{
-    if (!s->timed)
-        return;
-    charge(s, word, ACC_RMW);
-    uint64_t now = ld_relaxed(MYCLOCK(s)), e = lockstat(s, word, kind);
-    if (e) {
-        st_relaxed(LS(s, e, s_wait_cycles),
-                   ld_relaxed(LS(s, e, s_wait_cycles)) + (now - before - s->atomic));
-        st_relaxed(LS(s, e, s_acquired_at), now);
-    }
-}
-
-/* Simulated time of a lock just released: a write of its line; the hold to its statistics. */
-static inline void
-sim_released(struct simcpu *s, uint64_t word, int kind)
-{
-    if (!s->timed)
-        return;
-    charge(s, word, ACC_WRITE);
-    uint64_t e = lockstat(s, word, kind);
-    if (e)
-        st_relaxed(LS(s, e, s_hold_cycles), ld_relaxed(LS(s, e, s_hold_cycles)) +
-                                                (ld_relaxed(MYCLOCK(s)) -
-                                                 ld_relaxed(LS(s, e, s_acquired_at))));
-}
-
-/*
- * SCHED_LAX: take the lock at word in simulated-time order. While another CPU holds it, sleep on
- * the word (the releaser wakes its waiters); once it is free, the attempt waits until no other
- * CPU could ask for it earlier (every running CPU's clock, and every waiter's, at least the time
- * this CPU would take it: its clock, or the release plus a transfer), so that the lock goes to
- * the earliest request whatever order the host runs the processes in. Meanwhile this CPU is
- * CPU_BLOCKED (lax_clock). Returns the failed attempts, -1 after `timeout` seconds, -2 with a
- * Python exception set.
- */
-static long long
-lax_acquire(struct simcpu *s, uint64_t word, uint64_t owner, double timeout)
-{
-    uint64_t *holder = (uint64_t *)(s->base + word), expected;
-    long long spins = 0;
-    double deadline = timeout > 0 ? now_seconds() + timeout : 0;
-    st_relaxed(CW(s, s->cpu, c_wants), word);
-    set_state(s, CPU_BLOCKED);
-    for (;;) {
-        uint64_t h = __atomic_load_n(holder, __ATOMIC_ACQUIRE);
-        if (h == 0) {
-            uint64_t line = word >> 6, t = ld_relaxed(MYCLOCK(s));
-            if (s->timed && line < s->tag_lines) {
-                uint64_t *tag = (uint64_t *)(s->base + s->tags) + line * s->tag_words;
-                if (!line_is_mine(s, tag, ld_relaxed(tag), ACC_RMW))
-                    t = umax(t, line_time(s, word) + s->transfer);
-            }
-            if (skew_wait_at(s, t, 0) < 0)
-                return -2;
-            expected = 0;
-            if (__atomic_compare_exchange_n(holder, &expected, owner, 0, __ATOMIC_ACQUIRE,
-                                            __ATOMIC_RELAXED))
-                break;
-            spins++;
-            continue;
-        }
-        spins++;
-        if (futex_sleep(holder, (uint32_t)h) < 0)
-            return -2;
-        if (deadline && now_seconds() > deadline) {
-            set_state(s, CPU_RUNNABLE);
-            return -1;
-        }
-    }
-    set_state(s, CPU_RUNNABLE);
-    s->horizon = 0;                         /* recompute before passing the next point */
-    return spins;
-}
-
-static long long
-sim_lock(struct simcpu *s, uint64_t word, uint64_t counters, uint64_t owner, double timeout,
-         int kind)
-{
-    uint64_t *holder = (uint64_t *)(s->base + word);
-    if (sim_point(s, PT_LOCK, word) < 0)
-        return -2;
-    uint64_t before = s->timed ? ld_relaxed(MYCLOCK(s)) : 0;
-    long long spins = 0;
-    uint64_t expected = 0;
-    if (s->sched == SCHED_TOKEN && ld_relaxed(HW(s, h_run_active))) {
-        while (!__atomic_compare_exchange_n(holder, &expected, owner, 0, __ATOMIC_ACQUIRE,
-                                            __ATOMIC_RELAXED)) {
-            expected = 0;
-            spins++;
-            st_relaxed(CW(s, s->cpu, c_wants), word);
-            set_state(s, CPU_BLOCKED);
-            if (token_block(s) < 0)
-                return -2;              /* still blocked: the deadlock report names it */
-            set_state(s, CPU_RUNNABLE);
-        }
-    } else if (s->sched == SCHED_LAX && ld_relaxed(HW(s, h_run_active))) {
-        spins = lax_acquire(s, word, owner, timeout);
-        if (spins < 0)
-            return spins;
-    } else if (__atomic_load_n(holder, __ATOMIC_RELAXED) != 0 ||
-               !__atomic_compare_exchange_n(holder, &expected, owner, 0, __ATOMIC_ACQUIRE,
-                                            __ATOMIC_RELAXED)) {
-        spins = sim_spin(holder, owner, timeout);
-        if (spins < 0)
-            return spins;
-        spins = spins ? spins : 1;
-    }
-    uint64_t *c = (uint64_t *)(s->base + counters);
-    st_relaxed(c, ld_relaxed(c) + 1);                         /* holder-only updates */
-    if (spins) {
-        st_relaxed(c + 1, ld_relaxed(c + 1) + 1);
-        st_relaxed(c + 2, ld_relaxed(c + 2) + (uint64_t)spins);
-    }
-    sim_acquired(s, word, before, kind);
-    return spins;
-}
-
-/* Release a lock this CPU holds (the caller checked), after its scheduling point. -1 with an
- * exception set. */
-static int
-sim_unlock(struct simcpu *s, uint64_t word, int kind)
-{
-    if (sim_point(s, PT_UNLOCK, word) < 0)
-        return -1;
-    __atomic_store_n((uint64_t *)(s->base + word), 0, __ATOMIC_RELEASE);
-    sim_released(s, word, kind);
-    if (s->sched == SCHED_LAX)              /* wake the CPUs sleeping on the lock (lax_acquire) */
-        for (uint32_t i = 0; i < s->ncpus; i++)
-            if (ld_relaxed(CW(s, i, c_wants)) == word &&
-                ld_relaxed(CW(s, i, c_state)) == CPU_BLOCKED) {
-                futex_wake_all((uint64_t *)(s->base + word));
-                break;
-            }
-    return 0;
-}
 
 #endif /* SMPSIM_SIM_H */

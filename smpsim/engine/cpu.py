@@ -157,9 +157,18 @@ def all_stopped(machine):
 def run(machine, program, args, *, cpus, timeout, monitor, interval, pin):
     ids = _cpu_ids(cpus, machine.cpus)
     program = _resolve(program)
-    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0):
+    if timeout is not None and not (isinstance(timeout, (int, float)) and timeout > 0) or \
+            isinstance(timeout, bool):
         raise BadArgument(f"Machine.run: 'timeout' must be a positive number of seconds, "
                           f"got {timeout!r}")
+    if monitor is not None and not callable(monitor):
+        raise BadArgument(f"Machine.run: 'monitor' must be a callable or None, got {monitor!r}")
+    if isinstance(interval, bool) or not isinstance(interval, (int, float)) or \
+            not 0 < interval <= 3600:
+        raise BadArgument(f"Machine.run: 'interval' must be a number of seconds above 0 and "
+                          f"at most 3600, got {interval!r}")
+    if not isinstance(pin, bool):
+        raise BadArgument(f"Machine.run: 'pin' must be True or False, got {pin!r}")
     k = machine._observer()
     hdr = machine.regions.header
     k.poke(hdr + HEADER.run_cpus, len(ids))

@@ -188,8 +188,15 @@ class PyFastPath:
                 self.arena.cas(lock + SPINLOCK.holder, 0, self.owner):
             q[(lock + SPINLOCK.acquisitions) >> 3] += 1
             return 1
-        # Held (by reclaim on another CPU): spin and count as the C code and _atomics.c do.
-        return 1 if self.arena.lock(lock, self.owner, DEAD_HOLDER_POLL) >= 0 else 0
+        # Held (by reclaim on another CPU): spin and count as the C code does (the attempt
+        # above found it held: a contended acquisition even if the lock is free at once now).
+        spins = self.arena.lock(lock, self.owner, DEAD_HOLDER_POLL)
+        if spins < 0:
+            return 0
+        if spins == 0:
+            q[(lock + SPINLOCK.contended) >> 3] += 1
+            q[(lock + SPINLOCK.spins) >> 3] += 1
+        return 1
 
     def _untake_lock(self, lock):
         self.q[(lock + SPINLOCK.acquisitions) >> 3] -= 1

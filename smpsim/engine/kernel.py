@@ -444,21 +444,34 @@ class Kernel:
                               f"memory, got {addr!r}")
         return addr
 
+    @staticmethod
+    def _value(value, fn, name, signed=False):
+        lo = -(1 << 63) if signed else 0
+        if type(value) is not int or not lo <= value < 1 << 64:
+            raise BadArgument(f"{fn}: '{name}' must be an int from {lo} to 2**64 - 1, "
+                              f"got {value!r}")
+        return value
+
     def atomic_load(self, addr):
         """The word at addr of simulated memory (an acquire load)."""
         return self._atomics[0](self._word(addr, "atomic_load"))
 
     def atomic_store(self, addr, value):
-        """Store value in the word at addr (a release store)."""
-        self._atomics[1](self._word(addr, "atomic_store"), value)
+        """Store value (0 .. 2**64-1) in the word at addr (a release store)."""
+        self._atomics[1](self._word(addr, "atomic_store"),
+                         self._value(value, "atomic_store", "value"))
 
     def atomic_add(self, addr, delta):
-        """Fetch-and-add on the word at addr; returns the old value."""
-        return self._atomics[2](self._word(addr, "atomic_add"), delta)
+        """Fetch-and-add on the word at addr (modulo 2**64; delta may be negative); returns
+        the old value."""
+        return self._atomics[2](self._word(addr, "atomic_add"),
+                                self._value(delta, "atomic_add", "delta", signed=True))
 
     def atomic_cas(self, addr, old, new):
         """Compare-and-swap on the word at addr; True when it swapped."""
-        return self._atomics[3](self._word(addr, "atomic_cas"), old, new)
+        return self._atomics[3](self._word(addr, "atomic_cas"),
+                                self._value(old, "atomic_cas", "old"),
+                                self._value(new, "atomic_cas", "new"))
 
     def spin_lock(self, addr):
         """Take the simulator's spinlock on the 8-byte word at addr of simulated memory (0 when
@@ -482,6 +495,16 @@ class Kernel:
                               f"{addr} (held by {who})")
 
     # --- simulated time -------------------------------------------------------------------
+
+    @property
+    def time(self):
+        """The machine's time: "host" or "simulated" (then `cycles` is this CPU's clock)."""
+        return "simulated" if self._sa.timed else "host"
+
+    @property
+    def hz(self):
+        """The simulated clock's rate, cycles per simulated second (the cost model's "hz")."""
+        return self._sa.peek(self._sa.regions.header + HEADER.hz)
 
     @property
     def cycles(self):

@@ -83,8 +83,13 @@ def _badness(size, order, flags):
 
 
 def geometry(size, align=0, flags=0):
-    """The seed's slab geometry: (size, order, objects, flags) of a cache
-    created with this size, alignment and flags."""
+    """The seed's slab geometry: (size, order, objects, flags) of a cache created with this
+    size, alignment and flags (BadArgument for arguments slab_cache_create would refuse)."""
+    _check_geometry_args("geometry", size, align, flags)
+    return _geometry(size, align, flags)
+
+
+def _geometry(size, align, flags):
     align = max(align, WORD)
     size = -(-size // align) * align
     if size < SLAB_INSIDE_SIZE:
@@ -405,7 +410,7 @@ class SlabAllocator(FrameAllocator):
         objsize = size
         if self.debug and name not in UNTRAILERED:  # room for debugging mode's trailer
             size = debug_size(size, align)
-        size, order, objects, flags = geometry(size, align, flags)
+        size, order, objects, flags = _geometry(size, align, flags)
         encoded = name.encode()
         self.memory[cache + CACHE.name:cache + CACHE.name + NAME_MAX] = \
             encoded + bytes(NAME_MAX - len(encoded))
@@ -595,6 +600,19 @@ class SlabAllocator(FrameAllocator):
         return cache_lock_rank(tier, kind)
 
 
+def _check_geometry_args(fn, size, align, flags):
+    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+        raise BadArgument(f"{fn}: 'size' must be an int of at least 1, got {size!r}")
+    if not isinstance(align, int) or isinstance(align, bool) or align < 0 or \
+            align > PAGE_SIZE or (align & (align - 1)):
+        raise BadArgument(f"{fn}: 'align' must be 0 or a power of two up to {PAGE_SIZE}, "
+                          f"got {align!r}")
+    if not isinstance(flags, int) or isinstance(flags, bool) or \
+            flags & ~(SLAB_CACHE_NOMAGAZINE | SLAB_CACHE_SLINSIDE):
+        raise BadArgument(f"{fn}: 'flags' may hold only SLAB_CACHE_NOMAGAZINE and "
+                          f"SLAB_CACHE_SLINSIDE, got {flags!r}")
+
+
 def check_cache_args(name, size, align, flags):
     """Validate slab_cache_create's arguments (BadArgument naming the one that is wrong)."""
     if not isinstance(name, str) or not 1 <= len(name) <= NAME_MAX or \
@@ -602,17 +620,8 @@ def check_cache_args(name, size, align, flags):
             len(name.encode()) > NAME_MAX:
         raise BadArgument(f"slab_cache_create: 'name' must be 1 to {NAME_MAX} printable "
                           f"characters without whitespace, got {name!r}")
-    if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-        raise BadArgument(f"slab_cache_create: 'size' must be an int of at least 1, got {size!r}")
-    if not isinstance(align, int) or isinstance(align, bool) or align < 0 or \
-            align > PAGE_SIZE or (align & (align - 1)):
-        raise BadArgument(f"slab_cache_create: 'align' must be 0 or a power of two up to "
-                          f"{PAGE_SIZE}, got {align!r}")
-    if not isinstance(flags, int) or isinstance(flags, bool) or \
-            flags & ~(SLAB_CACHE_NOMAGAZINE | SLAB_CACHE_SLINSIDE):
-        raise BadArgument(f"slab_cache_create: 'flags' may hold only SLAB_CACHE_NOMAGAZINE and "
-                          f"SLAB_CACHE_SLINSIDE, got {flags!r}")
-    order = geometry(size, align, flags)[1]
+    _check_geometry_args("slab_cache_create", size, align, flags)
+    order = _geometry(size, align, flags)[1]
     if order > MAX_ORDER:
         raise BadArgument(f"slab_cache_create: 'size' {size} needs slabs of order {order}, above "
                           f"the frame allocator's largest block (order {MAX_ORDER})")

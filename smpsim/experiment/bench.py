@@ -1,7 +1,7 @@
 """smpsim bench: the engine's own costs, next to what the host itself can do, in one run.
 
-Sections (issue 6; each number that depends on the host is taken beside its own reference,
-measured in the same run, so that the ratio means something on a busy or a different host):
+Sections (each number that depends on the host is taken beside its own reference, measured in
+the same run, so that the ratio means something on a busy or a different host):
 
 1. hot path    time per slab_alloc + slab_free pair that hits the CPU's magazines, against a
                Python list.append + list.pop pair (the floor); the pair that misses to the slab
@@ -19,6 +19,7 @@ measured in the same run, so that the ratio means something on a busy or a diffe
                magazines against Bonwick's 1/M bound.
 4. start       boot time of 64 MiB, 1 GiB and 4 GiB machines; time until 1, 16 and 64 CPU
                processes all run the program (Machine.run of a trivial program).
+5, 6.          the cost of simulated time and of controlled schedules (bench_sim.py).
 
 Every CPU process runs for a fixed time (not a fixed count) from the start gate; a run's
 throughput is its operations over the window from the first CPU's start to the last one's end.
@@ -34,17 +35,30 @@ import statistics
 import sys
 import time
 
+from smpsim.experiment import bench_sim
+
 __all__ = ["main", "run_bench", "markdown", "CONFIGS"]
+
+# Sections 5 and 6: (label, CPUs, NOMAGAZINE, counters) of the runs timed in both times.
+SIM_RUNS = [("magazines, per-CPU counters", 1, False, "percpu"),
+            ("magazines, per-CPU counters", 2, False, "percpu"),
+            ("magazines, per-CPU counters", 8, False, "percpu"),
+            ("magazines, the seed's shared counters", 2, False, "shared"),
+            ("NOMAGAZINE", 2, True, "shared")]
+SIM_FULL = {"sim_pairs": 100_000, "sim_rounds": 3, "sim_runs": SIM_RUNS, "schedules": 100,
+            "schedule_ops": 300}
+SIM_QUICK = {"sim_pairs": 400, "sim_rounds": 1, "sim_runs": SIM_RUNS[:2], "schedules": 3,
+             "schedule_ops": 40}
 
 CONFIGS = {
     "full": {"pairs": 200_000, "slow_pairs": 3_000, "rounds": 5, "seconds": 0.5,
              "cpus": [1, 2, 4, 8, 16], "oversubscribed": 64, "eff_rounds": 7, "over_rounds": 3,
              "boot": ["64M", "1G", "4G"], "start": [1, 16, 64], "start_repeat": 3,
-             "batch_depot": 16},
+             "batch_depot": 16, **SIM_FULL},
     "quick": {"pairs": 2_000, "slow_pairs": 50, "rounds": 1, "seconds": 0.05,
               "cpus": [1, 2, 4, 8, 16], "oversubscribed": 64, "eff_rounds": 1, "over_rounds": 1,
               "boot": ["64M", "1G", "4G"], "start": [1, 16, 64], "start_repeat": 1,
-              "batch_depot": 16},
+              "batch_depot": 16, **SIM_QUICK},
 }
 MEMORY = "256M"
 RING_SLOTS = 1024              # producer/consumer ring, in words (a power of two)
@@ -561,7 +575,7 @@ def targets(res):
             sc["oversubscribed"]["ratio_to_2"], 0.8, None, "high"),
         row("boot 1 GiB (s)", st["boot_s"].get("1G", float("nan")), 1.0, 0.1),
         row("start 16 CPU processes (s)", st["start_s"].get("16", float("nan")), 0.2, 0.05),
-    ]
+    ] + bench_sim.targets(res, row)
 
 
 def run_bench(cfg, progress=None):
@@ -575,6 +589,10 @@ def run_bench(cfg, progress=None):
     res["depot"] = depot(cfg)
     say("boot and start")
     res["start"] = start(cfg)
+    say("simulated time")
+    res["simulated"] = bench_sim.simulated_time(cfg)
+    say("controlled runs")
+    res["controlled"] = bench_sim.controlled_runs(cfg)
     res["host"]["loadavg_at_end"] = list(os.getloadavg())
     res["targets"] = targets(res)
     return res
@@ -667,6 +685,26 @@ def markdown(res):
         L.append(f"| boot {size} machine | {s:.4f} |")
     for n, s in st["start_s"].items():
         L.append(f"| start {n} CPU processes (Machine.run until all run the program) | {s:.4f} |")
+    sim, cr = res["simulated"], res["controlled"]
+    L += ["", "### 5. Simulated time", "", "| hit pair (slab_alloc + slab_free) | ns | x floor |",
+          "|---|---:|---:|"]
+    for mode in ("host", "simulated"):
+        v = sim["hit_pair"][mode]
+        L.append(f"| {mode} time | {v['ns']:.0f} | {v['ratio']:.2f} |")
+    L += ["", f"The same operations ({sim['runs'][0]['pairs_per_cpu']:,} threadtest pairs per "
+              f"CPU, batches of 4) in both times, wall seconds of Machine.run (best of "
+              f"{res['config']['sim_rounds']}):", "",
+          "| configuration | CPUs | host s | simulated s | simulated / host |",
+          "|---|---:|---:|---:|---:|"]
+    for r in sim["runs"]:
+        L.append(f"| {r['label']} | {r['cpus']} | {r['host_s']:.3f} | {r['simulated_s']:.3f} | "
+                 f"{r['ratio']:.2f} |")
+    L += ["", "### 6. Controlled runs", "",
+          f"{cr['schedules']} controlled 2-CPU runs (random schedules, a new machine each) of "
+          f"{cr['ops_per_cpu']} operations per CPU: {cr['points_per_schedule']:,.0f} scheduling "
+          f"points each, {cr['us_per_point']:.1f} us of wall time per point, "
+          f"{cr['schedule_s'] * 1000:.0f} ms per run with its machine; a thousand take "
+          f"{cr['thousand_schedules_s']:.0f} s."]
     return "\n".join(L) + "\n"
 
 

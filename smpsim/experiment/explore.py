@@ -52,7 +52,7 @@ from smpsim import workloads
 from smpsim.engine.sched import Schedule
 from smpsim.experiment.scenario import FLAG_NAMES, Point, ScenarioError
 
-__all__ = ["Outcome", "Coverage", "configure", "run_schedule", "search", "shrink",
+__all__ = ["Outcome", "Coverage", "configure", "workload_of", "run_schedule", "search", "shrink",
            "Shrunk", "headline", "STRATEGIES", "DEFAULT_SCHEDULES", "DEFAULT_OPS",
            "bench_schedules"]
 
@@ -100,21 +100,24 @@ class Outcome:
 
 # --- configurations ---------------------------------------------------------------------------
 
-def _workload_module(point):
-    return workloads.module(point.workload["name"])
+def workload_of(point):
+    """(the Workload, its parameters) of a point (smpsim.workloads.find)."""
+    wl = workloads.find(point.workload["name"])
+    return wl, {k: v for k, v in point.workload.items() if k != "name"}
 
 
 def configure(scn, cpus=None, ops=DEFAULT_OPS, memory=None):
     """The points to explore: every variant of scenario `scn` at each CPU count of `cpus`
     (default: the scenario's machine's), with the workload's length set to `ops` per CPU (its
-    `ops`; for a workload without one, its `limit`), its time limit removed (a run must be a
-    function of its schedule) and, when given, the machine's memory replaced by `memory`
-    (bytes). ScenarioError when ops does not fit the workload."""
+    `ops`; for a workload without one, its `limit`; nothing for a workload that declares no
+    PARAMS), its time limit removed (a run must be a function of its schedule) and, when
+    given, the machine's memory replaced by `memory` (bytes). ScenarioError when ops does not
+    fit the workload."""
     points = []
     for n in cpus or [scn.machine["cpus"]]:
         for label, machine, caches, workload in scn.variants:
             w = dict(workload)
-            spec = workloads.module(w["name"]).PARAMS
+            spec = workloads.find(w["name"]).params or {}
             key = "ops" if "ops" in spec else "limit" if "limit" in spec else None
             if key and ops is not None:
                 try:
@@ -132,31 +135,26 @@ def configure(scn, cpus=None, ops=DEFAULT_OPS, memory=None):
 
 
 def _machine(point, **sched):
-    mc = point.machine
-    kw = {"magazine_size": mc["magazine_size"], "debug": mc["debug"],
-          "counters": mc["counters"]}
-    if mc.get("lock_timeout"):
-        kw["lock_timeout"] = mc["lock_timeout"]
+    """The point's Machine (every [machine] key passed on, as a plain run does) with the
+    controlled schedule's arguments `sched`."""
+    kw = {k: v for k, v in point.machine.items() if k != "cpus"}
     try:
-        return smpsim.Machine(point.cpus, mc["memory"], **kw, **sched)
+        return smpsim.Machine(point.cpus, **kw, **sched)
     except (ValueError, OSError) as e:
         raise ScenarioError(point.scenario.path, "", f"its machine cannot boot: {e}") from None
 
 
-def _set_up(point, k, mod):
+def _set_up(point, k, wl, params):
     """The scenario's caches and the workload's shared structures, on CPU 0 in this process;
     (caches, params). ScenarioError when they do not fit the machine."""
-    params = {key: v for key, v in point.workload.items() if key != "name"}
     try:
         caches = [k.slab_cache_create(c["name"], c["size"], c["align"],
                                       sum(FLAG_NAMES[f] for f in c["flags"]))
                   for c in point.caches]
-        if hasattr(mod, "prepare"):
-            params = mod.prepare(k, params, point.cpus)
+        return caches, wl.prepare(k, params, point.cpus)
     except (ValueError, smpsim.OutOfMemory) as e:
         raise ScenarioError(point.scenario.path, "", f"cannot be set up on {point.cpus} "
                             f"CPUs: {e}") from None
-    return caches, params
 
 
 # --- one schedule -------------------------------------------------------------------------
@@ -190,7 +188,7 @@ def run_schedule(point, strategy, seed=0, *, depth=3, pct_steps=None, max_steps=
     to the caller once the machine is torn down."""
     label = strategy if isinstance(strategy, str) else "replay"
     out = Outcome(label, seed)
-    mod = _workload_module(point)
+    wl, params = workload_of(point)
     sched = {"schedule": strategy, "seed": seed, "depth": depth, "kill": kill, "trace": trace,
              "max_steps": max_steps, "replay": replay if isinstance(strategy, Schedule)
              else "exact"}
@@ -203,9 +201,9 @@ def run_schedule(point, strategy, seed=0, *, depth=3, pct_steps=None, max_steps=
             # controlled run; this Machine has had none, so it is given the measured one.
             m._pct_steps = pct_steps
         k = m.cpu(0)
-        caches, params = _set_up(point, k, mod)
+        caches, params = _set_up(point, k, wl, params)
         try:
-            m.run(f"{mod.__name__}:run", params, timeout=timeout)
+            m.run(wl.program, params, timeout=timeout)
         except smpsim.CPUError as e:
             if _log_full(m):
                 out.kind = "unfinished"
@@ -227,17 +225,16 @@ def run_schedule(point, strategy, seed=0, *, depth=3, pct_steps=None, max_steps=
                 out.kind = "check"
                 out.message = str(e)
         if out.kind is None:
-            out.kind, out.message = _finish(mod, k, params, caches)
+            out.kind, out.message = _finish(wl, k, params, caches)
     out.elapsed = time.perf_counter() - t0
     return out
 
 
-def _finish(mod, k, params, caches):
+def _finish(wl, k, params, caches):
     """The workload's finish() and the caches' destruction after a clean run; (kind, message)
     of the first that raised, or (None, "")."""
     try:
-        if hasattr(mod, "finish"):
-            mod.finish(k, params)
+        wl.finish(k, params)
     except Exception as e:              # noqa: BLE001 - the workload's own assertions
         return f"finish:{type(e).__name__}", f"the workload's finish() raised " \
                                              f"{type(e).__name__}: {e}"

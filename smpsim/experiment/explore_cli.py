@@ -9,12 +9,12 @@ explore runs the scenario's small configuration (each variant at each CPU count 
 first failure it shrinks the schedule, writes it with its trace (smpsim/experiment/finding.py)
 and exits 1; with none it prints what it covered and exits 0. replay reruns a written failure
 exactly: exit 1 when the failure reproduces, 0 when the run passes. Both: 2 on bad input (one
-line on stderr), 130 on Ctrl-C. --out must be new or empty unless --replace, which removes its
-content once a failure is to be written; the default is a new results/explore-NAME-TIME.
+line on stderr), 130 on Ctrl-C. Result folders follow folder.py: --out must be new or empty
+unless --replace, which removes its content once a failure is to be written; the default is a
+new results/explore-NAME-TIME, made only then.
 """
 
 import os
-import shutil
 import sys
 
 __all__ = ["add_parsers", "explore_main", "replay_main"]
@@ -69,6 +69,7 @@ def _options(args):
     """The checked options of explore: (cpus, memory); ValueError naming the bad one."""
     from smpsim.engine.machine import parse_memory
     from smpsim.engine.sched import PCT_DEPTH_MAX
+    from smpsim.experiment import folder
     if not 1 <= args.schedules <= 10**7:
         raise ValueError(f"--schedules: expected 1..10000000, got {args.schedules}")
     if args.seed < 0:
@@ -86,33 +87,8 @@ def _options(args):
             raise ValueError(f"--memory: expected a size like 8M (at least 1M, a multiple of "
                              f"4096), got {args.memory!r}") from None
     if args.out is not None:
-        _check_out(args.out, args.replace)
+        folder.check(args.out, args.replace)      # the rule of every result folder
     return cpus, memory
-
-
-def _check_out(out, replace):
-    """ValueError unless `out` is missing, empty, or (with replace) to be replaced."""
-    try:
-        content = sorted(os.listdir(out))
-    except FileNotFoundError:
-        return
-    except NotADirectoryError:
-        raise ValueError(f"{out}: is a file, not a result folder") from None
-    except OSError as e:
-        raise ValueError(f"{out}: cannot be read ({e.strerror or e})") from None
-    if content and not replace:
-        shown = ", ".join(content[:4]) + (", ..." if len(content) > 4 else "")
-        raise ValueError(f"{out}: not empty ({shown}); pass --replace to replace its "
-                         f"content, or another --out")
-
-
-def _clear(out):
-    for name in os.listdir(out) if os.path.isdir(out) else []:
-        path = os.path.join(out, name)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        else:
-            os.unlink(path)
 
 
 def _bars(quiet):
@@ -138,8 +114,7 @@ def _covered(c, strategy, seed):
 
 def explore_main(args):
     """`smpsim explore`: the exit status."""
-    from smpsim.experiment import explore, finding, scenario
-    from smpsim.experiment.runner import result_dir
+    from smpsim.experiment import explore, finding, folder, scenario
     if not os.path.isfile(args.scenario):
         return _fail(f"{args.scenario}: no such scenario file")
     if not args.scenario.endswith(".toml"):
@@ -209,22 +184,28 @@ def explore_main(args):
     finally:
         if sbar is not None:
             sbar.close()
-    out = args.out or result_dir(f"explore-{scn.name}")
     if args.out and args.replace:
-        _clear(out)
+        folder.replace(args.out)
+    out = args.out or folder.result_dir(f"explore-{scn.name}")
     config = {"ops": args.ops, "seed": args.seed, "depth": args.depth}
     command = " ".join(["smpsim"] + sys.argv[1:])
     if interrupted:
         print("\nsmpsim: interrupted while shrinking; writing the schedule as found",
               file=sys.stderr)
-        finding.write(out, point, config, found, None, coverage, command)
+        try:
+            finding.write(out, point, config, found, None, coverage, command)
+        except folder.FolderError as e:
+            return _fail(str(e))
         print(f"written to {out} (smpsim replay {out})", file=sys.stderr)
         return 130
     print(f"shrunk: {found.preemptions} -> {shrunk.schedule.preemptions} preemption(s), "
           f"{len(found.schedule)} -> {len(shrunk.schedule)} decisions in {shrunk.runs} runs"
           + ("" if shrunk.verified else " (the shrunk schedule did not replay the same way: "
                                         "the schedule as found is written)"))
-    finding.write(out, point, config, found, shrunk, coverage, command)
+    try:
+        finding.write(out, point, config, found, shrunk, coverage, command)
+    except folder.FolderError as e:      # another run took the folder meanwhile
+        return _fail(str(e))
     print(f"written to {out}; replay with: smpsim replay {out}")
     return 1
 

@@ -21,7 +21,7 @@ import os
 import tempfile
 
 from smpsim.engine.sched import Schedule
-from smpsim.experiment import explore, scenario
+from smpsim.experiment import explore, folder, scenario
 
 __all__ = ["FindingError", "write", "load", "replay", "format_trace", "parse_trace", "trace_of",
            "CONFIG", "SCHEDULE"]
@@ -99,16 +99,15 @@ def _failure_text(o, replay_cmd):
 
 
 def write(out, point, config, found, shrunk, coverage, command=""):
-    """Write the folder `out` (made if missing; the caller has checked that it may) for the
+    """Write the folder `out` (made if missing, claimed by writing its scenario.toml first:
+    FolderError when another run claimed it; the caller has checked that it may) for the
     failing Outcome `found` of `point`, shrunk to `shrunk` (a Shrunk, or None when shrinking
     was not done), with the search's `config` (a dict: ops, memory, strategy, seed, depth) and
     `coverage` (Coverage list). Returns the path of the explore.json written."""
-    os.makedirs(out, exist_ok=True)
+    folder.claim(out, point.scenario.text, SCENARIO)      # FolderError when another run has
     schedule = shrunk.schedule if shrunk else found.schedule
     failing = shrunk.outcome if shrunk else found
     schedule.save(os.path.join(out, SCHEDULE))
-    with open(os.path.join(out, SCENARIO), "w") as f:
-        f.write(point.scenario.text)
     cov = next((c for c in coverage if c.found is found), None)
     doc = {
         "written": datetime.datetime.now().isoformat(timespec="seconds"),

@@ -1,5 +1,11 @@
 """A slabtop-style live view of a running machine: totals at the top, then the caches sorted by
-active objects, redrawn in place from the run's monitor callback (experiment.Sampler).
+active objects, redrawn in place from the run's monitor callback (runner.Sampler).
+
+On a terminal each frame goes over the last one without clearing the screen first (no
+flicker): the cursor goes home, every line is written and the rest of it cleared, then the rest
+of the screen. The header's rate is operations over elapsed seconds, formatted as the result
+tables format ops/s; the last frame of a run shows the run's own operations and elapsed time (from
+the CPUs' start to the last one finishing), so it agrees with the run's row in the final table.
 
 Columns follow slabtop (OBJS ACTIVE USE OBJ SIZE SLABS OBJ/SLAB CACHE SIZE NAME) with CACHED
 added: objects sitting in magazines. ACTIVE counts objects out of their slabs (allocated plus
@@ -11,9 +17,12 @@ import shutil
 import sys
 import time
 
+from smpsim.experiment.tables import fmt_number
+
 __all__ = ["render", "LiveView"]
 
-_CLEAR = "\x1b[H\x1b[2J"
+_HOME, _CLEAR_SCREEN = "\x1b[H", "\x1b[2J"
+_CLEAR_LINE, _CLEAR_BELOW = "\x1b[K", "\x1b[J"
 
 
 def _pct(a, b):
@@ -32,9 +41,9 @@ def render(stats, cpu_stats, elapsed, ops, label="", rows=20, page_size=4096):
     hits = sum(c["hits"] for c in cpu_stats)
     misses = sum(c["misses"] for c in cpu_stats)
     rec = stats.get("reclaim", {})
-    rate = ops / elapsed if elapsed else 0.0
+    rate = ops / elapsed if elapsed else 0.0           # as collect.py computes throughput
     lines = [
-        f" smpsim {label}   {elapsed:7.1f} s   {ops:,} ops   {rate:,.0f} ops/s",
+        f" smpsim {label}   {elapsed:7.1f} s   {ops:,} ops   {fmt_number(rate)} ops/s",
         f" Active / Total Objects (% used)    : {active} / {total} ({_pct(active, total)})",
         f" Active / Total Slabs (% used)      : {slabs} / {slabs} ({_pct(slabs, slabs)})",
         f" Active / Total Caches (% used)     : {used_caches} / {len(caches)} "
@@ -62,10 +71,10 @@ def render(stats, cpu_stats, elapsed, ops, label="", rows=20, page_size=4096):
 class LiveView:
     """Redraws the screen on `stream` at every sample: in place on a terminal, else appended."""
 
-    def __init__(self, stream=None, every=5.0):
+    def __init__(self, stream=None, every=5.0, tty=None):
         self.stream = stream or sys.stdout
-        self.tty = hasattr(self.stream, "isatty") and self.stream.isatty()
-        self.every, self.last = (0.0 if self.tty else every), None
+        self.tty = (hasattr(self.stream, "isatty") and self.stream.isatty()) if tty is None else tty
+        self.every, self.last, self.frames = (0.0 if self.tty else every), None, 0
 
     def draw(self, stats, cpu_stats, elapsed, ops, label="", force=False):
         """Draws one sample; off a terminal, at most one every `every` seconds unless `force`."""
@@ -75,5 +84,12 @@ class LiveView:
         self.last = now
         rows = max(5, shutil.get_terminal_size((100, 30)).lines - 11) if self.tty else 20
         text = render(stats, cpu_stats, elapsed, ops, label, rows)
-        self.stream.write((_CLEAR if self.tty else "\n") + text)
+        if self.tty:
+            text = ((_CLEAR_SCREEN if not self.frames else "") + _HOME
+                    + "".join(line + _CLEAR_LINE + "\n" for line in text.splitlines())
+                    + _CLEAR_BELOW)
+        else:
+            text = "\n" + text
+        self.frames += 1
+        self.stream.write(text)
         self.stream.flush()

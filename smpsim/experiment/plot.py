@@ -1,8 +1,8 @@
 """PNG plots of results with matplotlib's Agg backend (no display needed).
 
-sweep_plots: from the sweep rows (report.aggregate), one line per variant against the CPU count:
-throughput on a log scale (with the variant's linear scaling up to the host's core count, the
-most the host can give), speed-up against
+sweep_plots: from the sweep rows (tables.aggregate), one line per variant against the CPU count:
+throughput on a log scale (error bars: the 95 % confidence interval of the mean over repetitions;
+with the variant's linear scaling up to the host's core count, the most the host can give), speed-up against
 1 CPU, operations per second of CPU time used (which other load on the host does not lower,
 and spinning does), contended lock acquisitions per operation, and the magazine hit rate. Only the speed-up
 plot shows the `floor` workload (plain Python, the host's ceiling): its throughput is on another
@@ -61,9 +61,9 @@ def sweep_plots(rows, out_dir, title=""):
                 continue
             xs = [r["cpus"] for r in rs]
             ys = [r[key] for r in rs]
-            if key == "throughput" and any(r.get("throughput_sd") for r in rs):
-                line = ax.errorbar(xs, ys, yerr=[r["throughput_sd"] for r in rs], marker="o",
-                                   capsize=3, label=label)
+            if key == "throughput" and any(r.get("throughput_ci95") for r in rs):
+                line = ax.errorbar(xs, ys, yerr=[r.get("throughput_ci95") or 0 for r in rs],
+                                   marker="o", capsize=3, label=label)
                 color = line[0].get_color()
             else:
                 color = ax.plot(xs, ys, marker="o", label=label)[0].get_color()

@@ -8,15 +8,23 @@ time series); read the counters again; let the workload free its structures, des
 and walk the shared state with Machine.check(). Every number in a result is a difference of
 counters taken around the run, so the boot and the preparation do not count.
 
-Result folder:
+Before the first run, check_setup() boots a machine for every distinct configuration of the
+points, creates its caches and lets the workload prepare and finish: a sweep whose last point
+cannot be set up fails before the first one runs, and before its result folder is touched.
+run_point() is the work of one point: it takes a Point and returns the run's result, a plain
+dict (JSON-ready, picklable), so that another executor can call it anywhere.
 
-    OUT/scenario.toml           the scenario as run
+Result folder (claimed through folder.py, so that it never holds two runs' data):
+
+    OUT/scenario.toml           the scenario as run (overrides noted at the top)
     OUT/summary.json|csv        one row per run; `partial` true when interrupted
-    OUT/sweep.csv|md            one row per (variant, CPU count), means over repetitions
+    OUT/sweep.csv|md            one row per (variant, CPU count): means over repetitions with
+                                their variation; sweep.md also the latency table
+    OUT/latency.csv             latency percentiles per (variant, CPU count, kind, path)
     OUT/plots/*.png             sweep plots (plot.py)
     OUT/run.log                 the log, every CPU's records tagged with the CPU
-    OUT/runs/ID/result.json     everything about one run; cpus.csv, locks.csv, timeseries.csv,
-                                slabinfo.txt beside it
+    OUT/runs/ID/result.json     everything about one run; cpus.csv, locks.csv, latency.csv,
+                                timeseries.csv, slabinfo.txt beside it
 
 Interruption (KeyboardInterrupt) stops the current run; its counters so far are written as a
 run with error "interrupted", the summary is marked partial, and the KeyboardInterrupt goes on
@@ -27,18 +35,21 @@ import datetime
 import json
 import logging
 import os
-import sys
 import time
 
 import smpsim
 from smpsim import workloads
 from smpsim.workloads.common import DEFAULT_OPS
-from smpsim.experiment import report
+from smpsim.experiment import folder, host, report, tables
+from smpsim.experiment.collect import annotate, collect
 from smpsim.experiment.scenario import FLAG_NAMES, ScenarioError
 
-__all__ = ["run_point", "run_points", "write_summary", "result_dir", "Sampler", "Interrupted"]
+__all__ = ["run_point", "run_points", "check_setup", "write_summary", "scenario_text",
+           "result_dir", "Sampler", "Interrupted"]
 
 log = logging.getLogger("smpsim.experiment.runner")
+
+result_dir = folder.result_dir
 
 
 class Interrupted(KeyboardInterrupt):
@@ -49,22 +60,11 @@ class Interrupted(KeyboardInterrupt):
         self.result = result
 
 
-def result_dir(name, base="results"):
-    """A new folder results/NAME-YYYYmmdd-HHMMSS (with a suffix if taken)."""
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    path = os.path.join(base, f"{name}-{stamp}")
-    n = 1
-    while os.path.exists(path):
-        n += 1
-        path = os.path.join(base, f"{name}-{stamp}-{n}")
-    return path
-
-
 def _expected_ops(workload, cpus):
     """Total operations the run will do, for the progress bar; None when not known."""
     ops, secs = workload.get("ops"), workload.get("seconds")
     name = workload["name"]
-    if secs or name in ("pressure", "floor"):
+    if secs or name not in workloads.WORKLOADS or name in ("pressure", "floor"):
         return None
     ops = ops or DEFAULT_OPS
     if name == "xmalloc":
@@ -83,7 +83,7 @@ class Sampler:
         self.start = time.perf_counter()
         self.series, self.peak, self.peak_key, self.peak_frames = [], None, None, 0
 
-    def __call__(self, m, final=False):
+    def __call__(self, m, draw=True):
         stats = m.stats()
         cpu = stats.get("cpus") or m.cpu_stats()
         t = time.perf_counter() - self.start
@@ -101,42 +101,69 @@ class Sampler:
         self.peak_frames = max(self.peak_frames, used)
         key = (self.series[-1]["slabs"], self.series[-1]["allocated"])
         if self.peak_key is None or key > self.peak_key:
-            self.peak_key, self.peak = key, _annotate(stats)
+            self.peak_key, self.peak = key, annotate(stats)
         if self.bar is not None:
             self.bar.update(max(0, ops - self.bar.n))
-        if self.view is not None:
-            self.view.draw(stats, cpu, t, ops, self.label, force=final)
-
-
-def _annotate(stats):
-    """The caches of a stats() dict, each with `has_magazines` (per-CPU magazines: not
-    NOMAGAZINE) and `shared` (full magazines on its shared list) added."""
-    locks, top = stats.get("locks", {}), stats.get("magazines", {})
-    out = {}
-    for name, c in stats["caches"].items():
-        flags = c.get("flags")
-        has = not flags & 1 if flags is not None else f"{name}.cpu0" in locks
-        shared = c.get("magazines")
-        if not isinstance(shared, int):
-            shared = top.get(name, {}).get("shared", 0)
-        out[name] = dict(c, has_magazines=has, shared=shared)
-    return out
-
-
-def _delta(after, before):
-    return {k: after[k] - before.get(k, 0) for k in after if isinstance(after[k], (int, float))}
+        if self.view is not None and draw:
+            self.view.draw(stats, cpu, t, ops, self.label)
 
 
 def _machine(point):
-    mc = point.machine
-    kw = {"magazine_size": mc["magazine_size"]}
-    if mc["debug"]:
-        kw["debug"] = True
-    if mc["counters"] != "shared":
-        kw["counters"] = mc["counters"]
-    if mc["lock_timeout"]:
-        kw["lock_timeout"] = mc["lock_timeout"]
-    return smpsim.Machine(point.cpus, mc["memory"], **kw)
+    """The point's Machine: every [machine] key passed on as a keyword argument."""
+    kw = {k: v for k, v in point.machine.items() if k != "cpus"}
+    return smpsim.Machine(point.cpus, **kw)
+
+
+def _set_up(point, m, wl, params):
+    """Creates the point's caches on CPU 0 of `m` and lets the workload prepare; returns (the
+    caches, the parameters prepare returned). ScenarioError when the machine cannot hold them."""
+    k = m.cpu(0)
+    try:
+        caches = [k.slab_cache_create(c["name"], c["size"], c["align"],
+                                      sum(FLAG_NAMES[f] for f in c["flags"]))
+                  for c in point.caches]
+        return caches, wl.prepare(k, params, point.cpus)
+    except (ValueError, smpsim.OutOfMemory) as e:
+        raise ScenarioError(point.scenario.path, "", f"cannot be set up on {point.cpus} "
+                            f"CPUs: {e}") from None
+
+
+def _boot(point):
+    try:
+        return _machine(point)
+    except (ValueError, OSError) as e:
+        raise ScenarioError(point.scenario.path, "", f"its machine cannot boot: {e}") from None
+
+
+def _workload(point):
+    """(the Workload, its parameters) of a point."""
+    wl = workloads.find(point.workload["name"])
+    return wl, {k: v for k, v in point.workload.items() if k != "name"}
+
+
+def check_setup(points):
+    """Boots a machine for every distinct configuration among `points`, creates the caches, lets
+    the workload prepare and finish, and destroys the caches: ScenarioError (from the first that
+    fails) when a point could not be set up. Nothing else changes. (The invariant checker is
+    left to the runs: it would cost as much as a short run.)"""
+    seen = set()
+    for point in points:
+        key = json.dumps([point.cpus, point.machine, point.caches, point.workload],
+                         sort_keys=True, default=str)
+        if key in seen:
+            continue
+        seen.add(key)
+        wl, params = _workload(point)
+        with _boot(point) as m:
+            k = m.cpu(0)
+            caches, params = _set_up(point, m, wl, params)
+            try:
+                wl.finish(k, params)
+                for c in reversed(caches):
+                    k.slab_cache_destroy(c)
+            except smpsim.SmpsimError as e:
+                raise ScenarioError(point.scenario.path, "", f"cannot be set up on "
+                                    f"{point.cpus} CPUs: its clean-up failed: {e}") from None
 
 
 def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=None, view=None):
@@ -144,35 +171,25 @@ def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=Non
     during the run raises Interrupted carrying the result so far, after the machine is torn
     down; a machine that cannot boot or a workload that cannot be set up on it (memory too
     large or too small) raises ScenarioError."""
-    mod = workloads.module(point.workload["name"])
-    params = {k: v for k, v in point.workload.items() if k != "name"}
+    wl, params = _workload(point)
+    spec = wl.params or {}
     result = {"scenario": point.scenario.name, "point": point.as_dict(), "error": None,
+              "workload": {"ref": wl.ref, "name": wl.name, "kind": wl.kind},
+              "seed": params.get("seed", spec["seed"].default if "seed" in spec else None),
               "started": datetime.datetime.now().isoformat(timespec="seconds"),
-              "host": {"cores": os.cpu_count(), "python": sys.version.split()[0],
-                       "loadavg": list(os.getloadavg())}}
-    try:
-        m = _machine(point)
-    except (ValueError, OSError) as e:
-        raise ScenarioError(point.scenario.path, "", f"its machine cannot boot: {e}") from None
-    with m:
+              "host": host.describe()}
+    with _boot(point) as m:
         k = m.cpu(0)
-        try:
-            caches = [k.slab_cache_create(c["name"], c["size"], c["align"],
-                                          sum(FLAG_NAMES[f] for f in c["flags"]))
-                      for c in point.caches]
-            if hasattr(mod, "prepare"):
-                params = mod.prepare(k, params, point.cpus)
-        except (ValueError, smpsim.OutOfMemory) as e:
-            raise ScenarioError(point.scenario.path, "", f"cannot be set up on {point.cpus} "
-                                f"CPUs: {e}") from None
+        caches, params = _set_up(point, m, wl, params)
         before, cpu_before = m.stats(), m.cpu_stats()
         total = _expected_ops(point.workload, point.cpus)
         bar = bar_factory(total, point.id) if bar_factory else None
         sampler = Sampler(point.id, sum(c["ops"] for c in cpu_before), bar, view)
-        sampler(m)
+        sampler(m, draw=False)
         outcome, interrupted = None, False
+        interference = host.Interference()
         try:
-            outcome = m.run(f"{mod.__name__}:run", params, timeout=timeout, monitor=sampler,
+            outcome = m.run(wl.program, params, timeout=timeout, monitor=sampler,
                             interval=interval, pin=pin)
         except KeyboardInterrupt:
             interrupted = True
@@ -188,81 +205,29 @@ def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=Non
                                - bar.n))
                 bar.close()
                 sampler.bar = None
-        sampler(m, final=True)
+        last = getattr(m, "last_run", None) or {}
+        result["host"]["interference"] = interference.stop(
+            sum((c.get("user") or 0) + (c.get("system") or 0) for c in last.get("cpus", [])))
+        sampler(m, draw=False)
         after, cpu_after = m.stats(), m.cpu_stats()
-        result["caches_end"] = _annotate(after)
+        result["caches_end"] = annotate(after)
         result["seed_table"] = report.seed_table(result["caches_end"])
-        _collect(result, point, outcome, before, after, cpu_before, cpu_after,
-                 getattr(m, "last_run", None) or {}, sampler)
-        result["check"] = _clean_up(m, k, mod, params, caches, result["error"])
+        collect(result, point, outcome, before, after, cpu_before, cpu_after, last, sampler,
+                wl.columns)
+        if view is not None:                 # the last frame: the run's own numbers
+            view.draw(after, cpu_after, result["elapsed"], result["ops"], point.id, force=True)
+        result["check"] = _clean_up(m, k, wl, params, caches, result["error"])
     if interrupted:
         raise Interrupted(result)
     return result
 
 
-def _collect(result, point, outcome, before, after, cpu_before, cpu_after, last, sampler):
-    """Fills `result` with the numbers of one run (differences of counters around it)."""
-    rusage = {c["cpu"]: c for c in last.get("cpus", [])}
-    outcome = outcome or [{} for _ in cpu_after]
-    cpus = []
-    for cb, ca, w in zip(cpu_before, cpu_after, outcome):
-        d = _delta(ca, cb)
-        hm = d.get("hits", 0) + d.get("misses", 0)
-        secs = w.get("seconds") or 0.0
-        ops = d.get("ops", 0) or w.get("ops", 0)      # the floor workload counts its own
-        row = {"cpu": ca["cpu"], "ops": ops, "seconds": secs,
-               "throughput": ops / secs if secs else 0.0,
-               "allocs": d.get("allocs", 0), "frees": d.get("frees", 0),
-               "hits": d.get("hits", 0), "misses": d.get("misses", 0),
-               "hit_rate": d.get("hits", 0) / hm if hm else 0.0}
-        for key, v in w.items():
-            if key not in row and key not in ("cpu", "workload") and not isinstance(v, dict):
-                row[key] = v
-        for key in ("pid", "user", "system", "voluntary", "involuntary"):
-            row[key] = rusage.get(ca["cpu"], {}).get(key)
-        cpus.append(row)
-    result["cpus"] = cpus
-    result["workers"] = outcome
-    ops = sum(c["ops"] for c in cpus)
-    elapsed = (last.get("elapsed") or max((c["seconds"] for c in cpus), default=0.0)
-               or time.perf_counter() - sampler.start)
-    result.update(ops=ops, elapsed=elapsed, throughput=ops / elapsed if elapsed else 0.0)
-    locks = {}
-    for name, a in after.get("locks", {}).items():
-        d = _delta(a, before.get("locks", {}).get(name, {}))
-        if any(d.values()):
-            locks[name] = d
-    result["locks"] = locks
-    totals = {key: sum(d.get(key, 0) for d in locks.values())
-              for key in ("acquisitions", "contended", "spins")}
-    result["lock_totals"] = totals
-    result["contended_per_op"] = totals["contended"] / ops if ops else 0.0
-    result["spins_per_op"] = totals["spins"] / ops if ops else 0.0
-    hits, misses = sum(c["hits"] for c in cpus), sum(c["misses"] for c in cpus)
-    maglocks = {n[:-len(".maglock")]: d.get("acquisitions", 0) for n, d in locks.items()
-                if n.endswith(".maglock")}
-    result["magazines"] = {"hits": hits, "misses": misses,
-                           "hit_rate": hits / (hits + misses) if hits + misses else 0.0,
-                           "shared_list_ops": sum(maglocks.values()),
-                           "shared_list_by_cache": maglocks}
-    rb, ra = before.get("reclaim", {}), after.get("reclaim", {})
-    result["reclaim"] = {"calls": ra.get("calls", 0) - rb.get("calls", 0),
-                         "frames": ra.get("frames", 0) - rb.get("frames", 0)}
-    fb, fa = before["frames"], after["frames"]
-    result["frames"] = {"total": fa["total"], "used_before": fb["total"] - fb["free"],
-                        "used_after": fa["total"] - fa["free"],
-                        "peak_used": max(sampler.peak_frames, fa["total"] - fa["free"])}
-    result["timeseries"] = sampler.series
-    result["caches_peak"] = sampler.peak or result["caches_end"]
-
-
-def _clean_up(m, k, mod, params, caches, error):
+def _clean_up(m, k, wl, params, caches, error):
     """Frees what the workload prepared, destroys the scenario's caches and checks the machine.
     Returns "ok" or the list of violations (and of clean-up failures)."""
     problems = []
     try:
-        if hasattr(mod, "finish"):
-            mod.finish(k, params)
+        wl.finish(k, params)
         for c in reversed(caches):
             k.slab_cache_destroy(c)
     except smpsim.SmpsimError as e:
@@ -289,7 +254,9 @@ def _write_run(out, result):
     report.write_csv(os.path.join(d, "cpus.csv"), result["cpus"])
     report.write_csv(os.path.join(d, "locks.csv"),
                      [{"lock": n, **v} for n, v in sorted(result["locks"].items())],
-                     ["lock", "acquisitions", "contended", "spins"])
+                     tables.lock_columns(result["locks"]))
+    report.write_csv(os.path.join(d, "latency.csv"), tables.latency_rows(result),
+                     tables.LATENCY_CSV)
     report.write_csv(os.path.join(d, "timeseries.csv"), result["timeseries"])
     with open(os.path.join(d, "slabinfo.txt"), "w") as f:
         f.write(report.slabinfo(result["caches_peak"], result["point"]["machine"]["magazine_size"]))
@@ -297,31 +264,46 @@ def _write_run(out, result):
 
 
 def write_summary(out, scenario, results, *, partial, command=""):
-    """Writes summary.json|csv and sweep.csv|md for the runs so far; returns the sweep rows."""
-    rows = [report.summary_row(r) for r in results]
-    sweep = report.aggregate(rows)
+    """Writes summary.json|csv, sweep.csv|md and latency.csv for the runs so far; returns the
+    sweep rows."""
+    rows = [tables.summary_row(r) for r in results]
+    sweep = tables.aggregate(rows)
+    latency = tables.latency_table(results)
     meta = {"scenario": scenario.name, "file": scenario.path, "command": command,
+            "overrides": scenario.overrides,
             "written": datetime.datetime.now().isoformat(timespec="seconds"),
-            "partial": partial, "runs": rows, "sweep": sweep}
+            "partial": partial, "runs": rows, "sweep": sweep, "latency": latency}
     with open(os.path.join(out, "summary.json"), "w") as f:
         json.dump(meta, f, indent=1)
-    report.write_csv(os.path.join(out, "summary.csv"), rows, report.SUMMARY_COLUMNS)
-    report.write_csv(os.path.join(out, "sweep.csv"), sweep,
-                     [k for k, _ in report.SWEEP_COLUMNS] + ["workload", "spins_per_op"])
+    report.write_csv(os.path.join(out, "summary.csv"), rows, tables.summary_columns(rows))
+    report.write_csv(os.path.join(out, "sweep.csv"), sweep, tables.sweep_csv_columns(sweep))
+    report.write_csv(os.path.join(out, "latency.csv"), latency, tables.LATENCY_TABLE_CSV)
     with open(os.path.join(out, "sweep.md"), "w") as f:
         title = f"{scenario.name}" + (" (partial: interrupted)" if partial else "")
-        f.write(f"# {title}\n\n{report.markdown_table(sweep, report.SWEEP_COLUMNS)}")
+        f.write(f"# {title}\n\n{tables.sweep_markdown(sweep)}")
+        if latency:
+            f.write(f"\n{tables.latency_markdown(latency)}")
     return sweep
 
 
+def scenario_text(scenario):
+    """The scenario file's text as run: its overrides, if any, noted in a comment at the top."""
+    if not scenario.overrides:
+        return scenario.text
+    return f"# run with: {' '.join(scenario.overrides)}\n{scenario.text}"
+
+
 def run_points(scenario, points, out, *, pin=False, bar_factory=None, view=None, command="",
-               on_result=None):
+               on_result=None, claimed=False):
     """Runs `points` one after another, writing each run's folder and the summary after every
-    run. Returns (results, sweep rows). On KeyboardInterrupt the summary is written marked
-    partial and the interrupt re-raised."""
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, "scenario.toml"), "w") as f:
-        f.write(scenario.text)
+    run. Returns (results, sweep rows). Unless `claimed` (the caller has claimed `out` with
+    folder.claim), every point's setup is checked first and `out` claimed: a folder with content
+    raises folder.FolderError, changing nothing. On KeyboardInterrupt the summary is written
+    marked partial and the interrupt re-raised."""
+    if not claimed:
+        folder.check(out)
+        check_setup(points)
+        folder.claim(out, scenario_text(scenario))
     results = []
     try:
         for point in points:

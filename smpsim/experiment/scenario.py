@@ -3,7 +3,7 @@
     name = "threadtest"                 # optional; defaults to the file's stem
     description = "..."                 # optional
 
-    [machine]                           # Machine(...) arguments
+    [machine]                           # Machine(...) arguments (the table MACHINE_KEYS)
     cpus = 2                            # 1..256
     memory = "64M"                      # bytes, or a string with K/M/G; >= 1M, page multiple
     magazine_size = 4                   # 1..1024
@@ -18,7 +18,7 @@
     flags = ["NOMAGAZINE"]              # NOMAGAZINE, SLINSIDE
 
     [workload]
-    name = "threadtest"                 # a module of workers/ (workloads.WORKLOADS)
+    name = "threadtest"                 # bundled, installed, "module:function" or "file.py"
     ops = 20000                         # and the workload's other parameters (its PARAMS)
 
     [run]
@@ -36,11 +36,18 @@
     machine = { magazine_size = 8 }     # merged over [machine]
     workload = { batch = 10 }           # merged over [workload] (replaces it if `name` differs)
 
+docs/scenarios.md describes every key. Overrides (load's `sets`, the command line's `--set`)
+change the parsed file before it is checked, so a bad override is refused exactly as the same
+value in the file would be: `workload.batch=8` sets the key in [workload] and in every variant's
+workload table that sets it too; `variants[2].machine.cpus=4` one variant's; the run length
+(`ops`, `seconds`) and `seed` apply to every workload table of the file.
+
 Every error is a ScenarioError naming the file, the key (dotted, `variants[2].caches[1].size`)
 and what was expected; nothing is run before the whole file (every variant included) is valid.
 """
 
 import os
+import re
 try:
     import tomllib
 except ImportError:              # Python 3.10: the same parser, as a package
@@ -48,7 +55,8 @@ except ImportError:              # Python 3.10: the same parser, as a package
 
 from smpsim.engine.errors import SmpsimError
 
-__all__ = ["ScenarioError", "Scenario", "Point", "load", "parse_memory", "BOOT_CACHES"]
+__all__ = ["ScenarioError", "Scenario", "Point", "load", "parse_memory", "parse_set",
+           "BOOT_CACHES", "MACHINE_KEYS"]
 
 FLAG_NAMES = {"NOMAGAZINE": 1, "SLINSIDE": 2}
 BOOT_CACHES = (["slab_magazine", "slab_cache", "slab_extern"]
@@ -83,20 +91,28 @@ class Point:
 
     @property
     def id(self):
-        slug = "".join(c if c.isalnum() else "-" for c in self.label).strip("-") or "base"
-        return f"{slug}-c{self.cpus}-r{self.rep}"
+        return f"{_slug(self.label)}-c{self.cpus}-r{self.rep}"
 
     def as_dict(self):
         return {"id": self.id, "label": self.label, "cpus": self.cpus, "rep": self.rep,
                 "machine": self.machine, "caches": self.caches, "workload": self.workload}
 
+    def __repr__(self):
+        return f"<Point {self.id} of {self.scenario.name}>"
+
 
 class Scenario:
-    """A checked scenario file. `variants` holds (label, machine, caches, workload) each."""
+    """A checked scenario file. `variants` holds (label, machine, caches, workload) each, in the
+    order the file declares them; `overrides` the overrides it was loaded with, as given."""
 
-    def __init__(self, path, name, description, variants, run, sweep, text):
+    def __init__(self, path, name, description, variants, run, sweep, text, overrides=()):
         self.path, self.name, self.description = path, name, description
         self.variants, self.run, self.sweep, self.text = variants, run, sweep, text
+        self.overrides = list(overrides)
+
+    @property
+    def labels(self):
+        return [v[0] for v in self.variants]
 
     @property
     def machine(self):
@@ -126,15 +142,17 @@ class _Checker:
     def fail(self, key, expected, got=None, **kw):
         raise ScenarioError(self.file, key, expected, got, **kw)
 
-    def table(self, value, key, known, required=()):
+    def table(self, value, key, known, required=None):
+        """`value` if it is a table with only `known` keys and every key of `required` (a dict
+        key -> what the missing-key message expects)."""
         if not isinstance(value, dict):
             self.fail(key, "a table", value)
         for k in value:
             if k not in known:
                 self.fail(_join(key, k), "one of " + ", ".join(sorted(known)), unknown=True)
-        for k in required:
+        for k, expected in (required or {}).items():
             if k not in value:
-                self.fail(_join(key, k), known[k], missing=True)
+                self.fail(_join(key, k), expected, missing=True)
         return value
 
     def int(self, value, key, lo, hi):
@@ -185,13 +203,65 @@ def parse_memory(value):
     return value
 
 
-_MACHINE = {"cpus": "an integer 1..256", "memory": "bytes or a string like '64M' (>= 1M)",
-            "magazine_size": "an integer 1..1024", "debug": "true or false",
-            "counters": "'shared' or 'percpu'", "lock_timeout": "a number of seconds > 0"}
+# Checkers: (checker, value, dotted key) -> the value to use, or ScenarioError.
+def _int(lo, hi):
+    return lambda c, v, key: c.int(v, key, lo, hi)
+
+
+def _seconds(hi):
+    return lambda c, v, key: c.number(v, key, 0, hi, open_lo=True)
+
+
+def _number(lo, hi):
+    return lambda c, v, key: c.number(v, key, lo, hi)
+
+
+def _choice(*choices):
+    return lambda c, v, key: c.str(v, key, choices)
+
+
+def _bool(c, v, key):
+    return c.bool(v, key)
+
+
+def _memory(c, v, key):
+    try:
+        return parse_memory(v)
+    except ValueError:
+        c.fail(key, "bytes or a string like '64M' (>= 1M), a multiple of 4096", v)
+
+
+def _cpu_counts(c, v, key):
+    if not isinstance(v, list) or not v:
+        c.fail(key, "a list of CPU counts 1..256", v)
+    counts = [c.int(n, key, 1, 256) for n in v]
+    if len(set(counts)) != len(counts):
+        c.fail(key, "a list of CPU counts 1..256, each once", v)
+    return counts
+
+
+# [machine]: key -> (checker, default). Every key is passed to Machine() as a keyword argument
+# (cpus positionally), so a new Machine option is one line here.
+MACHINE_KEYS = {
+    "cpus": (_int(1, 256), 2),
+    "memory": (_memory, 64 << 20),
+    "magazine_size": (_int(1, 1024), 4),
+    "debug": (_bool, False),
+    "counters": (_choice("shared", "percpu"), "shared"),
+    "lock_timeout": (_seconds(3600), None),
+}
+# [run] and [sweep], the same way (a sweep's cpus default to the machine's count).
+RUN_KEYS = {
+    "timeout": (_seconds(86400), 600.0),
+    "interval": (_number(0.01, 60), 0.25),
+    "pin": (_bool, False),
+}
+SWEEP_KEYS = {
+    "cpus": (_cpu_counts, None),
+    "repeat": (_int(1, 100), 1),
+}
 _CACHE = {"name": "a cache name of 1..32 printable characters", "size": "an integer >= 1",
           "align": "0 or a power of two up to 4096", "flags": "a list of NOMAGAZINE, SLINSIDE"}
-_RUN = {"timeout": "seconds > 0", "interval": "seconds 0.01..60", "pin": "true or false"}
-_SWEEP = {"cpus": "a list of CPU counts 1..256", "repeat": "an integer 1..100"}
 _TOP = {"name": "a string", "description": "a string", "machine": "a table",
         "caches": "an array of tables", "workload": "a table with 'name'", "run": "a table",
         "sweep": "a table", "variants": "an array of tables"}
@@ -199,27 +269,11 @@ _VARIANT = {"label": "a string", "machine": "a table", "caches": "an array of ta
             "workload": "a table"}
 
 
-def _machine(c, t, key):
-    c.table(t, key, _MACHINE)
-    m = {"cpus": 2, "memory": 64 << 20, "magazine_size": 4, "debug": False,
-         "counters": "shared", "lock_timeout": None}
-    if "cpus" in t:
-        m["cpus"] = c.int(t["cpus"], f"{key}.cpus", 1, 256)
-    if "memory" in t:
-        try:
-            m["memory"] = parse_memory(t["memory"])
-        except ValueError:
-            c.fail(f"{key}.memory", _MACHINE["memory"] + ", a multiple of 4096", t["memory"])
-    if "magazine_size" in t:
-        m["magazine_size"] = c.int(t["magazine_size"], f"{key}.magazine_size", 1, 1024)
-    if "debug" in t:
-        m["debug"] = c.bool(t["debug"], f"{key}.debug")
-    if "counters" in t:
-        m["counters"] = c.str(t["counters"], f"{key}.counters", ("shared", "percpu"))
-    if "lock_timeout" in t:
-        m["lock_timeout"] = c.number(t["lock_timeout"], f"{key}.lock_timeout", 0, 3600,
-                                     open_lo=True)
-    return m
+def _keyed(c, t, key, keys):
+    """Table `t` checked against `keys` (key -> (checker, default)), defaults filled in."""
+    c.table(t, key, keys)
+    return {k: check(c, t[k], f"{key}.{k}") if k in t else default
+            for k, (check, default) in keys.items()}
 
 
 def _caches(c, arr, key, memory):
@@ -228,7 +282,7 @@ def _caches(c, arr, key, memory):
     out, seen = [], set()
     for i, t in enumerate(arr):
         k = f"{key}[{i + 1}]"
-        c.table(t, k, _CACHE, required=("name", "size"))
+        c.table(t, k, _CACHE, required={"name": _CACHE["name"], "size": _CACHE["size"]})
         name = t["name"]
         if (not isinstance(name, str) or not 1 <= len(name) <= 32 or not name.isprintable()
                 or any(ch.isspace() for ch in name)):
@@ -248,70 +302,71 @@ def _caches(c, arr, key, memory):
     return out
 
 
-def _workload(c, t, key, caches):
+def _find_workload(c, name, key, base):
+    """The Workload `name` names, or ScenarioError saying why it cannot be had."""
     from smpsim import workloads
+    known = sorted(workloads.WORKLOADS) + sorted(workloads.installed())
+    what = (f"a workload: {', '.join(known)}, 'package.module:function' or a .py file")
+    if not isinstance(name, str) or not name:
+        c.fail(key, what, name)
+    try:
+        return workloads.find(name, base)
+    except KeyError:
+        c.fail(key, what, name)
+    except ValueError as e:
+        c.fail(key, f"a workload that loads ({e})", name)
+    except Exception as e:                    # noqa: BLE001 - the user's module failed to import
+        c.fail(key, f"a workload that loads ({type(e).__name__}: {e})", name)
+
+
+def _workload(c, t, key, caches, base):
     if not isinstance(t, dict):
         c.fail(key, "a table", t)
     if "name" not in t:
-        c.fail(f"{key}.name", "a workload: " + ", ".join(sorted(workloads.WORKLOADS)), missing=True)
-    name = t["name"]
-    if not isinstance(name, str) or name not in workloads.WORKLOADS:
-        c.fail(f"{key}.name", "one of " + ", ".join(sorted(workloads.WORKLOADS)), name)
-    spec = workloads.module(name).PARAMS
-    params = {"name": name}
+        from smpsim import workloads
+        c.fail(f"{key}.name", "a workload: " + ", ".join(sorted(workloads.WORKLOADS)),
+               missing=True)
+    wl = _find_workload(c, t["name"], f"{key}.name", base)
+    spec = wl.params
+    params = {"name": wl.ref}
     for k, v in t.items():
         if k == "name":
             continue
+        if spec is None:                      # no PARAMS: its parameters as given
+            params[k] = v
+            continue
         if k not in spec:
-            c.fail(f"{key}.{k}", f"a parameter of {name}: " + ", ".join(sorted(spec)),
+            c.fail(f"{key}.{k}", f"a parameter of {wl.name}: " + ", ".join(sorted(spec)),
                    unknown=True)
         try:
             params[k] = spec[k].check(v)
         except ValueError:
             c.fail(f"{key}.{k}", spec[k].expect, v)
+    if spec is None:
+        return params
     known = {x["name"] for x in caches} | set(BOOT_CACHES)
     for k in ("cache", "cache_b"):
-        if params.get(k) and params[k] not in known:
+        if k in spec and params.get(k) and params[k] not in known:
             c.fail(f"{key}.{k}", "a cache declared in [[caches]] or a boot cache", params[k])
     for lo, hi in (("min_size", "max_size"),):
-        if lo in spec and params.get(lo, spec[lo].default) > params.get(hi, spec[hi].default):
+        if lo in spec and hi in spec and \
+                params.get(lo, spec[lo].default) > params.get(hi, spec[hi].default):
             c.fail(f"{key}.{lo}", f"at most {hi}", params.get(lo, spec[lo].default))
     return params
 
 
-def _run(c, t, key):
-    c.table(t, key, _RUN)
-    r = {"timeout": 600.0, "interval": 0.25, "pin": False}
-    if "timeout" in t:
-        r["timeout"] = c.number(t["timeout"], f"{key}.timeout", 0, 86400, open_lo=True)
-    if "interval" in t:
-        r["interval"] = c.number(t["interval"], f"{key}.interval", 0.01, 60)
-    if "pin" in t:
-        r["pin"] = c.bool(t["pin"], f"{key}.pin")
-    return r
+def _slug(label):
+    return "".join(c if c.isalnum() else "-" for c in label).strip("-") or "base"
 
 
-def _sweep(c, t, key, default_cpus):
-    c.table(t, key, _SWEEP)
-    s = {"cpus": [default_cpus], "repeat": 1}
-    if "cpus" in t:
-        cpus = t["cpus"]
-        if not isinstance(cpus, list) or not cpus:
-            c.fail(f"{key}.cpus", _SWEEP["cpus"], cpus)
-        s["cpus"] = [c.int(n, f"{key}.cpus", 1, 256) for n in cpus]
-    if "repeat" in t:
-        s["repeat"] = c.int(t["repeat"], f"{key}.repeat", 1, 100)
-    return s
-
-
-def _variant(c, doc, v, key):
-    c.table(v, key, _VARIANT, required=("label",))
+def _variant(c, doc, v, key, base):
+    c.table(v, key, _VARIANT, required={"label": _VARIANT["label"]})
     label = c.str(v["label"], f"{key}.label")
     mt = dict(doc.get("machine", {}))
     if "machine" in v:
-        c.table(v["machine"], f"{key}.machine", _MACHINE)
+        c.table(v["machine"], f"{key}.machine", MACHINE_KEYS)
         mt.update(v["machine"])
-    machine = _machine(c, mt, f"{key}.machine" if "machine" in v else "machine")
+    machine = _keyed(c, mt, f"{key}.machine" if "machine" in v else "machine", MACHINE_KEYS)
     ckey = f"{key}.caches" if "caches" in v else "caches"
     caches = _caches(c, v.get("caches", doc.get("caches", [])), ckey, machine["memory"])
     wt = dict(doc["workload"])
@@ -321,17 +376,99 @@ def _variant(c, doc, v, key):
         if v["workload"].get("name", wt.get("name")) != wt.get("name"):
             wt = {}                       # another workload: its parameters start afresh
         wt.update(v["workload"])
-    workload = _workload(c, wt, f"{key}.workload" if "workload" in v else "workload", caches)
+    workload = _workload(c, wt, f"{key}.workload" if "workload" in v else "workload", caches,
+                         base)
     return (label, machine, caches, workload)
 
 
-def load(path):
+# --- overrides --------------------------------------------------------------------------------
+
+_SEGMENT = re.compile(r"([A-Za-z_][A-Za-z0-9_-]*)(?:\[([1-9][0-9]*)\])?")
+
+
+def parse_set(text):
+    """(dotted key, value) of an override "KEY=VALUE": VALUE is read as a TOML value (8, 1.5,
+    true, "lifo", [1, 2]); one that is not TOML is taken as a string (lifo). ValueError when
+    there is no '=' or the key is not a dotted key (workload.batch, variants[2].machine.cpus)."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or not all(_SEGMENT.fullmatch(s) for s in key.split(".")):
+        raise ValueError(f"expected KEY=VALUE with a dotted KEY like workload.batch=8 or "
+                         f"variants[2].machine.cpus=4, got {text!r}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key, value
+
+
+def _set(c, doc, key, value):
+    """Sets dotted `key` in the parsed file `doc` (see the module docstring)."""
+    segs = [_SEGMENT.fullmatch(s).groups() for s in key.split(".")]
+    t, path = doc, ""
+    for i, (name, idx) in enumerate(segs):
+        path = _join(path, name)
+        last = i == len(segs) - 1
+        if idx is None and last:
+            t[name] = value
+            break
+        if idx is None:
+            t = t.setdefault(name, {})
+            if not isinstance(t, dict):
+                c.fail(path, "a table", t)
+            continue
+        arr, n = t.get(name), int(idx)
+        if not isinstance(arr, list) or len(arr) < n:
+            c.fail(path, f"an array with an element [{n}]", arr)
+        path = f"{path}[{n}]"
+        if last:
+            arr[n - 1] = value
+            break
+        t = arr[n - 1]
+        if not isinstance(t, dict):
+            c.fail(path, "a table", t)
+    if len(segs) == 2 and segs[0] in (("machine", None), ("workload", None)):
+        table, k = segs[0][0], segs[1][0]
+        for v in doc.get("variants") or []:
+            if isinstance(v, dict) and isinstance(v.get(table), dict) and k in v[table]:
+                v[table][k] = value
+
+
+def _set_length(doc, ops, seconds, seed):
+    """The run length and seed in every workload table: [workload], and each variant's that
+    names its own workload or sets the key itself."""
+    base = doc.get("workload")
+    tables = [base] if isinstance(base, dict) else []
+    for v in doc.get("variants") or []:
+        w = v.get("workload") if isinstance(v, dict) else None
+        if isinstance(w, dict):
+            tables.append(w)
+    for t in tables:
+        own = t is base or ("name" in t and isinstance(base, dict)
+                            and t["name"] != base.get("name"))
+        if ops is not None and (own or "ops" in t or "seconds" in t):
+            t["ops"] = ops
+            if "seconds" in t and seconds is None:
+                t["seconds"] = 0.0
+        if seconds is not None and (own or "ops" in t or "seconds" in t):
+            t["seconds"] = seconds
+            if "ops" in t and ops is None:
+                t["ops"] = 0
+        if seed is not None and (own or "seed" in t):
+            t["seed"] = seed
+
+
+def load(path, *, sets=(), ops=None, seconds=None, seed=None):
     """The checked Scenario in TOML file `path`; ScenarioError naming the file, key and what was
-    expected when it cannot be run."""
+    expected when it cannot be run. `sets` are overrides "KEY=VALUE" (parse_set); `ops`,
+    `seconds` and `seed` set the run length and seed of every workload (`ops` alone clears a
+    `seconds` the file sets and the other way round; both: whichever ends first)."""
     file = os.fspath(path)
     try:
         with open(file, "rb") as f:
             raw = f.read()
+    except IsADirectoryError:
+        raise ScenarioError(file, "", "is a directory, not a scenario file") from None
     except OSError as e:
         raise ScenarioError(file, "", f"cannot be read ({e.strerror or e})") from None
     try:
@@ -339,25 +476,40 @@ def load(path):
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ScenarioError(file, "", f"is not valid TOML: {e}") from None
     c = _Checker(file)
-    c.table(doc, "", _TOP, required=("workload",))
+    overrides = []
+    for text in sets:
+        try:
+            key, value = parse_set(text)
+        except ValueError as e:
+            raise ScenarioError(file, "", f"--set: {e}") from None
+        _set(c, doc, key, value)
+        overrides.append(f"--set {text}")
+    _set_length(doc, ops, seconds, seed)
+    overrides += [f"--{k} {v}" for k, v in (("ops", ops), ("seconds", seconds), ("seed", seed))
+                  if v is not None]
+    c.table(doc, "", _TOP, required={"workload": _TOP["workload"]})
     name = c.str(doc.get("name", os.path.splitext(os.path.basename(file))[0]), "name")
     description = c.str(doc.get("description", ""), "description")
     if not isinstance(doc["workload"], dict):
         c.fail("workload", "a table", doc["workload"])
-    base = _variant(c, doc, {"label": ""}, "")
+    base_dir = os.path.dirname(os.path.abspath(file))
+    base = _variant(c, doc, {"label": ""}, "", base_dir)
     variants = doc.get("variants")
     if variants is None:
         resolved = [("base",) + base[1:]]
     else:
         if not isinstance(variants, list) or not variants:
             c.fail("variants", "a non-empty array of tables ([[variants]])", variants)
-        resolved, labels = [], set()
+        resolved, slugs = [], set()
         for i, v in enumerate(variants):
-            r = _variant(c, doc, v, f"variants[{i + 1}]")
-            if r[0] in labels:
-                c.fail(f"variants[{i + 1}].label", "a label no other variant has", r[0])
-            labels.add(r[0])
+            r = _variant(c, doc, v, f"variants[{i + 1}]", base_dir)
+            if _slug(r[0]) in slugs:
+                c.fail(f"variants[{i + 1}].label", "a label no other variant has (letters and "
+                       "digits count; its runs' folders are named after it)", r[0])
+            slugs.add(_slug(r[0]))
             resolved.append(r)
-    run = _run(c, doc.get("run", {}), "run")
-    sweep = _sweep(c, doc.get("sweep", {}), "sweep", base[1]["cpus"])
-    return Scenario(file, name, description, resolved, run, sweep, raw.decode("utf-8"))
+    run = _keyed(c, doc.get("run", {}), "run", RUN_KEYS)
+    sweep = _keyed(c, doc.get("sweep", {}), "sweep", SWEEP_KEYS)
+    sweep["cpus"] = sweep["cpus"] or [base[1]["cpus"]]
+    return Scenario(file, name, description, resolved, run, sweep, raw.decode("utf-8"),
+                    overrides)

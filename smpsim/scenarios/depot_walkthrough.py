@@ -8,7 +8,8 @@ machine counts: the cache's slabs, allocated and cached objects, full magazines 
 list, frames in use, and the shared list lock's acquisitions.
 
 No CPU process runs here: the script uses m.cpu(0) and m.cpu(1) in turn in this process, which
-the interface allows while no Machine.run is under way (docs/api.md, Machine.cpu).
+the interface allows while no Machine.run is under way (docs/api.md, Machine.cpu). Its run()
+takes no options (`smpsim run` refuses --cpus and the like for it).
 
     smpsim run scenarios/depot_walkthrough.py        (or: python scenarios/depot_walkthrough.py)
 """

@@ -9,6 +9,7 @@ shared list lock's acquisitions per operation, and the throughput, and writes th
 OUT/magazine_size.csv and OUT/magazine_size.png.
 
     smpsim run scenarios/magazine_size.py        (or: python scenarios/magazine_size.py OUT)
+    smpsim run scenarios/magazine_size.py --cpus 4 --ops 5000     (run() takes cpus and ops)
 """
 
 import os
@@ -25,13 +26,13 @@ OBJ_SIZE = 64
 CACHE = "msize"
 
 
-def measure(size):
+def measure(size, cpus=CPUS, ops=OPS):
     """One machine with magazine_size `size`: the threadtest loop on every CPU."""
-    with smpsim.Machine(CPUS, MEMORY, magazine_size=size) as m:
+    with smpsim.Machine(cpus, MEMORY, magazine_size=size) as m:
         k = m.cpu(0)
         cache = k.slab_cache_create(CACHE, OBJ_SIZE)
         before, cpu_before = m.stats(), m.cpu_stats()
-        m.run("smpsim.workloads.threadtest:run", {"ops": OPS, "batch": BATCH, "cache": CACHE},
+        m.run("smpsim.workloads.threadtest:run", {"ops": ops, "batch": BATCH, "cache": CACHE},
               timeout=300)
         after, cpu_after = m.stats(), m.cpu_stats()
         k.slab_cache_destroy(cache)
@@ -47,15 +48,16 @@ def measure(size):
             "throughput": ops / elapsed if elapsed else 0.0}
 
 
-def run(out=None):
-    """Measures every size in SIZES; writes the CSV and the plot under `out` when given."""
-    rows = [measure(size) for size in SIZES]
+def run(out=None, cpus=CPUS, ops=OPS):
+    """Measures every size in SIZES on `cpus` CPUs, `ops` operations each; writes the CSV and the
+    plot under `out` when given."""
+    rows = [measure(size, cpus, ops) for size in SIZES]
     if out:
         from smpsim.experiment import report
         os.makedirs(out, exist_ok=True)
         report.write_csv(os.path.join(out, "magazine_size.csv"), rows)
         _plot(rows, os.path.join(out, "magazine_size.png"))
-    return {"cpus": CPUS, "batch": BATCH, "ops_per_cpu": OPS, "rows": rows}
+    return {"cpus": cpus, "batch": BATCH, "ops_per_cpu": ops, "rows": rows}
 
 
 def _plot(rows, path):

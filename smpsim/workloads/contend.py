@@ -18,7 +18,9 @@ import smpsim
 from smpsim.workloads.common import (COMMON, LENGTH, Budget, Heap, Param, SharedBlock, cpu_rng,
                                      resolve)
 
-__all__ = ["PARAMS", "prepare", "run", "finish"]
+__all__ = ["PARAMS", "COLUMNS", "prepare", "run", "finish"]
+
+COLUMNS = [("remote_frees", "remote frees"), ("reclaims", "reclaims")]
 
 PARAMS = {
     **COMMON, **LENGTH,
@@ -56,7 +58,7 @@ def run(k, params=None, **overrides):
     if "_block" not in p:
         raise ValueError("contend.run: no mailboxes; call contend.prepare in the parent first")
     rng = cpu_rng(p, k)
-    heap = Heap(k, p["cache"])
+    heap = Heap(k, p["cache"], p["sample_every"])
     budget = Budget(p)
     base, n = p["_block"][0], k.cpus
     mine, nxt = base + 8 * k.cpu_id, base + 8 * ((k.cpu_id + 1) % n)

@@ -1,13 +1,15 @@
 """floor: the host's own ceiling, no allocator involved. Each CPU does `ops` operations of plain
-Python, a list append or pop each (the floor the benchmark compares the hit path with), so a sweep that runs it next
-to an allocator workload shows how far the host itself lets N forked Python processes scale
-(2 cores: a 2-CPU speed-up anywhere from 1.2 to 2.75). Judge the allocator's scaling against
-this, measured in the same sweep.
+Python, a list append or pop each (the floor the benchmark compares the hit path with), so a
+sweep that runs it next to an allocator workload shows how far the host itself lets N forked
+Python processes scale (2 cores: a 2-CPU speed-up anywhere from 1.2 to 2.75). Judge the
+allocator's scaling against this, measured in the same sweep.
 """
 
 from smpsim.workloads.common import LENGTH, Budget, Param, log, resolve
 
-__all__ = ["PARAMS", "run"]
+__all__ = ["PARAMS", "COLUMNS", "run"]
+
+COLUMNS = []          # nothing beyond the common columns of the result tables
 
 PARAMS = {
     **LENGTH,

@@ -14,13 +14,16 @@ import itertools
 from smpsim.workloads.common import (COMMON, LENGTH, Budget, Heap, Param, cpu_rng, malloc_cache_name,
                             resolve)
 
-__all__ = ["PARAMS", "run", "DEFAULT_SIZES"]
+__all__ = ["PARAMS", "COLUMNS", "run", "DEFAULT_SIZES"]
+
+# Shown in the result tables beside the common columns (totals over the CPUs).
+COLUMNS = [("failed", "failed allocs")]
 
 DEFAULT_SIZES = [[16, 30], [32, 20], [64, 20], [128, 10], [256, 8], [512, 5], [1024, 3],
                  [4096, 2], [16384, 1], [65536, 1]]
 
 PARAMS = {
-    "seed": COMMON["seed"], **LENGTH,
+    "seed": COMMON["seed"], "sample_every": COMMON["sample_every"], **LENGTH,
     "sizes": Param("sizes", DEFAULT_SIZES, doc="[size, weight] pairs"),
     "live": Param("int", 256, lo=1, hi=10**6, doc="working set per CPU"),
 }
@@ -30,7 +33,7 @@ def run(k, params=None, **overrides):
     """Random allocations and frees around a working set of `live` objects."""
     p = resolve(PARAMS, params, overrides)
     rng = cpu_rng(p, k)
-    heap = Heap(k)
+    heap = Heap(k, "", p["sample_every"])
     budget = Budget(p)
     pairs = sorted(p["sizes"])
     bounds = [lo + 1 for lo in [0] + [s for s, _ in pairs[:-1]]]

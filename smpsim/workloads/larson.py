@@ -19,7 +19,10 @@ from array import array
 from smpsim.workloads.common import (COMMON, LENGTH, Budget, Heap, Param, SharedBlock, cpu_rng,
                             resolve)
 
-__all__ = ["PARAMS", "prepare", "run", "finish"]
+__all__ = ["PARAMS", "COLUMNS", "prepare", "run", "finish"]
+
+# Shown in the result tables beside the common columns (totals over the CPUs).
+COLUMNS = [("remote_frees", "remote frees"), ("rounds", "rounds")]
 
 PARAMS = {
     **COMMON, **LENGTH,
@@ -51,7 +54,7 @@ def run(k, params=None, **overrides):
     if "_block" not in p:
         raise ValueError("larson.run: no exchange area; call larson.prepare in the parent first")
     rng = cpu_rng(p, k)
-    heap = Heap(k, p["cache"])
+    heap = Heap(k, p["cache"], p["sample_every"])
     budget = Budget(p)
     base, slots, n = p["_block"][0], p["slots"], k.cpus
     lo, hi = p["min_size"], p["max_size"]

@@ -18,7 +18,12 @@ import time
 
 from smpsim.workloads.common import COMMON, Heap, Param, cpu_rng, resolve
 
-__all__ = ["PARAMS", "run"]
+__all__ = ["PARAMS", "COLUMNS", "run"]
+
+# Shown in the result tables beside the common columns (totals over the CPUs; reclaim from the
+# machine's counters).
+COLUMNS = [("failed", "failed allocs"), ("filled", "filled"), ("refilled", "refilled"),
+           ("reclaim_calls", "reclaim calls"), ("reclaim_frames", "frames reclaimed")]
 
 PARAMS = {
     **COMMON,
@@ -47,7 +52,8 @@ def run(k, params=None, **overrides):
     """`rounds` of fill, partial free and refill; every phase ends at a barrier."""
     p = resolve(PARAMS, params, overrides)
     rng = cpu_rng(p, k)
-    heap_a, heap_b = Heap(k, p["cache"]), Heap(k, p["cache_b"])
+    heap_a = Heap(k, p["cache"], p["sample_every"])
+    heap_b = Heap(k, p["cache_b"], p["sample_every"])
     start = time.perf_counter()
     filled = refilled = 0
     for _ in range(p["rounds"]):
@@ -69,7 +75,6 @@ def run(k, params=None, **overrides):
         for b in b_objs:
             heap_b.free(b)
         k.barrier()
-    for key in ("allocs", "frees", "failed", "remote", "corrupt", "bytes"):
-        setattr(heap_a, key, getattr(heap_a, key) + getattr(heap_b, key))
+    heap_a.absorb(heap_b)
     return heap_a.result("pressure", time.perf_counter() - start, filled=filled,
                          refilled=refilled)

@@ -15,7 +15,9 @@ import time
 
 from smpsim.workloads.common import LENGTH, Param, SharedBlock, log, resolve
 
-__all__ = ["PARAMS", "prepare", "run", "finish"]
+__all__ = ["PARAMS", "COLUMNS", "prepare", "run", "finish"]
+
+COLUMNS = []          # nothing beyond the common columns of the result tables
 
 PARAMS = {
     **LENGTH,

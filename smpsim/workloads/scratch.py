@@ -15,7 +15,10 @@ object handed to another CPU, the false sharing the allocator let through.
 from smpsim.workloads.common import (COMMON, LENGTH, Budget, Heap, Param, SharedBlock, cpu_rng,
                             resolve)
 
-__all__ = ["PARAMS", "prepare", "run", "finish"]
+__all__ = ["PARAMS", "COLUMNS", "prepare", "run", "finish"]
+
+# Shown in the result tables beside the common columns (totals over the CPUs).
+COLUMNS = [("shared_line_allocs", "shared-line allocs"), ("remote_frees", "remote frees")]
 
 PARAMS = {
     **COMMON, **LENGTH,
@@ -33,7 +36,7 @@ def prepare(k, params, cpus):
     if not p["handoff"]:
         return p
     block = SharedBlock(k, 8 * cpus, "scratch")
-    heap = Heap(k, p["cache"])
+    heap = Heap(k, p["cache"], 0)
     for i in range(cpus):
         a = heap.alloc(p["size"])
         k.memory[a:a + 8] = bytes(8)          # tag 0: allocated by the parent
@@ -54,7 +57,7 @@ def run(k, params=None, **overrides):
     """Frees the handed object (if any), then allocate-write-free until the length is reached."""
     p = resolve(PARAMS, params, overrides)
     rng = cpu_rng(p, k)
-    heap = Heap(k, p["cache"])
+    heap = Heap(k, p["cache"], p["sample_every"])
     size = heap.cache.size if heap.cache is not None else p["size"]
     others = set()
     if p["handoff"]:

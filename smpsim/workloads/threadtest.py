@@ -8,7 +8,9 @@ two magazines sends objects through the shared magazine list and the slab layer.
 
 from smpsim.workloads.common import COMMON, LENGTH, Budget, Heap, Param, cpu_rng, resolve
 
-__all__ = ["PARAMS", "run"]
+__all__ = ["PARAMS", "COLUMNS", "run"]
+
+COLUMNS = []          # nothing beyond the common columns of the result tables
 
 PARAMS = {
     **COMMON, **LENGTH,
@@ -23,7 +25,7 @@ def run(k, params=None, **overrides):
     """Rounds of `batch` allocations then `batch` frees until the length is reached."""
     p = resolve(PARAMS, params, overrides)
     rng = cpu_rng(p, k)
-    heap = Heap(k, p["cache"])
+    heap = Heap(k, p["cache"], p["sample_every"])
     budget = Budget(p)
     size, order, rounds = p["size"], p["order"], 0
     while budget.more(heap.ops):

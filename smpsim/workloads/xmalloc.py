@@ -24,7 +24,10 @@ queue is empty, so consumers do as many frees as the producers did allocations b
 from smpsim.workloads.common import (COMMON, LENGTH, Budget, Heap, Param, SharedBlock, cpu_rng,
                             resolve, spin_wait)
 
-__all__ = ["PARAMS", "prepare", "run", "finish", "Queue"]
+__all__ = ["PARAMS", "COLUMNS", "prepare", "run", "finish", "Queue"]
+
+# Shown in the result tables beside the common columns (totals over the CPUs).
+COLUMNS = [("remote_frees", "remote frees"), ("waits", "queue waits")]
 
 PARAMS = {
     **COMMON, **LENGTH,
@@ -117,7 +120,7 @@ def run(k, params=None, **overrides):
     if "_block" not in p:
         raise ValueError("xmalloc.run: no queue; call xmalloc.prepare in the parent first")
     rng = cpu_rng(p, k)
-    heap = Heap(k, p["cache"])
+    heap = Heap(k, p["cache"], p["sample_every"])
     budget = Budget(p)
     base = p["_block"][0]
     q = Queue(k, base, p["capacity"])

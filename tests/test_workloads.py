@@ -1,0 +1,145 @@
+"""Finding workloads: bundled ones whatever the current folder holds, installed ones through the
+entry-point group, "module:function" and files; and the Heap's latency sampling."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+import smpsim
+from smpsim import workloads
+from smpsim.workloads import common
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def test_bundled_workloads_are_found_whatever_the_current_folder_holds(tmp_path):
+    """A folder with its own threadtest.py and workers/ package: smpsim still finds its own."""
+    (tmp_path / "threadtest.py").write_text("raise SystemExit('the wrong threadtest')\n")
+    (tmp_path / "workers").mkdir()
+    (tmp_path / "workers" / "__init__.py").write_text("raise SystemExit('the wrong workers')\n")
+    code = ("from smpsim import workloads\n"
+            "print(sorted(workloads.find(n).module.__name__ for n in workloads.WORKLOADS))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=60, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.strip() == str(sorted(workloads.WORKLOADS.values()))
+
+
+def _install(tmp_path, monkeypatch, entries):
+    """A distribution on sys.path whose entry points (group smpsim.workloads) are `entries`."""
+    site = tmp_path / "site"
+    (site / "mywl").mkdir(parents=True)
+    (site / "mywl" / "__init__.py").write_text("")
+    (site / "mywl" / "spin.py").write_text(
+        '"""spin: a workload from an installed package."""\n'
+        "def run(k, params):\n    return {'ops': 0, 'seconds': 0.0}\n"
+        "def other(k, params):\n    return {'ops': 1, 'seconds': 0.0}\n")
+    info = site / "mywl-1.0.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: mywl\nVersion: 1.0\n")
+    (info / "entry_points.txt").write_text("[smpsim.workloads]\n" + "".join(
+        f"{name} = {value}\n" for name, value in entries.items()))
+    monkeypatch.syspath_prepend(str(site))
+    for name in [m for m in sys.modules if m == "mywl" or m.startswith("mywl.")]:
+        monkeypatch.delitem(sys.modules, name)
+
+
+def test_installed_workloads_come_from_entry_points(tmp_path, monkeypatch):
+    _install(tmp_path, monkeypatch, {"spin": "mywl.spin", "spin2": "mywl.spin:other",
+                                     "larson": "mywl.spin"})
+    assert workloads.installed() == {"spin": "mywl.spin", "spin2": "mywl.spin:other"}
+    wl = workloads.find("spin")
+    assert (wl.ref, wl.kind, wl.function, wl.program) == ("spin", "installed", "run",
+                                                           "mywl.spin:run")
+    assert wl.params is None and wl.columns is None
+    assert wl.doc == "spin: a workload from an installed package."
+    assert workloads.find("spin2").program == "mywl.spin:other"
+    assert workloads.find("larson").kind == "bundled"          # bundled names come first
+    with pytest.raises(KeyError, match=r"no workload 'nope'; known: contend, floor, .*, xmalloc, spin, "
+                                       r"spin2"):
+        workloads.find("nope")
+
+
+def test_smpsim_workloads_lists_installed_ones(tmp_path, monkeypatch, capsys):
+    from smpsim.experiment import cli
+    _install(tmp_path, monkeypatch, {"spin": "mywl.spin", "broken": "mywl.absent"})
+    assert cli.main(["workloads"]) == 0
+    out = capsys.readouterr().out
+    assert ("# spin: a workload from an installed package.\n"
+            "# installed: spin = 'mywl.spin' (entry point group 'smpsim.workloads')\n"
+            'name = "spin"\n'
+            "# no PARAMS: its parameters are passed on as given\n") in out
+    assert "# broken (installed: mywl.absent) cannot be loaded: ValueError: cannot import " \
+           "'mywl.absent'" in out
+    assert 'name = "threadtest"\n' in out
+
+
+def test_files_and_modules(tmp_path):
+    (tmp_path / "w.py").write_text("def run(k, p):\n    return {}\ndef go(k, p):\n    return 1\n")
+    wl = workloads.find("w.py:go", str(tmp_path))
+    assert (wl.ref, wl.name, wl.kind) == (f"{tmp_path}/w.py:go", "w", "file")
+    assert wl.program.path == f"{tmp_path}/w.py" and wl.program(None, {}) == 1
+    assert workloads.find(f"{tmp_path}/w.py").ref == f"{tmp_path}/w.py:run"
+    assert workloads.short_name(f"{tmp_path}/w.py:go") == "w"
+    wl = workloads.find("smpsim.workloads.floor:run")
+    assert (wl.ref, wl.kind, wl.params is not None) == ("smpsim.workloads.floor:run", "module",
+                                                         True)
+    with pytest.raises(ValueError, match="no workload file"):
+        workloads.find("missing.py", str(tmp_path))
+    with pytest.raises(ValueError, match="has no function 'walk'"):
+        workloads.find("smpsim.workloads.floor:walk")
+
+
+def _heap_run(k, every):
+    heap = common.Heap(k, "", every)
+    for _ in range(800):
+        heap.free(heap.alloc(24))
+    return heap.result("t", 0.0)
+
+
+def test_the_heap_times_one_operation_in_n_at_random_gaps():
+    with smpsim.Machine(1, "4M") as m:
+        k = m.cpu(0)
+        every_op = _heap_run(k, 1)["latency"]
+        assert sum(h["count"] for h in every_op.values()) == 1600
+        assert set(every_op) <= {f"{kind}/{path}" for kind in ("kalloc", "kfree")
+                                 for path in ("hit", "depot", "slab", "frames")}
+        assert {"kalloc/hit", "kfree/hit"} <= set(every_op)
+        # one in 16 at random gaps: about 100 of 1600, both kinds (a fixed gap of 16 would
+        # always land on the same phase of the alloc-free pairs: only allocations or frees)
+        sampled = _heap_run(k, 16)["latency"]
+        assert 60 <= sum(h["count"] for h in sampled.values()) <= 140
+        assert {"kalloc/hit", "kfree/hit"} <= set(sampled)
+        assert _heap_run(k, 0)["latency"] == {}
+        m.check()
+
+
+def test_failed_allocations_are_not_timed():
+    with smpsim.Machine(1, "1M") as m:
+        k = m.cpu(0)
+        heap = common.Heap(k, "", 1)
+        objs = []
+        while len(objs) < 64 and (a := heap.alloc(65536)) is not None:
+            objs.append(a)
+        heap.alloc(65536)
+        assert heap.failed >= 1
+        assert sum(h.count for key, h in heap.latency.items()
+                   if key.startswith("kalloc/")) == heap.allocs
+        for a in objs:
+            heap.free(a)
+        m.check()
+
+
+def test_the_heap_measures_with_the_machines_clock(monkeypatch):
+    """In simulated time the Heap's latencies are the CPU's cycles (latency.clock; which machines
+    run in simulated time is latency._simulated's one line)."""
+    from smpsim.workloads import latency
+    monkeypatch.setattr(latency, "_simulated", lambda k: True)
+    with smpsim.Machine(1, "4M", time="simulated") as m:
+        k = m.cpu(0)
+        r = _heap_run(k, 1)
+        assert {h["unit"] for h in r["latency"].values()} == {"cycles"}
+        assert max(h["max"] for h in r["latency"].values()) > 0
+        m.check()

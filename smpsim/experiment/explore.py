@@ -340,9 +340,10 @@ def _note(cov, outcome, progress):
 # --- shrinking ------------------------------------------------------------------------------
 
 class Shrunk:
-    """The result of shrinking: the failing `outcome` of the exact replay of `schedule` (None
-    when that replay did not fail the same way, then `schedule` is the original), the
-    original's preemptions and decisions, and the runs spent."""
+    """The result of shrinking. `schedule` is the smallest failing schedule found and
+    `outcome` its exact replay's Outcome, when that replay failed the same way (`verified`);
+    otherwise both are the `original` Outcome's. `runs` counts the runs spent (the check
+    included), `complete` whether the last round ended 1-minimal: no single switch could go."""
 
     def __init__(self, original):
         self.original = original
@@ -442,7 +443,7 @@ def shrink(point, found, *, max_runs=SHRINK_RUNS, progress=None, run=run_schedul
         return fails
 
     def prefix():
-        """(b) The shortest prefix of the best decisions that still fails (binary search):
+        """1. The shortest prefix of the best decisions that still fails (binary search):
         no preemption after it."""
         base = best.schedule.decisions
         lo, hi = 0, len(base)
@@ -454,7 +455,7 @@ def shrink(point, found, *, max_runs=SHRINK_RUNS, progress=None, run=run_schedul
                 lo = mid + 1
 
     def ddmin():
-        """(a) ddmin over the switches of the best schedule (re-read after each success):
+        """2. ddmin over the switches of the best schedule (re-read after each success):
         each set of switches is tried as events anchored to the CPUs' own decisions, then by
         position. True when it ends 1-minimal (no single switch can go) within the budget."""
         n = 2

@@ -2,7 +2,8 @@
 
 Each simulated CPU is an OS process; all share one shared-memory segment holding the simulated
 physical memory, the frame table, every cache, slab and magazine, and the spinlocks. The public
-interface (docs/api.md): Machine, Kernel (from Machine.cpu), SlabCache, the constants and errors.
+interface (docs/api.md): Machine, Kernel (from Machine.cpu), SlabCache, Schedule (a controlled
+run's decisions), the constants and errors.
 
     with smpsim.Machine(cpus=4, memory="64M") as m:
         k = m.cpu(0)
@@ -22,9 +23,10 @@ from .engine.frames import FRAME_ATOMIC, FRAME_NO_RECLAIM
 from .engine.kernel import Kernel, SlabCache
 from .engine.layout import PAGE_SIZE
 from .engine.machine import Machine
+from .engine.sched import Schedule
 from .engine.slab import SLAB_CACHE_NOMAGAZINE, SLAB_CACHE_SLINSIDE, SLAB_RECLAIM_ALL, geometry
 
-__all__ = ["Machine", "Kernel", "SlabCache", "geometry", "PAGE_SIZE", "FRAME_ATOMIC",
+__all__ = ["Machine", "Kernel", "SlabCache", "Schedule", "geometry", "PAGE_SIZE", "FRAME_ATOMIC",
            "FRAME_NO_RECLAIM", "SLAB_CACHE_NOMAGAZINE", "SLAB_CACHE_SLINSIDE", "SLAB_RECLAIM_ALL",
            "SmpsimError", "BadArgument", "OutOfMemory", "InvalidFree", "InvalidCache",
            "CacheNotEmpty", "InvariantError", "CPUError", "LockTimeout", "LockOrderError",

@@ -85,13 +85,24 @@ def test_failure_kinds_of_a_run(tmp_path, programs):
 def test_a_run_that_spins_past_its_bound_is_unfinished_not_failed(tmp_path, programs):
     path = _scenario(tmp_path, 'name = "explore_programs"\nprogram = "spin"')
     point = _point(path, ops=4)
-    # PCT of depth 1 has no change point: a CPU 0 of higher priority spins forever.
-    outcomes = [explore.run_schedule(point, "pct", s, depth=1, max_steps=3000)
+    # PCT of depth 1 has no change point: when CPU 0 has the higher priority it spins, and a
+    # bound below PCT's patience with spinners (1000 reads in a row) ends the run unfinished.
+    outcomes = [explore.run_schedule(point, "pct", s, depth=1, max_steps=600)
                 for s in range(6)]
     spun = [o for o in outcomes if o.kind == "unfinished"]
     assert spun and all(not o.failed for o in spun)
     assert all(o.kind in (None, "unfinished") for o in outcomes)
     assert explore.run_schedule(point, "random", 0, max_steps=3000).kind is None
+
+
+def test_pct_puts_a_spinning_cpu_below_the_others(tmp_path, programs):
+    """A CPU that only reads, point after point, waits for another: PCT drops it below every
+    other CPU, so the run ends instead of spinning to its bound, whichever CPU starts on top."""
+    path = _scenario(tmp_path, 'name = "explore_programs"\nprogram = "spin"')
+    point = _point(path, ops=4)
+    outcomes = [explore.run_schedule(point, "pct", s, depth=1, max_steps=20_000)
+                for s in range(6)]
+    assert [o.kind for o in outcomes] == [None] * 6
 
 
 def test_a_kill_at_a_step_is_a_death_the_checker_explains(tmp_path):

@@ -29,7 +29,8 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(PY) -m pytest -q
 
-# The long suites: fault-injection loops, full benchmarks.
+# The long suites: fault-injection loops, full benchmarks, the planted bugs the schedule search
+# must find (tests/test_mutants.py, marker "mutants" too).
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 

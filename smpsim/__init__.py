@@ -2,8 +2,9 @@
 
 Each simulated CPU is an OS process; all share one shared-memory segment holding the simulated
 physical memory, the frame table, every cache, slab and magazine, and the spinlocks. The public
-interface (docs/api.md): Machine, Kernel (from Machine.cpu), SlabCache, Schedule, the constants
-and errors. The package ships type hints (py.typed), so type checkers read scripts against it.
+interface (docs/api.md): Machine, Kernel (from Machine.cpu), SlabCache, Schedule (a controlled
+run's decisions), the constants and errors. The package ships type hints (py.typed), so type
+checkers read scripts against it.
 
     with smpsim.Machine(cpus=4, memory="64M") as m:
         k = m.cpu(0)

@@ -243,3 +243,19 @@ def test_option_windows_are_explained(m, stage, text):
     v = violations(m)
     assert len(v) == 1 and v[0].startswith("CPU 1 is inside allocator code (slab_alloc): its "
                                            "operation did not finish; " + text)
+
+
+def test_a_list_that_loops_without_its_head_is_reported_once_and_walked_once(m):
+    """Two slabs on the partial list, the second linking back to the first: the walk stops at
+    the repeated link (it used to go on for 2**24 links) and says so."""
+    from smpsim.engine.layout import LINK
+    k = m.cpu(0)
+    c = k.slab_cache_create("big", 1000, 0, smpsim.SLAB_CACHE_NOMAGAZINE)
+    objs = [k.slab_alloc(c) for _ in range(c.objects + 1)]    # one full slab, one partial
+    k.slab_free(c, objs[0])                                   # both partial now
+    head = c._addr + CACHE.partial_slabs
+    first = k._sa.ld(head + LINK.next)
+    second = k._sa.ld(first + LINK.next)
+    k._sa.st(second + LINK.next, first)                       # the loop misses the head
+    v = violations(m)
+    assert v.count("cache big partial slabs: list does not end (a cycle)") == 1

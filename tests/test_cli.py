@@ -157,8 +157,10 @@ def test_workloads_lists_each_with_defaults_that_validate(tmp_path, capsys):
         assert s.points()[0].workload["name"] in workers.WORKLOADS
 
 
+# lost_update.toml is racy on purpose (smpsim explore finds its lost updates,
+# tests/test_explore.py): a plain run of it fails whenever the host interleaves its CPUs there.
 SHIPPED = sorted(f for f in os.listdir(os.path.join(ROOT, "scenarios"))
-                 if f.endswith((".toml", ".py")))
+                 if f.endswith((".toml", ".py")) and f != "lost_update.toml")
 
 
 @pytest.mark.slow

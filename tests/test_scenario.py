@@ -130,8 +130,9 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
     (GOOD.replace("size = 100\n", ""),
      "missing key 'caches[1].size'; expected an integer >= 1"),
     (GOOD.replace("name = \"threadtest\"", "name = \"nope\""),
-     "key 'workload.name': expected a workload: burst, floor, kalloc_mix, larson, pressure, "
-     "scratch, threadtest, walk, xmalloc, 'package.module:function' or a .py file, got 'nope'"),
+     "key 'workload.name': expected a workload: burst, contend, floor, kalloc_mix, larson, "
+     "pressure, racy, scratch, threadtest, walk, xmalloc, 'package.module:function' or a .py "
+     "file, got 'nope'"),
     (GOOD.replace("name = \"threadtest\"", "name = \"nowhere.at_all:run\""),
      "key 'workload.name': expected a workload that loads (cannot import 'nowhere.at_all': "
      "No module named 'nowhere'), got 'nowhere.at_all:run'"),
@@ -139,8 +140,8 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
      "key 'workload.name': expected a workload that loads (smpsim.workloads.larson has no "
      "function 'walk'), got 'smpsim.workloads.larson:walk'"),
     (GOOD.replace("name = \"threadtest\"\n", ""),
-     "missing key 'workload.name'; expected a workload: burst, floor, kalloc_mix, larson, "
-     "pressure, scratch, threadtest, walk, xmalloc"),
+     "missing key 'workload.name'; expected a workload: burst, contend, floor, kalloc_mix, "
+     "larson, pressure, racy, scratch, threadtest, walk, xmalloc"),
     (GOOD.replace("ops = 100", "ops = -5"),
      "key 'workload.ops': expected an integer 0..1000000000, got -5"),
     (GOOD.replace("ops = 100", "ops = 1.5"),

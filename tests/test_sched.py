@@ -85,6 +85,13 @@ def test_pct_repeats_and_preempts_rarely():
     assert rnd[4].preemptions > 50 * a[4].preemptions + 10
 
 
+def test_a_controlled_run_gives_an_smpsim_schedule():
+    """m.last_schedule is the public smpsim.Schedule, which loads back and replays."""
+    s = _controlled(20, schedule="random", seed=3)[4]
+    assert isinstance(s, smpsim.Schedule) and "Schedule" in smpsim.__all__
+    assert _controlled(20, schedule=s)[4].decisions == s.decisions
+
+
 def test_strict_time_and_controlled_runs_take_the_python_path_only_when_controlled():
     with Machine(2, "4M", schedule="random") as m:
         assert m.cpu(0)._fast is None and m.cpu(0)._sa.data_points

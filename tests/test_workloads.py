@@ -57,8 +57,8 @@ def test_installed_workloads_come_from_entry_points(tmp_path, monkeypatch):
     assert wl.doc == "spin: a workload from an installed package."
     assert workloads.find("spin2").program == "mywl.spin:other"
     assert workloads.find("larson").kind == "bundled"          # bundled names come first
-    with pytest.raises(KeyError, match=r"no workload 'nope'; known: burst, floor, .*, xmalloc, spin, "
-                                       r"spin2"):
+    with pytest.raises(KeyError, match=r"no workload 'nope'; known: burst, contend, floor, .*, "
+                                       r"xmalloc, spin, spin2"):
         workloads.find("nope")
 
 

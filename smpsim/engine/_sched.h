@@ -90,10 +90,12 @@ choose(struct simcpu *s, uint32_t me)
                     break;
                 }
         } else if (strategy == STRATEGY_PCT) {
-            uint64_t best = 0;              /* priorities are 1 and up; ties: the lowest id */
+            /* Priorities are 1 and up, below 0 for a demoted spinner (pct_spinning); ties go
+             * to the lowest id. */
+            int64_t best = INT64_MIN;
             for (uint32_t i = 0; i < n; i++)
-                if (runnable(s, i) && ld_relaxed(CW(s, i, c_prio)) > best) {
-                    best = ld_relaxed(CW(s, i, c_prio));
+                if (runnable(s, i) && (int64_t)ld_relaxed(CW(s, i, c_prio)) > best) {
+                    best = (int64_t)ld_relaxed(CW(s, i, c_prio));
                     chosen = (int)i;
                 }
         } else {                            /* STRATEGY_REPLAY */
@@ -191,6 +193,27 @@ schedule_stop(struct simcpu *s)
     return -1;
 }
 
+/* PCT: a CPU that only reads, point after point, is waiting for another (a spin on a flag):
+ * at the highest priority it would never let that one run. After PCT_SPIN_POINTS such points
+ * it drops below every CPU so far, spinners demoted earlier included, so spinners take turns
+ * and the run goes on. Only the token holder runs this. */
+#define PCT_SPIN_POINTS 1000
+
+static void
+pct_spinning(struct simcpu *s, int kind)
+{
+    if (kind != PT_LOAD && kind != PT_READ) {
+        s->reads_in_row = 0;
+        return;
+    }
+    if (++s->reads_in_row < PCT_SPIN_POINTS)
+        return;
+    s->reads_in_row = 0;
+    uint64_t *d = HW(s, h_pct_demotions), n = ld_relaxed(d) + 1;
+    st_relaxed(d, n);
+    st_relaxed(CW(s, s->cpu, c_prio), (uint64_t)(-(int64_t)n));
+}
+
 /* Token mode: the holder passes a point. Runs the kill and PCT bookkeeping, chooses who goes
  * next, hands over and waits for the token to come back (unless this CPU is done). -1 with a
  * Python exception set when the run must end here. */
@@ -210,6 +233,7 @@ token_pass(struct simcpu *s, int kind, uint64_t addr)
             pause();
     }
     if (ld_relaxed(HW(s, h_strategy)) == STRATEGY_PCT) {
+        pct_spinning(s, kind);
         uint64_t *next = HW(s, h_pct_next), i = ld_relaxed(next);
         if (i < ld_relaxed(HW(s, h_pct_count)) &&
             k >= ld_relaxed((uint64_t *)(s->base + s->hdr + SL.h_pct_change) + i)) {

@@ -80,9 +80,11 @@ enum { PT_START = 0, PT_END, PT_LOCK, PT_UNLOCK, PT_TRYLOCK, PT_ATOMIC, PT_LOAD,
 /* SCHED_LAX: a line that moved between CPUs less than this many quanta ago is "in use by
  * several": every access to it is ordered by simulated time (see charge_slow). */
 #define RECENT_QUANTA 4
+#define RECENT_MAX 4000        /* ... but no more than this many cycles, whatever the quantum */
 #define TOKEN_SPINS 1000       /* polls of the token before yielding the core */
 #define TOKEN_YIELDS 10        /* sched_yield()s before sleeping on the futex */
 #define WAIT_SLICE_NS 20000000  /* a futex sleep is cut into slices this long (signals, deaths) */
+#define SKEW_YIELDS 3          /* bounded skew: sched_yield()s before sleeping for a laggard */
 
 /* --- the layout: offsets from smpsim/engine/layout.py, set once by sim_configure() ---------- */
 
@@ -94,7 +96,7 @@ static struct {
     Py_ssize_t h_token, h_step, h_decisions, h_preemptions, h_rng, h_kill_cpu, h_kill_step;
     Py_ssize_t h_failure, h_failure_step, h_log_len, h_log_cap, h_pct_next, h_pct_count;
     Py_ssize_t h_barrier_clock, h_pct_change, h_barrier_count, h_barrier_round, h_run_cpus;
-    Py_ssize_t h_replay_lenient, h_run_start;
+    Py_ssize_t h_replay_lenient, h_run_start, h_pct_demotions;
     /* CPU_CTL */
     Py_ssize_t c_sizeof, c_clock, c_state, c_wants, c_go, c_prio, c_progress, c_wake_at;
     Py_ssize_t c_points, c_transfers, c_epoch_progress, c_wake_epoch;
@@ -113,6 +115,7 @@ static const char *const SIM_FIELDS[] = {
     "HEADER.failure_step", "HEADER.log_len", "HEADER.log_cap", "HEADER.pct_next",
     "HEADER.pct_count", "HEADER.barrier_clock", "HEADER.pct_change", "HEADER.barrier_count",
     "HEADER.barrier_round", "HEADER.run_cpus", "HEADER.replay_lenient", "HEADER.run_start",
+    "HEADER.pct_demotions",
     "CPU_CTL.sizeof", "CPU_CTL.clock", "CPU_CTL.state", "CPU_CTL.wants", "CPU_CTL.go",
     "CPU_CTL.prio", "CPU_CTL.progress", "CPU_CTL.wake_at", "CPU_CTL.points",
     "CPU_CTL.transfers", "CPU_CTL.epoch_progress", "CPU_CTL.wake_epoch",
@@ -165,6 +168,7 @@ struct simcpu {
     uint64_t log;           /* the schedule log, one byte per decision */
     uint64_t hit, transfer, atomic, quantum;   /* the cost model, copied at configure */
     uint64_t horizon;       /* SCHED_LAX: the end of the slowest running CPU's epoch */
+    uint64_t reads_in_row;  /* PCT: points in a row at which this CPU only read (spinning) */
     uint64_t recent;        /* SCHED_LAX: RECENT_QUANTA * quantum (0 in the other modes) */
     int spin_token;         /* poll the token before sleeping (few CPUs per host core) */
     uint64_t lk_word[16], lk_entry[16];   /* lockstat()'s last answers, by lock line */
@@ -195,7 +199,9 @@ sim_bind(struct simcpu *s)
     s->tagbase = (uint64_t *)(s->base + s->tags);
     s->me_tag = (uint64_t)(s->cpu + 1) << OWNER_SHIFT;
     s->bit = UINT64_C(1) << (s->cpu & 63);
-    s->recent = s->sched == SCHED_LAX ? RECENT_QUANTA * s->quantum : 0;
+    s->recent = s->sched != SCHED_LAX ? 0
+                : RECENT_QUANTA * s->quantum < RECENT_MAX ? RECENT_QUANTA * s->quantum
+                                                          : RECENT_MAX;
 }
 
 static inline uint64_t ld_relaxed(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
@@ -345,6 +351,20 @@ lax_clock(struct simcpu *s, uint32_t i)
     return UINT64_MAX;
 }
 
+/* Before sleeping for CPU i to reach `need`: yield the host core a few times first (the
+ * laggard may be waiting for it; a sleep and a wake cost more than that). Whether it got
+ * there. (Polling instead, even with a host core per CPU, measured slower on a busy host.) */
+static int
+lax_catch_up(struct simcpu *s, uint32_t i, uint64_t need)
+{
+    for (int n = 0; n < SKEW_YIELDS; n++) {
+        if (lax_clock(s, i) >= need)
+            return 1;
+        sched_yield();
+    }
+    return lax_clock(s, i) >= need;
+}
+
 /*
  * SCHED_LAX: wait until every other running CPU is at most `ahead` cycles behind time t (this
  * CPU's clock, or when it would take a lock): (clock_j + ahead, j) >= (t, me) for every
@@ -374,6 +394,8 @@ skew_wait_at(struct simcpu *s, uint64_t t, uint64_t ahead, int epoch)
         }
         if (laggard == s->cpu)
             return 0;
+        if (lax_catch_up(s, laggard, need))
+            continue;
         uint64_t *p = epoch ? CW(s, laggard, c_epoch_progress) : CW(s, laggard, c_progress);
         uint64_t *at = epoch ? CW(s, laggard, c_wake_epoch) : CW(s, laggard, c_wake_at);
         uint64_t cur = __atomic_load_n(at, __ATOMIC_ACQUIRE);

@@ -70,7 +70,15 @@ class _Checker:
         self.bad.append(msg)
 
     def walk(self, head, what):
-        links = list(self.k.list_links(head, WALK_LIMIT, charged=False))
+        """The links of the list at head, each once: a walk that meets a link again (a cycle
+        that misses the head, left by a list changed without its lock) stops there."""
+        links, seen = [], set()
+        for link in self.k.list_links(head, WALK_LIMIT, charged=False):
+            if link in seen:
+                self.v(f"{what}: list does not end (a cycle)")
+                return links
+            seen.add(link)
+            links.append(link)
         if len(links) >= WALK_LIMIT:
             self.v(f"{what}: list does not end (a cycle?)")
         return links

@@ -197,6 +197,7 @@ HEADER = Struct("machine_header", [
     ("barrier_clock", 8),                # the latest arrival's clock in this barrier round
     ("replay_lenient", 8),               # replay: where the log names a CPU that cannot run or
                                          # has ended, go on without a preemption (shrinking)
+    ("pct_demotions", 8),                # PCT: spinning CPUs put below every other so far
     ("_", PAD_TO_LINE),
     ("pct_change", 8 * PCT_MAX),         # PCT: the steps at which a priority drops, ascending
     ("_", PAD_TO_LINE),

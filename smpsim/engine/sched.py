@@ -284,6 +284,7 @@ def setup_run(m, sa, ids):
             po(h + HEADER.pct_change + i * WORD, step)
         po(h + HEADER.pct_count, len(changes))
         po(h + HEADER.pct_next, 0)
+        po(h + HEADER.pct_demotions, 0)
         po(h + HEADER.rng, rng.getrandbits(64))
     po(h + HEADER.run_active, 1)
     sa.arena.decide()

@@ -7,7 +7,8 @@ scheduling point it passes (one CPU runs at a time, so the lines come in step or
     1412  1    _slab_obj_create    lock obj.slablock             -> CPU 0 (preempted)
 
 `function` is the allocator's function that reached the point (the innermost frame outside the
-memory layer), or the workload's for its own atomics and locks; `what` names the point's action
+memory layer), or the program's for its own atomics and locks (as module.function; "-" at the
+program's start and end); `what` names the point's action
 and the lock, counter or field it is about (Tracer.describe); `next` says when the token moved,
 and "(preempted)" when it left a CPU that could have gone on. The trace is the simulator's own
 bookkeeping: writing it changes nothing in the machine.
@@ -42,26 +43,31 @@ class Tracer:
 
     def __call__(self, step, kind, addr, nxt, preempted):
         what = POINT_KINDS[kind] if 0 <= kind < len(POINT_KINDS) else f"point {kind}"
-        if kind in (0, 1):
-            obj = ""
+        if kind in (0, 1):                  # the program's start and end
+            obj, function = "", "-"
         else:
-            obj = self.describe(addr, kind)
+            obj, function = self.describe(addr, kind), self._function()
         if nxt < 0:
             moved = "-> nobody"
         elif nxt != self.cpu:
             moved = f"-> CPU {nxt}" + (" (preempted)" if preempted else "")
         else:
             moved = ""
-        line = f"{step}\t{self.cpu}\t{self._function()}\t{what} {obj}".rstrip() + f"\t{moved}\n"
+        line = f"{step}\t{self.cpu}\t{function}\t{what} {obj}".rstrip() + f"\t{moved}\n"
         os.write(self.fd, line.encode())
 
     @staticmethod
     def _function():
+        """The innermost caller outside the memory layer: the allocator's function by its
+        name (the seed's, with a leading underscore), a program's as module.function."""
         f = sys._getframe(2)
         while f is not None:
             code = f.f_code
             if code.co_name not in _PLUMBING and not code.co_filename.endswith("memory.py"):
-                return code.co_name
+                module = f.f_globals.get("__name__", "")
+                if module.startswith("smpsim.engine"):
+                    return code.co_name
+                return f"{module.rsplit('.', 1)[-1]}.{code.co_name}"
             f = f.f_back
         return "?"
 

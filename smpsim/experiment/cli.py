@@ -8,6 +8,8 @@ compare two results, list the workloads, and the demo and benchmark of the engin
     smpsim slabinfo RESULT [--run ID|all] [--at peak|end] [--format both|slabinfo|seed]
     smpsim compare A B                     two result folders side by side
     smpsim workloads                       the bundled and installed workloads, their parameters
+    smpsim explore SCENARIO [--schedules N] [--strategy random|pct] [--cpus 2,3] [--ops K] ...
+    smpsim replay FILE [--trace]           (smpsim/experiment/explore_cli.py)
     smpsim demo ... / smpsim bench ...
 
 SCENARIO is a TOML file (docs/scenarios.md) or a Python scenario script (script.py), which must
@@ -114,6 +116,8 @@ def _parser():
     c.add_argument("a", metavar="A", help="a result folder")
     c.add_argument("b", metavar="B", help="another result folder")
     sub.add_parser("workloads", help="list the workloads and their parameters")
+    from smpsim.experiment.explore_cli import add_parsers
+    add_parsers(sub)                    # explore, replay
     for name, what in (("demo", "a short demonstration (smpsim.experiment.demo)"),
                        ("bench", "the engine's benchmarks (smpsim.experiment.bench)")):
         d = sub.add_parser(name, help=what, add_help=False)
@@ -162,6 +166,7 @@ def _bars(quiet, points):
     if quiet:
         return None, None
     from tqdm import tqdm
+    tqdm.monitor_interval = 0       # no monitor thread: the CPU processes are forked from here
 
     def make(total, label):
         return tqdm(total=total, desc=label, unit="op", unit_scale=True, leave=False,
@@ -447,6 +452,10 @@ def _main(argv):
         return _compare(args)
     if args.command == "workloads":
         return _workloads()
+    if args.command in ("explore", "replay"):
+        from smpsim.experiment import explore_cli
+        run = explore_cli.explore_main if args.command == "explore" else explore_cli.replay_main
+        return run(args)
     return _delegate(args.command, args.args)
 
 

@@ -240,6 +240,9 @@ def _clean_up(m, k, wl, params, caches, error):
         problems.append(f"clean-up after the run failed: {e}")
         if error is None:
             log.error("clean-up failed: %s", e)
+    except AssertionError as e:         # the workload's own check of what the run did
+        problems.append(f"the workload's finish() found: {e}")
+        log.error("the workload's finish() found: %s", e)
     try:
         m.check()
     except smpsim.InvariantError as e:

@@ -48,6 +48,8 @@ memory words included.
 | burst        | a burst freed at once, then a small steady working set: what reaping frees  |
 | walk         | objects read through a model of a hardware cache: what colouring is for     |
 | floor        | plain Python list operations, no allocator: the host's scaling ceiling      |
+| contend      | allocs, frees, remote frees and reclaims that make every path meet another |
+| racy         | a deliberate lost update (load then store), for `smpsim explore` to find    |
 
 smpsim/workloads/objects.py is no workload: it holds the constructor and destructor the
 scenarios give their caches (slab_cache_create(..., ctor=, dtor=)).
@@ -73,6 +75,8 @@ WORKLOADS = {
     "burst": "smpsim.workloads.burst",
     "walk": "smpsim.workloads.walk",
     "floor": "smpsim.workloads.floor",
+    "contend": "smpsim.workloads.contend",
+    "racy": "smpsim.workloads.racy",
 }
 GROUP = "smpsim.workloads"          # the entry-point group of installed workloads
 

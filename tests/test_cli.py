@@ -290,9 +290,9 @@ def test_compare_two_result_folders(tmp_path, capsys):
                                   _row("mag", 1, 180.0), _row("new", 2, 7.0)])
     assert cli.main(["compare", a, b]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f"A = {a}, B = {b}; ratios B/A")
-    assert lines[2].startswith("| variant | CPUs | runs | ops/s A | CV | ops/s B | CV | "
-                               "ops/s B/A (95% CI) |")
+    assert lines[0].startswith(f"A = {a}, B = {b}, both in host time; ratios B/A")
+    assert lines[2].startswith("| variant | CPUs | runs | ops / s (host) A | CV | "
+                               "ops / s (host) B | CV | ops / s (host) B/A (95% CI) |")
     assert lines[4].startswith("| mag | 1 | 3 / 3 | 100 | 10.0% | 200 | 10.0% | 2.000 ± 0.555 |")
     assert lines[5].startswith("| old | 2 | 1 / 0 | 5 |  |  |  |  |")
     assert lines[6].startswith("| new | 2 | 0 / 1 |  |  | 7 |  |  |")
@@ -355,7 +355,7 @@ def test_the_live_header_agrees_with_the_table(tiny, tmp_path, monkeypatch, caps
     assert cli.main(["run", tiny, "--live", "--out", str(tmp_path / "o"), "--ops", "400"]) == 0
     out = capsys.readouterr().out
     header = [line for line in out.splitlines() if line.startswith(" smpsim base-c2-r0")][-1]
-    rate = header.split("ops   ")[1].removesuffix(" ops/s")
+    rate = header.split("ops   ")[1].removesuffix(" ops / s (host)")
     row = [line for line in out.splitlines() if line.startswith("| base | 2 |")][0]
     assert row.split(" | ")[3] == rate
 

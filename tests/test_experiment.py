@@ -68,8 +68,10 @@ def test_run_points_writes_the_result_folder(scn, tmp_path):
     assert [(r["label"], int(r["cpus"])) for r in rows(os.path.join(out, "sweep.csv"))] == [
         ("mag", 1), ("mag", 2), ("nomag", 1), ("nomag", 2)]
     md = open(os.path.join(out, "sweep.md")).read().splitlines()
-    assert md[0] == "# tiny" and md[2].startswith("| variant | CPUs | runs | ops/s | 95% CI |")
-    assert md[4 + len(sweep):7 + len(sweep)] == ["", "## Latency (ns; sampled operations)", ""]
+    assert md[0] == "# tiny, host time"
+    assert md[2].startswith("| variant | CPUs | runs | ops / s (host) | 95% CI |")
+    assert md[4 + len(sweep):7 + len(sweep)] == ["", "## Latency (host ns; sampled operations)",
+                                                 ""]
 
 
 def test_one_run_result_contents(scn, tmp_path):
@@ -135,7 +137,8 @@ def test_interrupt_writes_what_finished_marked_partial(scn, tmp_path):
     summary = json.load(open(os.path.join(out, "summary.json")))
     assert summary["partial"] is True
     assert [r["id"] for r in summary["runs"]] == ["mag-c1-r0"]
-    assert open(os.path.join(out, "sweep.md")).readline() == "# tiny (partial: interrupted)\n"
+    assert open(os.path.join(out, "sweep.md")).readline() == \
+        "# tiny, host time (partial: interrupted)\n"
 
 
 def test_a_failing_cpu_is_recorded_and_the_machine_checked(scn, tmp_path):
@@ -191,7 +194,7 @@ def prepare(k, params, cpus):
 
 def run(k, params):
     p = resolve(PARAMS, params)
-    heap, budget = Heap(k, p["cache"], p["sample_every"]), Budget(p)
+    heap, budget = Heap(k, p["cache"], p["sample_every"]), Budget(k, p)
     while budget.more(heap.ops):
         heap.free(heap.alloc(32))
     return heap.result("widgets", budget.elapsed(), widgets=p["widgets"] * heap.ops,
@@ -286,7 +289,8 @@ def test_every_machine_key_reaches_the_machine(scn, monkeypatch):
     point.machine["colour"] = True
     runner._machine(point)
     assert seen == {"cpus": 2, "memory": 8 << 20, "magazine_size": 4, "debug": False,
-                    "counters": "shared", "lock_timeout": None, "colour": True}
+                    "counters": "shared", "lock_timeout": None, "time": "host", "quantum": None,
+                    "cost": None, "colour": True}
 
 
 def test_a_result_records_where_and_how_it_was_measured(scn, tmp_path):
@@ -319,8 +323,9 @@ class _Frames:
     def __init__(self):
         self.frames = []
 
-    def draw(self, stats, cpu, elapsed, ops, label="", force=False):
+    def draw(self, stats, cpu, elapsed, ops, label="", force=False, sim_seconds=None):
         self.frames.append((elapsed, ops, force))
+        self.sim = sim_seconds
 
 
 def test_the_live_views_last_frame_is_the_runs_own_numbers(scn):

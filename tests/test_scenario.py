@@ -50,7 +50,8 @@ def test_defaults_and_points(tmp_path):
     s = scenario.load(write(tmp_path, GOOD))
     assert s.name == "s"
     assert s.machine == {"cpus": 4, "memory": 16 << 20, "magazine_size": 4, "debug": False,
-                         "counters": "shared", "lock_timeout": None}
+                         "counters": "shared", "lock_timeout": None, "time": "host",
+                         "quantum": None, "cost": None}
     assert s.run == {"timeout": 600.0, "interval": 0.25, "pin": False}
     assert s.sweep == {"cpus": [4], "repeat": 1}
     [p] = s.points()
@@ -92,7 +93,7 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
 
 @pytest.mark.parametrize("text, message", [
     ("x = 1\n" + GOOD,
-     "unknown key 'x'; expected one of caches, description, machine, name, run, sweep, "
+     "unknown key 'x'; expected one of caches, cost, description, machine, name, run, sweep, "
      "variants, workload"),
     (GOOD.replace("ops = 100", "opps = 100"),
      "unknown key 'workload.opps'; expected a parameter of threadtest: batch, cache, ops, "
@@ -111,7 +112,7 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
      "key 'machine.counters': expected one of 'shared', 'percpu', got 'global'"),
     (GOOD.replace("[machine]", "[machine]\nspeed = 3"),
      "unknown key 'machine.speed'; expected one of counters, cpus, debug, lock_timeout, "
-     "magazine_size, memory"),
+     "magazine_size, memory, quantum, time"),
     (GOOD.replace("size = 100", "size = 0"),
      "key 'caches[1].size': expected an integer 1..4194304, got 0"),
     (GOOD.replace("size = 100", "size = 100\nalign = 24"),
@@ -288,7 +289,7 @@ def test_set_overrides_keys_as_toml_values(tmp_path):
     (["machine.magazine_size=big"],
      "key 'machine.magazine_size': expected an integer 1..1024, got 'big'"),
     (["machine.speed=3"], "unknown key 'machine.speed'; expected one of counters, cpus, debug, "
-                          "lock_timeout, magazine_size, memory"),
+                          "lock_timeout, magazine_size, memory, quantum, time"),
     (["variants[9].machine.cpus=1"],
      "key 'variants': expected an array with an element [9], got None"),
     (["workload"], "--set: expected KEY=VALUE with a dotted KEY like workload.batch=8 or "

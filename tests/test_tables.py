@@ -42,7 +42,7 @@ def test_rows_keep_the_scenarios_order():
 def test_columns_show_what_there_is():
     plain = tables.aggregate([row("m", 1, 10.0)])
     headings = [c[1] for c in tables.sweep_columns(plain)]
-    assert headings[:6] == ["variant", "CPUs", "runs", "ops/s", "95% CI", "CV"]
+    assert headings[:6] == ["variant", "CPUs", "runs", "ops / s (host)", "95% CI", "CV"]
     assert headings[-2:] == ["other load (cores)", "check"]
     assert not any("lock" in h or "failed" in h for h in headings)
     cols = [["failed", "failed allocs"], ["reclaim_calls", "reclaim calls"]]
@@ -87,7 +87,8 @@ def test_latency_table_merges_the_runs():
     assert (b["runs"], b["samples"], b["p50"], b["p99"]) == (2, 100, 100, 120)
     assert b["p50_cv"] == pytest.approx(20 / math.sqrt(2) / 110)
     md = tables.latency_markdown(out).splitlines()
-    assert md[0] == "## Latency (ns; sampled operations)"
+    assert md[0] == "## Latency (host ns; sampled operations)"
+    assert md[2].startswith("| variant | CPUs | operation | path | runs | samples | p50 (ns) |")
     assert md[4] == "| b | 2 | all |  | 2 | 100 | 100 | 12.9% | 120 | 12.9% | 120 |"
 
 

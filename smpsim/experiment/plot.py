@@ -1,20 +1,34 @@
 """PNG plots of results with matplotlib's Agg backend (no display needed).
 
 sweep_plots: from the sweep rows (tables.aggregate), one line per variant against the CPU count:
-throughput on a log scale (error bars: the 95 % confidence interval of the mean over repetitions;
-with the variant's linear scaling up to the host's core count, the most the host can give), speed-up against
-1 CPU, operations per second of CPU time used (which other load on the host does not lower,
-and spinning does), contended lock acquisitions per operation, and the magazine hit rate. Only the speed-up
-plot shows the `floor` workload (plain Python, the host's ceiling): its throughput is on another
-scale and it has no allocator to measure. timeseries_plot: frames and slabs in use
-and operations done over one run.
+throughput on a log scale (error bars: the 95 % confidence interval of the mean over
+repetitions), speed-up against 1 CPU, contended lock acquisitions per operation, and the
+magazine hit rate; then by the rows' time:
+
+- host time: the throughput's dotted line is the variant's linear scaling up to the host's core
+  count (the most the host can give), and operations per second of CPU time used (which other
+  load on the host does not lower, and spinning does) get a plot (efficiency.png). Only the
+  speed-up plot shows the `floor` workload (plain Python, the host's ceiling): its throughput is
+  on another scale and it has no allocator to measure.
+- simulated time: the dotted line is linear scaling from the variant's smallest CPU count (the
+  simulated machine has as many CPUs as it says), and cost.png shows what an operation costs the
+  simulated machine: cycles per operation (with the lock cycles waited per operation, dashed)
+  and cache-line transfers per operation.
+
+Every plot's title and throughput axis say which time they show ("ops / simulated s" or
+"ops / s (host)"). timeseries_plot: frames and slabs in use and operations done over one run,
+against simulated seconds in simulated time.
 
 matplotlib is imported inside the functions: importing this module does no work.
 """
 
 import os
 
-__all__ = ["sweep_plots", "timeseries_plot"]
+from smpsim.experiment.collect import UNITS
+
+__all__ = ["sweep_plots", "sweep_specs", "timeseries_plot", "COST_PLOT"]
+
+COST_PLOT = "cost.png"
 
 
 def _pyplot():
@@ -33,9 +47,77 @@ def _by_label(rows):
     return out
 
 
+def _time(rows):
+    times = {r.get("time", "host") for r in rows}
+    return times.pop() if len(times) == 1 else "mixed"
+
+
+def sweep_specs(rows):
+    """(the rows' time, [(file name, y label, row key)]) of the sweep plots for `rows`: which
+    plots sweep_plots draws and how their axes read."""
+    time = _time(rows)
+    unit = UNITS.get(time, "ops/s, each in its own time")
+    specs = [("throughput.png", f"throughput ({unit}, all CPUs)", "throughput"),
+             ("speedup.png", f"speed-up against 1 CPU ({time} time)", "speedup")]
+    if time == "host":
+        specs.append(("efficiency.png", "operations per CPU-second (host: user + system)",
+                      "ops_per_cpu_s"))
+    else:
+        specs.append((COST_PLOT, "per operation (simulated)", "cycles_per_op"))
+    specs += [("contention.png", "contended lock acquisitions per op", "contended_per_op"),
+              ("hit_rate.png", "magazine hit rate", "hit_rate")]
+    return time, specs
+
+
+def _axes(ax, counts, title, ylabel, key):
+    ax.set_xlabel("simulated CPUs")
+    ax.set_ylabel(ylabel)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(counts, [str(c) for c in counts])
+    if key == "hit_rate":
+        ax.set_ylim(0, 1.02)
+    elif key in ("throughput", "ops_per_cpu_s"):
+        ax.set_yscale("log")
+    else:
+        ax.set_ylim(bottom=0)
+    ax.grid(True, alpha=0.3)
+    if title:
+        ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+
+
+def _cost_plot(plt, groups, counts, title, path):
+    """cycles/op (lock wait cycles/op dashed) above, transfers/op below."""
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.4), dpi=100, sharex=True)
+    for label, rs in groups.items():
+        rs = [r for r in rs if r.get("cycles_per_op") is not None]
+        if not rs:
+            continue
+        xs = [r["cpus"] for r in rs]
+        color = top.plot(xs, [r["cycles_per_op"] for r in rs], marker="o",
+                         label=f"{label}: cycles/op")[0].get_color()
+        waits = [r.get("lock_wait_cycles_per_op") for r in rs]
+        if any(w for w in waits):
+            top.plot(xs, [w or 0 for w in waits], marker=".", linestyle="--", color=color,
+                     label=f"{label}: lock wait cycles/op")
+        bottom.plot(xs, [r.get("transfers_per_op") or 0 for r in rs], marker="o",
+                    color=color, label=label)
+    top.set_yscale("log")
+    top.set_ylabel("simulated cycles per operation")
+    top.grid(True, alpha=0.3)
+    top.legend(fontsize=7)
+    top.set_title(f"{title}: cycles and line transfers per operation" if title
+                  else "cycles and line transfers per operation", fontsize=10)
+    _axes(bottom, counts, None, "cache-line transfers per operation", "transfers_per_op")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
 def sweep_plots(rows, out_dir, title=""):
-    """Writes throughput.png, speedup.png, efficiency.png, contention.png and hit_rate.png
-    under `out_dir`; returns their paths (none when there are no rows)."""
+    """Writes the plots sweep_specs names under `out_dir` (host time: throughput.png,
+    speedup.png, efficiency.png, contention.png, hit_rate.png; simulated time cost.png in place
+    of efficiency.png); returns their paths (none when there are no rows)."""
     if not rows:
         return []
     plt = _pyplot()
@@ -43,15 +125,15 @@ def sweep_plots(rows, out_dir, title=""):
     groups = _by_label(rows)
     counts = sorted({r["cpus"] for r in rows})
     cores = os.cpu_count() or 1
-    specs = [
-        ("throughput.png", "throughput (ops/s, all CPUs)", "throughput", True),
-        ("speedup.png", "speed-up against 1 CPU", "speedup", True),
-        ("efficiency.png", "operations per CPU-second (user + system)", "ops_per_cpu_s", False),
-        ("contention.png", "contended lock acquisitions per op", "contended_per_op", False),
-        ("hit_rate.png", "magazine hit rate", "hit_rate", False),
-    ]
+    time, specs = sweep_specs(rows)
+    head = f"{title} ({time} time)" if title else f"{time} time"
     paths = []
-    for fname, ylabel, key, ideal in specs:
+    for fname, ylabel, key in specs:
+        path = os.path.join(out_dir, fname)
+        paths.append(path)
+        if fname == COST_PLOT:
+            _cost_plot(plt, groups, counts, head, path)
+            continue
         fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=100)
         for label, rs in groups.items():
             if key != "speedup" and rs[0].get("workload") == "floor":
@@ -67,42 +149,35 @@ def sweep_plots(rows, out_dir, title=""):
                 color = line[0].get_color()
             else:
                 color = ax.plot(xs, ys, marker="o", label=label)[0].get_color()
-            if ideal and key == "throughput" and rs[0]["throughput"]:
+            if key == "throughput" and rs[0]["throughput"]:
                 b = rs[0]
-                ax.plot(xs, [b["throughput"] * min(x, cores) / min(b["cpus"], cores)
-                             for x in xs], linestyle=":", color=color, alpha=0.6,
-                        label=f"{label}: linear up to {cores} cores")
+                if time == "host":
+                    ideal = [b["throughput"] * min(x, cores) / min(b["cpus"], cores) for x in xs]
+                    what = f"linear up to {cores} cores"
+                else:
+                    ideal, what = [b["throughput"] * x / b["cpus"] for x in xs], "linear"
+                ax.plot(xs, ideal, linestyle=":", color=color, alpha=0.6,
+                        label=f"{label}: {what}")
         if key == "speedup":
             ax.plot(counts, counts, linestyle=":", color="grey", label="linear")
-            ax.axhline(cores, color="grey", linewidth=0.8, alpha=0.5)
-            ax.text(counts[0], cores, f" {cores} host cores", va="bottom", fontsize=8,
-                    color="grey")
-        ax.set_xlabel("simulated CPUs")
-        ax.set_ylabel(ylabel)
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(counts, [str(c) for c in counts])
-        if key == "hit_rate":
-            ax.set_ylim(0, 1.02)
-        elif key in ("throughput", "ops_per_cpu_s"):
-            ax.set_yscale("log")
-        else:
-            ax.set_ylim(bottom=0)
-        ax.grid(True, alpha=0.3)
-        ax.set_title(f"{title}: {ylabel}" if title else ylabel, fontsize=10)
-        ax.legend(fontsize=8)
+            if time == "host":
+                ax.axhline(cores, color="grey", linewidth=0.8, alpha=0.5)
+                ax.text(counts[0], cores, f" {cores} host cores", va="bottom", fontsize=8,
+                        color="grey")
+        _axes(ax, counts, f"{head}: {ylabel}", ylabel, key)
         fig.tight_layout()
-        path = os.path.join(out_dir, fname)
         fig.savefig(path)
         plt.close(fig)
-        paths.append(path)
     return paths
 
 
 def timeseries_plot(series, path, title=""):
-    """Frames and slabs in use, and operations done, over one run's samples; returns `path`."""
+    """Frames and slabs in use, and operations done, over one run's samples (against their
+    simulated seconds when every sample has them: a simulated-time run); returns `path`."""
     plt = _pyplot()
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 5), dpi=100, sharex=True)
-    ts = [s["t"] for s in series]
+    simulated = bool(series) and all("sim_t" in s for s in series)
+    ts = [s["sim_t"] if simulated else s["t"] for s in series]
     top.plot(ts, [s["frames_used"] for s in series], label="frames in use")
     top.plot(ts, [s["slabs"] for s in series], label="slabs")
     top.set_ylabel("count")
@@ -110,7 +185,7 @@ def timeseries_plot(series, path, title=""):
     top.grid(True, alpha=0.3)
     bottom.plot(ts, [s["ops"] for s in series], color="tab:green")
     bottom.set_ylabel("operations done")
-    bottom.set_xlabel("seconds")
+    bottom.set_xlabel("simulated seconds" if simulated else "seconds (host)")
     bottom.grid(True, alpha=0.3)
     if title:
         top.set_title(title, fontsize=10)

@@ -2,7 +2,7 @@
 writes what it returns to OUT/result.json.
 
 Options: the command line's options that change a run (--cpus, --live, --pin, --set, --ops,
---seconds, --seed) are passed to `run` as keyword arguments of the same name (`set` as a dict of
+--seconds, --seed, --time, --quantum) are passed to `run` as keyword arguments of the same name (`set` as a dict of
 dotted keys to values) when `run` declares a parameter of that name (or **options); an option
 the script's `run` does not take is refused before the script runs, in one line naming it, so
 no option is silently ignored. A sweep is the script's own business: `smpsim sweep SCRIPT.py` is

@@ -67,3 +67,11 @@ def test_the_header_rate_is_formatted_as_the_tables_are():
     for ops, secs in ((1500, 2.0), (123456789, 3.7), (10, 3.0)):
         header = live.render(STATS, CPU, secs, ops).splitlines()[0]
         assert header.endswith(f" {fmt_number(ops / secs)} ops / s (host)")
+
+
+def test_a_simulated_run_shows_simulated_seconds_and_rate():
+    """In simulated time the header's rate is operations per simulated second (the host's
+    seconds beside, labelled), so the last frame agrees with the simulated table's row."""
+    header = live.render(STATS, CPU, 2.0, 1500, "run-1", sim_seconds=0.0005).splitlines()[0]
+    assert header.split() == ["smpsim", "run-1", "simulated", "0.0005", "s", "(2.0", "s",
+                              "host)", "1,500", "ops", "3,000,000", "ops", "/", "simulated", "s"]

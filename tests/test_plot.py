@@ -27,3 +27,42 @@ def test_sweep_plots(tmp_path):
 def test_timeseries_plot(tmp_path):
     series = [{"t": t / 4, "ops": 100 * t, "frames_used": 10 + t, "slabs": t} for t in range(8)]
     assert is_png(plot.timeseries_plot(series, str(tmp_path / "ts.png"), "ts"))
+
+
+SIM_ROWS = [dict(r, time="simulated", cycles_per_op=100.0 * r["cpus"], transfers_per_op=0.1,
+                 lock_wait_cycles_per_op=5.0) for r in ROWS]
+
+
+def test_sweep_plots_say_their_time():
+    """Host time: throughput in ops / s (host), efficiency on the host's CPU time. Simulated
+    time: ops / simulated s, and cost.png (cycles and transfers per operation) in place of the
+    host's efficiency."""
+    time, specs = plot.sweep_specs(ROWS)
+    assert time == "host" and specs[0][1] == "throughput (ops / s (host), all CPUs)"
+    assert [s[0] for s in specs] == ["throughput.png", "speedup.png", "efficiency.png",
+                                     "contention.png", "hit_rate.png"]
+    time, specs = plot.sweep_specs(SIM_ROWS)
+    assert time == "simulated" and specs[0][1] == "throughput (ops / simulated s, all CPUs)"
+    assert specs[1][1] == "speed-up against 1 CPU (simulated time)"
+    assert [s[0] for s in specs] == ["throughput.png", "speedup.png", "cost.png",
+                                     "contention.png", "hit_rate.png"]
+
+
+def test_simulated_sweep_plots_are_written(tmp_path):
+    paths = plot.sweep_plots(SIM_ROWS, tmp_path / "plots", "test")
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["throughput.png", "speedup.png", "cost.png",
+                                                    "contention.png", "hit_rate.png"]
+    assert all(is_png(p) for p in paths)
+
+
+def test_a_simulated_timeseries_is_against_simulated_seconds(tmp_path, monkeypatch):
+    labels = []
+    import matplotlib.axes
+    monkeypatch.setattr(matplotlib.axes.Axes, "set_xlabel",
+                        lambda ax, text, *a, **kw: labels.append(text))
+    series = [{"t": t / 4, "sim_t": t / 1000, "ops": 100 * t, "frames_used": 10 + t,
+               "slabs": t} for t in range(8)]
+    assert is_png(plot.timeseries_plot(series, str(tmp_path / "ts.png"), "ts"))
+    plot.timeseries_plot([{k: v for k, v in s.items() if k != "sim_t"} for s in series],
+                         str(tmp_path / "host.png"))
+    assert [t for t in labels if t] == ["simulated seconds", "seconds (host)"]

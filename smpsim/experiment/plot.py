@@ -17,7 +17,9 @@ magazine hit rate; then by the rows' time:
 
 Every plot's title and throughput axis say which time they show ("ops / simulated s" or
 "ops / s (host)"). timeseries_plot: frames and slabs in use and operations done over one run,
-against simulated seconds in simulated time.
+against simulated seconds in simulated time. twin_plot: the throughput of a simulated-time sweep
+and of a host-time sweep side by side (the magazine experiment's figure), also from the command
+line: `python -m smpsim.experiment.plot SIMULATED_RESULT HOST_RESULT OUT.png [TITLE]`.
 
 matplotlib is imported inside the functions: importing this module does no work.
 """
@@ -26,7 +28,7 @@ import os
 
 from smpsim.experiment.collect import UNITS
 
-__all__ = ["sweep_plots", "sweep_specs", "timeseries_plot", "COST_PLOT"]
+__all__ = ["sweep_plots", "sweep_specs", "timeseries_plot", "twin_plot", "main", "COST_PLOT"]
 
 COST_PLOT = "cost.png"
 
@@ -96,10 +98,11 @@ def _cost_plot(plt, groups, counts, title, path):
         xs = [r["cpus"] for r in rs]
         color = top.plot(xs, [r["cycles_per_op"] for r in rs], marker="o",
                          label=f"{label}: cycles/op")[0].get_color()
-        waits = [r.get("lock_wait_cycles_per_op") for r in rs]
-        if any(w for w in waits):
-            top.plot(xs, [w or 0 for w in waits], marker=".", linestyle="--", color=color,
-                     label=f"{label}: lock wait cycles/op")
+        waits = [(r["cpus"], r.get("lock_wait_cycles_per_op")) for r in rs]
+        waits = [(x, w) for x, w in waits if w]            # a log scale has no 0
+        if waits:
+            top.plot([x for x, _ in waits], [w for _, w in waits], marker=".", linestyle="--",
+                     color=color, label=f"{label}: lock wait cycles/op")
         bottom.plot(xs, [r.get("transfers_per_op") or 0 for r in rs], marker="o",
                     color=color, label=label)
     top.set_yscale("log")
@@ -194,3 +197,62 @@ def timeseries_plot(series, path, title=""):
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _throughput_panel(ax, rows, time):
+    groups = _by_label(rows)
+    counts = sorted({r["cpus"] for r in rows})
+    for label, rs in groups.items():
+        floor = rs[0].get("workload") == "floor"
+        xs, ys = [r["cpus"] for r in rs], [r["throughput"] for r in rs]
+        color = ax.plot(xs, ys, marker="o", linestyle="--" if floor else "-",
+                        label=f"{label} (no allocator)" if floor else label)[0].get_color()
+        if time == "simulated" and ys[0]:
+            ax.plot(xs, [ys[0] * x / xs[0] for x in xs], linestyle=":", color=color, alpha=0.6)
+    if time == "simulated":
+        ax.plot([], [], linestyle=":", color="grey", label="linear")
+    _axes(ax, counts, f"{time} time", f"throughput ({UNITS[time]}, all CPUs)", "throughput")
+
+
+def twin_plot(sim_rows, host_rows, path, title=""):
+    """Writes `path`: throughput against CPUs of a simulated-time sweep (left) and of a host-time
+    sweep (right), one line per variant, each panel's axis in its own time; returns `path`.
+    ValueError when a side's rows are not in its time."""
+    for rows, time in ((sim_rows, "simulated"), (host_rows, "host")):
+        if _time(rows) != time:
+            raise ValueError(f"twin_plot: expected the rows of a {time}-time sweep, got "
+                             f"{_time(rows)} time")
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6), dpi=100)
+    _throughput_panel(left, sim_rows, "simulated")
+    _throughput_panel(right, host_rows, "host")
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def main(argv=None):
+    """`python -m smpsim.experiment.plot SIMULATED_RESULT HOST_RESULT OUT.png [TITLE]`: twin_plot
+    of two result folders' sweeps. Returns the exit status (2, one line, on bad input)."""
+    import sys
+    from smpsim.experiment import compare, tables
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if len(argv) not in (3, 4):
+        print("usage: python -m smpsim.experiment.plot SIMULATED_RESULT HOST_RESULT OUT.png "
+              "[TITLE]", file=sys.stderr)
+        return 2
+    try:
+        sim, host = (tables.aggregate(compare.load_runs(p)) for p in argv[:2])
+        twin_plot(sim, host, argv[2], argv[3] if len(argv) > 3 else "")
+    except ValueError as e:
+        print(f"smpsim: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

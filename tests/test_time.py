@@ -277,18 +277,18 @@ def _duration_run(k, name, cycles):
     return n
 
 
-@pytest.mark.parametrize("flags, counters, strict_within", [
-    (smpsim.SLAB_CACHE_NOMAGAZINE, "shared", None),   # lock capture: see below
-    (0, "shared", 0.05),
-    (0, "percpu", 0.05),
+@pytest.mark.parametrize("flags, counters", [
+    (smpsim.SLAB_CACHE_NOMAGAZINE, "shared"),
+    (0, "shared"),
+    (0, "percpu"),
 ])
-def test_bounded_skew_orders_sharing_whatever_the_host_does(flags, counters, strict_within):
+def test_bounded_skew_orders_sharing_whatever_the_host_does(flags, counters):
     """Where CPUs share lines (a slab lock, the seed's counters) the default quantum orders
-    every access to a shared line and every lock acquisition by simulated time, so a run does
-    not depend on how the host interleaves the processes: two runs do the same work. It also
-    comes within 5 % of the strict mode's (quantum=0) throughput, except where a CPU that
-    retakes a contended lock within a transfer of releasing it keeps it (test-and-set lock
-    capture), which decides who runs and changes with the smallest difference of timing."""
+    every access to a line in use by several and every lock acquisition by simulated time, so a
+    run does not depend on how the host interleaves the processes: two runs do the same work,
+    within 5 % of the strict mode's (quantum=0). Without magazines that includes the strict
+    run's lock capture: a CPU that retakes the slab lock within a transfer of releasing it keeps
+    it, so CPU 0 does nearly all the work in both modes."""
     def run(quantum):
         with Machine(3, "16M", time="simulated", quantum=quantum, counters=counters) as m:
             m.cpu(0).slab_cache_create("s", 128, 0, flags)
@@ -297,5 +297,4 @@ def test_bounded_skew_orders_sharing_whatever_the_host_does(flags, counters, str
             return sum(done)
     first, second = run(None), run(None)
     assert second == pytest.approx(first, rel=0.01)
-    if strict_within is not None:
-        assert first == pytest.approx(run(0), rel=strict_within)
+    assert first == pytest.approx(run(0), rel=0.05)

@@ -412,7 +412,7 @@ lax_acquire(struct simcpu *s, uint64_t word, uint64_t owner, double timeout)
                 e = ld_relaxed(tag);
             }
             uint64_t t = take_time(s, s->cpu, word, ld_relaxed(MYCLOCK(s)));
-            if (skew_wait_at(s, t, 0) < 0)
+            if (skew_wait_at(s, t, 0, 0) < 0)
                 return -2;
             if (tag && ld_relaxed(tag) != e) {
                 spins++;                /* taken and released while we waited: look again */
@@ -438,6 +438,22 @@ lax_acquire(struct simcpu *s, uint64_t word, uint64_t owner, double timeout)
     return spins;
 }
 
+/* SCHED_LAX: this CPU just took the lock at word. A CPU blocked for it stops counting for the
+ * skew bound (lax_clock: its lock is held), so whoever sleeps until it moves on looks again. */
+static void
+lax_taken(struct simcpu *s, uint64_t word)
+{
+    for (uint32_t i = 0; i < s->ncpus; i++) {
+        if (i == s->cpu || ld_relaxed(CW(s, i, c_wants)) != word ||
+            __atomic_load_n(CW(s, i, c_state), __ATOMIC_ACQUIRE) != CPU_BLOCKED)
+            continue;
+        if (__atomic_load_n(CW(s, i, c_wake_at), __ATOMIC_ACQUIRE) != UINT64_MAX)
+            wake_class(CW(s, i, c_wake_at), CW(s, i, c_progress));
+        if (__atomic_load_n(CW(s, i, c_wake_epoch), __ATOMIC_ACQUIRE) != UINT64_MAX)
+            wake_class(CW(s, i, c_wake_epoch), CW(s, i, c_epoch_progress));
+    }
+}
+
 static long long
 sim_lock(struct simcpu *s, uint64_t word, uint64_t counters, uint64_t owner, double timeout,
          int kind)
@@ -459,10 +475,17 @@ sim_lock(struct simcpu *s, uint64_t word, uint64_t counters, uint64_t owner, dou
                 return -2;              /* still blocked: the deadlock report names it */
             set_state(s, CPU_RUNNABLE);
         }
-    } else if (s->sched == SCHED_LAX && ld_relaxed(HW(s, h_run_active))) {
-        spins = lax_acquire(s, word, owner, timeout);
-        if (spins < 0)
-            return spins;
+    } else if (s->sched == SCHED_LAX && ld_relaxed(s->run_active)) {
+        /* A private lock (no other CPU has used its line, such as this CPU's own magazine
+         * lock) is simply taken; any other in simulated-time order. */
+        if (!(line_private(s, word) &&
+              __atomic_compare_exchange_n(holder, &expected, owner, 0, __ATOMIC_ACQUIRE,
+                                          __ATOMIC_RELAXED))) {
+            spins = lax_acquire(s, word, owner, timeout);
+            if (spins < 0)
+                return spins;
+        }
+        lax_taken(s, word);
     } else if (__atomic_load_n(holder, __ATOMIC_RELAXED) != 0 ||
                !__atomic_compare_exchange_n(holder, &expected, owner, 0, __ATOMIC_ACQUIRE,
                                             __ATOMIC_RELAXED)) {

@@ -14,9 +14,9 @@
  *
  * Costs. Every access the seed's code makes to a 64-byte line of the machine's state goes
  * through charge(). Each such line has a coherence tag in the segment (Regions.tags): word 0 is
- * the CPU that wrote it last and the simulated time of that write (OWNER_SHIFT, WSHARED and
- * TIME_MASK below lay it out); the words after it have a bit per CPU holding a copy. A read of a
- * line this CPU holds costs
+ * the CPU that wrote it last and the simulated time of that write (OWNER_SHIFT and TIME_MASK
+ * below lay it out); word 1 (TAG_MOVED) the time the line last moved between CPUs; the words
+ * from TAG_COPIES on have a bit per CPU holding a copy. A read of a line this CPU holds costs
  * cost_hit; of a line written by another CPU since, cost_transfer, and it cannot complete before
  * the time of that write (the reader's clock moves up to it first). A write or an atomic
  * read-modify-write needs the line alone: cost_hit (cost_atomic for an atomic) when it already
@@ -69,13 +69,17 @@ enum { PT_START = 0, PT_END, PT_LOCK, PT_UNLOCK, PT_TRYLOCK, PT_ATOMIC, PT_LOAD,
        PT_READ, PT_WRITE, PT_BARRIER };
 
 /* A coherence tag's first word: the CPU that wrote the line last, + 1 (bits 55-63: up to 256
- * CPUs), WSHARED (bit 54: set for good once the line was written while another CPU wrote it
- * last or held a copy, which makes every later access to it ordered by simulated time under
- * bounded skew), and the time of that write. */
+ * CPUs), and the time of that write (bits 0-54). Its second word, TAG_MOVED: the time the line
+ * last moved between CPUs (a transfer; 0: never). From TAG_COPIES on: a bit per CPU holding a
+ * copy. Layout.py's Regions.tag_words counts them. */
 #define OWNER_SHIFT 55
-#define WSHARED (UINT64_C(1) << 54)
-#define TIME_MASK (WSHARED - 1)
-#define OWNER_MASK (~(TIME_MASK | WSHARED))
+#define TIME_MASK ((UINT64_C(1) << OWNER_SHIFT) - 1)
+#define OWNER_MASK (~TIME_MASK)
+#define TAG_MOVED 1
+#define TAG_COPIES 2
+/* SCHED_LAX: a line that moved between CPUs less than this many quanta ago is "in use by
+ * several": every access to it is ordered by simulated time (see charge_slow). */
+#define RECENT_QUANTA 4
 #define TOKEN_SPINS 1000       /* polls of the token before yielding the core */
 #define TOKEN_YIELDS 10        /* sched_yield()s before sleeping on the futex */
 #define WAIT_SLICE_NS 20000000  /* a futex sleep is cut into slices this long (signals, deaths) */
@@ -93,7 +97,7 @@ static struct {
     Py_ssize_t h_replay_lenient;
     /* CPU_CTL */
     Py_ssize_t c_sizeof, c_clock, c_state, c_wants, c_go, c_prio, c_progress, c_wake_at;
-    Py_ssize_t c_points, c_transfers;
+    Py_ssize_t c_points, c_transfers, c_epoch_progress, c_wake_epoch;
     /* SPINLOCK */
     Py_ssize_t l_holder, l_acquisitions, l_contended, l_spins;
     /* LOCKSTAT */
@@ -111,7 +115,7 @@ static const char *const SIM_FIELDS[] = {
     "HEADER.barrier_round", "HEADER.run_cpus", "HEADER.replay_lenient",
     "CPU_CTL.sizeof", "CPU_CTL.clock", "CPU_CTL.state", "CPU_CTL.wants", "CPU_CTL.go",
     "CPU_CTL.prio", "CPU_CTL.progress", "CPU_CTL.wake_at", "CPU_CTL.points",
-    "CPU_CTL.transfers",
+    "CPU_CTL.transfers", "CPU_CTL.epoch_progress", "CPU_CTL.wake_epoch",
     "SPINLOCK.holder", "SPINLOCK.acquisitions", "SPINLOCK.contended", "SPINLOCK.spins",
     "LOCKSTAT.sizeof", "LOCKSTAT.addr", "LOCKSTAT.kind", "LOCKSTAT.acquisitions",
     "LOCKSTAT.contended", "LOCKSTAT.spins", "LOCKSTAT.wait_cycles", "LOCKSTAT.hold_cycles",
@@ -160,11 +164,12 @@ struct simcpu {
     uint64_t locktab, locktab_mask;
     uint64_t log;           /* the schedule log, one byte per decision */
     uint64_t hit, transfer, atomic, quantum;   /* the cost model, copied at configure */
-    uint64_t horizon;       /* SCHED_LAX: the slowest running clock + quantum, last computed */
+    uint64_t horizon;       /* SCHED_LAX: the end of the slowest running CPU's epoch */
+    uint64_t recent;        /* SCHED_LAX: RECENT_QUANTA * quantum (0 in the other modes) */
     int spin_token;         /* poll the token before sleeping (few CPUs per host core) */
     uint64_t lk_word[16], lk_entry[16];   /* lockstat()'s last answers, by lock line */
     /* precomputed by sim_bind(): this CPU's own words and its tag */
-    uint64_t *clock, *wake_at, *transfers, *points, *run_active, *tagbase;
+    uint64_t *clock, *wake_at, *wake_epoch, *transfers, *points, *run_active, *tagbase;
     uint64_t me_tag, bit;
     PyObject *tracer;       /* token mode: called as tracer(step, kind, addr, next, preempted)
                              * at every point, before the token moves (a borrowed reference:
@@ -181,12 +186,14 @@ sim_bind(struct simcpu *s)
 {
     s->clock = CW(s, s->cpu, c_clock);
     s->wake_at = CW(s, s->cpu, c_wake_at);
+    s->wake_epoch = CW(s, s->cpu, c_wake_epoch);
     s->transfers = CW(s, s->cpu, c_transfers);
     s->points = CW(s, s->cpu, c_points);
     s->run_active = HW(s, h_run_active);
     s->tagbase = (uint64_t *)(s->base + s->tags);
     s->me_tag = (uint64_t)(s->cpu + 1) << OWNER_SHIFT;
     s->bit = UINT64_C(1) << (s->cpu & 63);
+    s->recent = s->sched == SCHED_LAX ? RECENT_QUANTA * s->quantum : 0;
 }
 
 static inline uint64_t ld_relaxed(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
@@ -220,18 +227,30 @@ futex_sleep(uint64_t *word, uint32_t seen)
 
 /* --- bounded skew (SCHED_LAX) ------------------------------------------------------------- */
 
-/* Wake the CPUs sleeping until this one's clock reaches the earliest time one of them needs
- * (CPU_CTL.wake_at, lowered by each sleeper). Called at every point and charge. */
+/*
+ * The CPUs waiting for this one sleep in two classes, each with its own futex word and the
+ * earliest clock one of its sleepers needs: an ordered access or a lock attempt waits for a
+ * clock close to this CPU's (CPU_CTL.progress, wake_at); a CPU at the end of its epoch waits for
+ * this one to enter that epoch (epoch_progress, wake_epoch), usually much later. Apart, the
+ * frequent near wakes do not rouse the epoch sleepers only for them to sleep again.
+ */
+static inline void
+wake_class(uint64_t *at, uint64_t *progress)
+{
+    __atomic_store_n(at, UINT64_MAX, __ATOMIC_RELEASE);
+    __atomic_fetch_add(progress, 1, __ATOMIC_RELEASE);
+    futex_wake_all(progress);
+}
+
+/* Wake the sleepers whose clock this CPU has reached. Called at every point and charge. */
 static inline void
 wake_waiters(struct simcpu *s)
 {
-    uint64_t *at = s->wake_at;
-    if (ld_relaxed(s->clock) >= __atomic_load_n(at, __ATOMIC_ACQUIRE)) {
-        __atomic_store_n(at, UINT64_MAX, __ATOMIC_RELEASE);
-        uint64_t *p = CW(s, s->cpu, c_progress);
-        __atomic_fetch_add(p, 1, __ATOMIC_RELEASE);
-        futex_wake_all(p);
-    }
+    uint64_t t = ld_relaxed(s->clock);
+    if (t >= __atomic_load_n(s->wake_at, __ATOMIC_ACQUIRE))
+        wake_class(s->wake_at, CW(s, s->cpu, c_progress));
+    if (t >= __atomic_load_n(s->wake_epoch, __ATOMIC_ACQUIRE))
+        wake_class(s->wake_epoch, CW(s, s->cpu, c_epoch_progress));
 }
 
 /* Set this CPU's scheduler state (others read it to find the slowest running clock); a CPU that
@@ -239,12 +258,40 @@ wake_waiters(struct simcpu *s)
 static inline void
 set_state(struct simcpu *s, uint64_t state)
 {
-    __atomic_store_n(CW(s, s->cpu, c_state), state, __ATOMIC_RELEASE);
-    if (s->sched == SCHED_LAX && state != CPU_RUNNABLE) {
-        uint64_t *p = CW(s, s->cpu, c_progress);
-        __atomic_fetch_add(p, 1, __ATOMIC_RELEASE);
-        futex_wake_all(p);
-    }
+    __atomic_store_n(CW(s, s->cpu, c_state), state, __ATOMIC_SEQ_CST);
+    if (s->sched != SCHED_LAX || state == CPU_RUNNABLE)
+        return;
+    if (__atomic_load_n(s->wake_at, __ATOMIC_SEQ_CST) != UINT64_MAX)
+        wake_class(s->wake_at, CW(s, s->cpu, c_progress));
+    if (__atomic_load_n(s->wake_epoch, __ATOMIC_SEQ_CST) != UINT64_MAX)
+        wake_class(s->wake_epoch, CW(s, s->cpu, c_epoch_progress));
+}
+
+/* SCHED_LAX: whether the line's tag says it moved between CPUs less than `recent` cycles before
+ * time t (a line in use by several, whose accesses go in simulated-time order). */
+static inline int
+recently_moved(struct simcpu *s, uint64_t *tag, uint64_t t)
+{
+    uint64_t moved = ld_relaxed(tag + TAG_MOVED);
+    return s->recent && moved && moved + s->recent > t;
+}
+
+/* Whether the line holding addr is this CPU's alone and has not moved between CPUs lately: an
+ * access to it needs no ordering against the others (the lock of this CPU's own magazines). */
+static inline int
+line_private(struct simcpu *s, uint64_t addr)
+{
+    uint64_t line = addr >> 6;
+    if (!s->timed || line >= s->tag_lines)
+        return 0;
+    uint64_t *tag = s->tagbase + line * s->tag_words;
+    if ((ld_relaxed(tag) & OWNER_MASK) != s->me_tag ||
+        recently_moved(s, tag, ld_relaxed(s->clock)))
+        return 0;
+    for (uint64_t w = 0; w + TAG_COPIES < s->tag_words; w++)
+        if (ld_relaxed(tag + TAG_COPIES + w) & ~(w == (s->cpu >> 6) ? s->bit : 0))
+            return 0;
+    return 1;
 }
 
 /* The time of the last write to the line holding addr (for choosing by clock). */
@@ -272,8 +319,8 @@ take_time(struct simcpu *s, uint32_t i, uint64_t lock, uint64_t c)
         return c;
     uint64_t *tag = s->tagbase + line * s->tag_words, e = ld_relaxed(tag);
     int alone = (e & OWNER_MASK) == (uint64_t)(i + 1) << OWNER_SHIFT;
-    for (uint64_t w = 0; alone && w + 1 < s->tag_words; w++)
-        if (ld_relaxed(tag + 1 + w) & ~(w == (i >> 6) ? UINT64_C(1) << (i & 63) : 0))
+    for (uint64_t w = 0; alone && w + TAG_COPIES < s->tag_words; w++)
+        if (ld_relaxed(tag + TAG_COPIES + w) & ~(w == (i >> 6) ? UINT64_C(1) << (i & 63) : 0))
             alone = 0;
     return alone ? c : umax(c, (e & TIME_MASK) + s->transfer);
 }
@@ -302,7 +349,7 @@ lax_clock(struct simcpu *s, uint32_t i)
  * (set_state). -1 when a signal handler raised.
  */
 static int
-skew_wait_at(struct simcpu *s, uint64_t t, uint64_t ahead)
+skew_wait_at(struct simcpu *s, uint64_t t, uint64_t ahead, int epoch)
 {
     for (;;) {
         uint64_t need = 0, lowest = UINT64_MAX;
@@ -322,7 +369,8 @@ skew_wait_at(struct simcpu *s, uint64_t t, uint64_t ahead)
         }
         if (laggard == s->cpu)
             return 0;
-        uint64_t *p = CW(s, laggard, c_progress), *at = CW(s, laggard, c_wake_at);
+        uint64_t *p = epoch ? CW(s, laggard, c_epoch_progress) : CW(s, laggard, c_progress);
+        uint64_t *at = epoch ? CW(s, laggard, c_wake_epoch) : CW(s, laggard, c_wake_at);
         uint64_t cur = __atomic_load_n(at, __ATOMIC_ACQUIRE);
         while (need < cur && !__atomic_compare_exchange_n(at, &cur, need, 0, __ATOMIC_ACQ_REL,
                                                           __ATOMIC_ACQUIRE))
@@ -338,26 +386,35 @@ skew_wait_at(struct simcpu *s, uint64_t t, uint64_t ahead)
 static inline int
 skew_wait(struct simcpu *s, uint64_t ahead)
 {
-    return skew_wait_at(s, ld_relaxed(MYCLOCK(s)), ahead);
+    return skew_wait_at(s, ld_relaxed(MYCLOCK(s)), ahead, 0);
 }
 
-/* SCHED_LAX at a scheduling point: no more than quantum ahead of the slowest running CPU. The
- * last computed horizon (slowest + quantum) saves the scan while the clock stays below it. */
+/* SCHED_LAX at a scheduling point: no more than quantum ahead of the slowest running CPU.
+ * Simulated time is cut into epochs of `quantum` cycles; every CPU may run to the end of the
+ * slowest running CPU's epoch (so the skew stays below a quantum), and a CPU that reaches it
+ * sleeps until the slowest enters its own epoch: at most one sleep per CPU per epoch, where a
+ * sliding window would wake and stop the CPUs ahead at every step of the slowest. The last
+ * computed end (the horizon) saves the scan while the clock stays below it. */
 static int
 lax_wait(struct simcpu *s)
 {
     wake_waiters(s);
-    uint64_t t = ld_relaxed(MYCLOCK(s));
-    if (t <= s->horizon)
+    uint64_t t = ld_relaxed(MYCLOCK(s)), q = s->quantum;
+    if (t < s->horizon)
         return 0;
-    if (skew_wait(s, s->quantum) < 0)
-        return -1;
-    uint64_t slowest = t;
-    for (uint32_t i = 0; i < s->ncpus; i++)
-        if (i != s->cpu && lax_clock(s, i) < slowest)
-            slowest = lax_clock(s, i);
-    s->horizon = slowest + s->quantum;
-    return 0;
+    for (;;) {
+        uint64_t slowest = t;
+        for (uint32_t i = 0; i < s->ncpus; i++)
+            if (i != s->cpu && lax_clock(s, i) < slowest)
+                slowest = lax_clock(s, i);
+        s->horizon = (slowest / q + 1) * q;
+        if (t < s->horizon)
+            return 0;
+        if (skew_wait_at(s, t / q * q, 0, 1) < 0)   /* the slowest enters this epoch */
+            return -1;
+        if (!ld_relaxed(s->run_active))
+            return 0;
+    }
 }
 
 /* --- the cost model ---------------------------------------------------------------------- */
@@ -368,31 +425,44 @@ static inline __attribute__((always_inline)) int
 line_is_mine(struct simcpu *s, uint64_t *tag, uint64_t e, int kind)
 {
     uint64_t me = s->me_tag, bit = s->bit;
-    uint64_t *mine = tag + 1 + (s->cpu >> 6);
+    uint64_t *mine = tag + TAG_COPIES + (s->cpu >> 6);
     if (kind == ACC_READ)
         return (e & OWNER_MASK) == me || e == 0 || (ld_relaxed(mine) & bit);
     if ((e & OWNER_MASK) != me && e != 0)
         return 0;
-    for (uint64_t w = 0; w + 1 < s->tag_words; w++)
-        if (ld_relaxed(tag + 1 + w) & ~(tag + 1 + w == mine ? bit : 0))
+    for (uint64_t w = 0; w + TAG_COPIES < s->tag_words; w++)
+        if (ld_relaxed(tag + TAG_COPIES + w) & ~(tag + TAG_COPIES + w == mine ? bit : 0))
             return 0;
     return 1;
 }
 
-/* charge() past its fast case: the line is not this CPU's alone (or a read of a line it only
- * holds a copy of). */
+/* Record that the line moved between CPUs at time t (the later of two racing moves stays). */
+static inline void
+note_moved(uint64_t *tag, uint64_t t)
+{
+    uint64_t cur = ld_relaxed(tag + TAG_MOVED);
+    while (cur < t && !__atomic_compare_exchange_n(tag + TAG_MOVED, &cur, t, 0,
+                                                   __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        ;
+}
+
+/* charge() past its fast case: the line is not this CPU's alone, or a read of a line it only
+ * holds a copy of, or a line that moved lately. */
 static __attribute__((noinline)) void
 charge_slow(struct simcpu *s, uint64_t *tag, int kind)
 {
-    uint64_t *mine = tag + 1 + (s->cpu >> 6), bit = s->bit;
+    uint64_t *mine = tag + TAG_COPIES + (s->cpu >> 6), bit = s->bit;
     uint64_t *clock = s->clock, t = ld_relaxed(clock), me = s->me_tag;
     uint64_t e = ld_relaxed(tag);
-    if (s->sched == SCHED_LAX && ((e & WSHARED) || !line_is_mine(s, tag, e, kind)) &&
+    if (s->sched == SCHED_LAX && (!line_is_mine(s, tag, e, kind) || recently_moved(s, tag, t)) &&
         ld_relaxed(s->run_active)) {
-        /* An access that needs the line from another CPU, or to a line several CPUs write,
-         * happens in simulated-time order: first every running CPU behind this one catches up
-         * (a stop request may run its Python handler here; it cannot raise, see
-         * Kernel._on_stop_signal). */
+        /* An access that needs the line from another CPU, or to a line that moved between
+         * CPUs lately (in use by several: a lock, a shared counter, an object passed around),
+         * happens in simulated-time order: first every running CPU behind this one catches up,
+         * so that none of them can reach the line at an earlier time afterwards. A line one
+         * CPU keeps to itself (its magazines' objects) is not waited for: the bound on the
+         * skew is all it needs. A stop request may run its Python handler here; it cannot
+         * raise, see Kernel._on_stop_signal. */
         if (skew_wait(s, 0) < 0)
             PyErr_Clear();
         t = ld_relaxed(clock);
@@ -414,23 +484,22 @@ charge_slow(struct simcpu *s, uint64_t *tag, int kind)
     uint64_t cost = kind == ACC_RMW ? s->atomic : s->hit;
     for (;;) {
         int alone = (e & OWNER_MASK) == me || e == 0;
-        for (uint64_t w = 0; alone && w + 1 < s->tag_words; w++) {
-            uint64_t m = ld_relaxed(tag + 1 + w);
-            if (m & ~(tag + 1 + w == mine ? bit : 0))
+        for (uint64_t w = 0; alone && w + TAG_COPIES < s->tag_words; w++) {
+            uint64_t m = ld_relaxed(tag + TAG_COPIES + w);
+            if (m & ~(tag + TAG_COPIES + w == mine ? bit : 0))
                 alone = 0;
         }
         uint64_t done = alone ? t + cost : umax(t, e & TIME_MASK) + s->transfer + cost;
-        /* Written while another CPU wrote it last or holds a copy: shared for good. */
-        uint64_t shared = (e & WSHARED) | (alone ? 0 : WSHARED);
         if ((e & OWNER_MASK) == me) {
-            st_relaxed(tag, me | shared | (done & TIME_MASK));
-        } else if (!__atomic_compare_exchange_n(tag, &e, me | shared | (done & TIME_MASK), 0,
+            st_relaxed(tag, me | (done & TIME_MASK));
+        } else if (!__atomic_compare_exchange_n(tag, &e, me | (done & TIME_MASK), 0,
                                                 __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
             continue;                       /* another CPU took the line meanwhile: again */
         }
         if (!alone) {
-            for (uint64_t w = 0; w + 1 < s->tag_words; w++)
-                st_relaxed(tag + 1 + w, tag + 1 + w == mine ? bit : 0);
+            for (uint64_t w = 0; w + TAG_COPIES < s->tag_words; w++)
+                st_relaxed(tag + TAG_COPIES + w, tag + TAG_COPIES + w == mine ? bit : 0);
+            note_moved(tag, done);
             st_relaxed(s->transfers, ld_relaxed(s->transfers) + 1);
         }
         st_relaxed(clock, done);
@@ -441,7 +510,8 @@ charge_slow(struct simcpu *s, uint64_t *tag, int kind)
 
 /* Charge this CPU's clock for an access of `kind` to the line holding addr, and update the
  * line's coherence tag. Lines at or above the tag table's end (bookkeeping) cost nothing. The
- * common case, inline: the line was written last by this CPU and no other holds a copy. */
+ * common case, inline: the line was written last by this CPU, no other holds a copy and it has
+ * not moved lately. */
 static inline __attribute__((always_inline)) void
 charge(struct simcpu *s, uint64_t addr, int kind)
 {
@@ -451,14 +521,15 @@ charge(struct simcpu *s, uint64_t addr, int kind)
     if (line >= s->tag_lines)
         return;
     uint64_t *tag = s->tagbase + line * s->tag_words;
-    uint64_t e = ld_relaxed(tag);
-    if ((e & ~TIME_MASK) == s->me_tag && s->tag_words == 2 &&       /* mine, not WSHARED */
-        (kind == ACC_READ || !(ld_relaxed(tag + 1) & ~s->bit))) {
-        uint64_t t = ld_relaxed(s->clock) + (kind == ACC_RMW ? s->atomic : s->hit);
+    uint64_t e = ld_relaxed(tag), now = ld_relaxed(s->clock);
+    if ((e & OWNER_MASK) == s->me_tag && s->tag_words == TAG_COPIES + 1 &&   /* <= 64 CPUs */
+        (kind == ACC_READ || !(ld_relaxed(tag + TAG_COPIES) & ~s->bit)) &&
+        !recently_moved(s, tag, now)) {
+        uint64_t t = now + (kind == ACC_RMW ? s->atomic : s->hit);
         if (kind != ACC_READ)
             st_relaxed(tag, s->me_tag | (t & TIME_MASK));
         st_relaxed(s->clock, t);
-        if (t >= ld_relaxed(s->wake_at))
+        if (t >= ld_relaxed(s->wake_at) || t >= ld_relaxed(s->wake_epoch))
             wake_waiters(s);
         return;
     }

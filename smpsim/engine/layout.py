@@ -209,6 +209,8 @@ CPU_CTL = Struct("cpu_ctl", [
     ("wake_at", 8),     # bounded skew: the earliest clock of this CPU that a sleeper needs
     ("points", 8),      # scheduling points this CPU has passed
     ("transfers", 8),   # simulated time: lines this CPU had to take from another CPU's cache
+    ("epoch_progress", 8),  # futex word: bumped when this CPU wakes the CPUs waiting for its epoch
+    ("wake_epoch", 8),  # bounded skew: the earliest clock of this CPU an epoch sleeper needs
     ("_", PAD_TO_LINE),
 ], align=LINE)
 
@@ -235,8 +237,9 @@ class Regions:
     """Where each part lies in the segment of a machine with `memory` bytes and `cpus` CPUs.
 
     `timed`: the machine runs in simulated time, so the segment holds a coherence tag for every
-    64-byte line before the object table (TAG words each: the last writer and the time of that
-    write, then a bit per CPU that holds a copy). `log_cap`: the room, in decisions, of a
+    64-byte line before the object table (`tag_words` words each: the last writer and the time
+    of that write, the time the line last moved between CPUs, then a bit per CPU that holds a
+    copy). `log_cap`: the room, in decisions, of a
     controlled run's schedule log (0: the machine runs no controlled schedule).
     """
 
@@ -260,7 +263,7 @@ class Regions:
         off += LOCKSTAT.sizeof * LOCKTAB_SIZE
         # Coherence tags cover every line before the object table: simulated memory and the
         # frame allocator's state (the bookkeeping in between is never charged).
-        self.tag_words = 1 + (cpus + 63) // 64
+        self.tag_words = 2 + (cpus + 63) // 64
         self.tag_lines = self.object_table // LINE if timed else 0
         self.tags = off
         off += WORD * self.tag_words * self.tag_lines

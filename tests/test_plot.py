@@ -1,5 +1,7 @@
 """Plots: the sweep and time-series PNGs are written and are PNGs."""
 
+import pytest
+
 from smpsim.experiment import plot
 
 ROWS = [{"label": lab, "cpus": n, "throughput": tp * n, "throughput_ci95": sd, "hit_rate": hr,
@@ -66,3 +68,22 @@ def test_a_simulated_timeseries_is_against_simulated_seconds(tmp_path, monkeypat
     plot.timeseries_plot([{k: v for k, v in s.items() if k != "sim_t"} for s in series],
                          str(tmp_path / "host.png"))
     assert [t for t in labels if t] == ["simulated seconds", "seconds (host)"]
+
+
+def test_twin_plot_puts_the_two_times_side_by_side(tmp_path, capsys):
+    import json
+    assert is_png(plot.twin_plot(SIM_ROWS, ROWS, str(tmp_path / "twin.png"), "t"))
+    with pytest.raises(ValueError, match=r"^twin_plot: expected the rows of a simulated-time "
+                                         r"sweep, got host time$"):
+        plot.twin_plot(ROWS, ROWS, str(tmp_path / "bad.png"))
+    folders = []
+    for name, rows in (("sim", SIM_ROWS), ("host", ROWS)):
+        d = tmp_path / name
+        d.mkdir()
+        runs = [dict(r, check="ok", error="") for r in rows]
+        (d / "summary.json").write_text(json.dumps({"runs": runs}))
+        folders.append(str(d))
+    assert plot.main(folders + [str(tmp_path / "cli.png")]) == 0 and is_png(tmp_path / "cli.png")
+    assert plot.main(folders[::-1] + [str(tmp_path / "x.png")]) == 2
+    assert capsys.readouterr().err == ("smpsim: twin_plot: expected the rows of a simulated-time "
+                                       "sweep, got host time\n")

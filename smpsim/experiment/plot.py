@@ -108,7 +108,7 @@ def _cost_plot(plt, groups, counts, title, path):
     top.set_yscale("log")
     top.set_ylabel("simulated cycles per operation")
     top.grid(True, alpha=0.3)
-    top.legend(fontsize=7)
+    top.legend(fontsize=7, loc="best")
     top.set_title(f"{title}: cycles and line transfers per operation" if title
                   else "cycles and line transfers per operation", fontsize=10)
     _axes(bottom, counts, None, "cache-line transfers per operation", "transfers_per_op")
@@ -200,18 +200,21 @@ def timeseries_plot(series, path, title=""):
 
 
 def _throughput_panel(ax, rows, time):
+    """One panel of twin_plot: a line per variant (error bars: 95 % CI), and in simulated time
+    linear scaling from the first variant's smallest CPU count."""
     groups = _by_label(rows)
     counts = sorted({r["cpus"] for r in rows})
-    for label, rs in groups.items():
+    for i, (label, rs) in enumerate(groups.items()):
         floor = rs[0].get("workload") == "floor"
         xs, ys = [r["cpus"] for r in rs], [r["throughput"] for r in rs]
-        color = ax.plot(xs, ys, marker="o", linestyle="--" if floor else "-",
-                        label=f"{label} (no allocator)" if floor else label)[0].get_color()
-        if time == "simulated" and ys[0]:
-            ax.plot(xs, [ys[0] * x / xs[0] for x in xs], linestyle=":", color=color, alpha=0.6)
-    if time == "simulated":
-        ax.plot([], [], linestyle=":", color="grey", label="linear")
+        ax.errorbar(xs, ys, yerr=[r.get("throughput_ci95") or 0 for r in rs], marker="o",
+                    capsize=3, linestyle="--" if floor else "-",
+                    label=f"{label} (no allocator)" if floor else label)
+        if time == "simulated" and i == 0 and ys[0]:
+            ax.plot(xs, [ys[0] * x / xs[0] for x in xs], linestyle=":", color="grey",
+                    label=f"linear from {label} on {xs[0]} CPU{'s' if xs[0] > 1 else ''}")
     _axes(ax, counts, f"{time} time", f"throughput ({UNITS[time]}, all CPUs)", "throughput")
+    ax.legend(fontsize=8, loc="best")
 
 
 def twin_plot(sim_rows, host_rows, path, title=""):

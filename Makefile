@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml setup.py smpsim/engine/_atomics.c smpsim/engine/_fastpa
           smpsim/engine/_sim.h smpsim/engine/_sched.h
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e '.[test,cluster]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -5,6 +5,7 @@ workloads run like bundled ones; the setup check; result folders never mixed."""
 import csv
 import json
 import os
+import socket
 import pickle
 
 import pytest
@@ -290,7 +291,10 @@ def test_every_machine_key_reaches_the_machine(scn, monkeypatch):
     runner._machine(point)
     assert seen == {"cpus": 2, "memory": 8 << 20, "magazine_size": 4, "debug": False,
                     "counters": "shared", "lock_timeout": None, "time": "host", "quantum": None,
-                    "cost": None, "colour": True}
+                    "cost": None, "colour": True,
+                    "resize_magazines": False, "empty_magazines": False,
+                    "cpu_magazine_cache": False, "slab_locks": False, "reap_every": None,
+                    "resize_threshold": 3, "resize_period": 1.0}
 
 
 def test_a_result_records_where_and_how_it_was_measured(scn, tmp_path):
@@ -303,6 +307,7 @@ def test_a_result_records_where_and_how_it_was_measured(scn, tmp_path):
     assert h["smpsim"] == (getattr(smpsim, "__version__", None) or
                            __import__("importlib.metadata").metadata.version("smpsim"))
     assert h["cores"] == os.cpu_count() and h["cpu_model"] and h["python"]
+    assert h["name"] == socket.gethostname()
     assert len(h["loadavg"]) == 3
     assert set(h["interference"]) == {"busy_cores", "other_cores", "loadavg"}
     assert h["interference"]["other_cores"] >= 0
@@ -367,6 +372,73 @@ def test_lock_times_the_engine_counts_reach_the_tables(tmp_path):
     headings = [c[1] for c in tables.sweep_columns(tables.aggregate([tables.summary_row(r)]))]
     assert {"lock wait cycles/op", "wait cycles/acq", "lock hold cycles/op",
             "hold cycles/acq"} <= set(headings)
+
+
+OPTIONS_TOML = """
+name = "opts"
+[machine]
+cpus = 2
+memory = "8M"
+[[caches]]
+name = "obj"
+size = 100
+ctor = "smpsim.workloads.objects:construct"
+dtor = "smpsim.workloads.objects:destruct"
+[workload]
+name = "threadtest"
+cache = "obj"
+batch = 40
+ops = 2000
+[run]
+interval = 0.05
+[[variants]]
+label = "seed"
+[[variants]]
+label = "options"
+[variants.machine]
+resize_magazines = true
+resize_threshold = 0
+colour = true
+reap_every = 0.01
+empty_magazines = true
+cpu_magazine_cache = true
+slab_locks = true
+"""
+
+
+def test_the_options_reach_the_machine_and_the_tables(tmp_path):
+    path = tmp_path / "opts.toml"
+    path.write_text(OPTIONS_TOML)
+    scn = scenario.load(str(path))
+    out = str(tmp_path / "out")
+    (seed, opts), sweep = runner.run_points(scn, scn.points([2]), out)
+    assert seed["check"] == opts["check"] == "ok"
+    # Constructor calls per allocation: objects come back constructed from the magazines.
+    for r in (seed, opts):
+        assert 0 < r["options"]["ctor_per_alloc"] < 0.5
+        assert r["options"]["constructed"] > 0
+    assert seed["options"]["magazine_sizes"] == {"obj": 4} and seed["options"]["resizes"] == 0
+    # Every option reached the machine (whether the magazines grew depends on the host).
+    assert {"slab_magazine_cpu", "slab_magazine_7"} <= set(opts["caches_end"])
+    assert "obj.emptylock" in opts["locks"] and "obj.slablocks" in opts["locks"]
+    assert opts["options"]["reap_calls"] > 0
+    assert "slab_magazine_cpu" not in seed["caches_end"]
+    table = {r["label"]: r for r in rows(os.path.join(out, "summary.csv"))}
+    assert int(table["seed"]["resizes"]) == 0 and table["seed"]["magazine_size"] == ""
+    assert table["seed"]["line_miss_rate"] == "" and int(table["seed"]["frames_held"]) > 0
+    md = open(os.path.join(out, "sweep.md")).read()
+    assert "| frames held | ctor calls/alloc |" in md and "line misses/access" not in md
+
+
+def test_the_walk_workload_reports_line_misses(tmp_path):
+    path = tmp_path / "walk.toml"
+    path.write_text(TOML.replace('name = "threadtest"\ncache = "obj"\nbatch = 2\nops = 300',
+                                 'name = "walk"\ncache = "obj"\ncount = 20\npasses = 3'))
+    scn = scenario.load(str(path))
+    (mag, _), sweep = runner.run_points(scn, scn.points([1]), str(tmp_path / "out"))
+    assert mag["cpus"][0]["line_accesses"] == 60
+    assert tables.summary_row(mag)["line_miss_rate"] is not None
+    assert ("line_miss_rate", "line misses/access", None) in tables.sweep_columns(sweep)
 
 
 # --- simulated time -------------------------------------------------------------------------------

@@ -51,7 +51,10 @@ def test_defaults_and_points(tmp_path):
     assert s.name == "s"
     assert s.machine == {"cpus": 4, "memory": 16 << 20, "magazine_size": 4, "debug": False,
                          "counters": "shared", "lock_timeout": None, "time": "host",
-                         "quantum": None, "cost": None}
+                         "quantum": None, "cost": None,
+                         "resize_magazines": False, "colour": False, "empty_magazines": False,
+                         "cpu_magazine_cache": False, "slab_locks": False, "reap_every": None,
+                         "resize_threshold": 3, "resize_period": 1.0}
     assert s.run == {"timeout": 600.0, "interval": 0.25, "pin": False}
     assert s.sweep == {"cpus": [4], "repeat": 1}
     [p] = s.points()
@@ -111,8 +114,9 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
     (GOOD.replace("[machine]", "[machine]\ncounters = \"global\""),
      "key 'machine.counters': expected one of 'shared', 'percpu', got 'global'"),
     (GOOD.replace("[machine]", "[machine]\nspeed = 3"),
-     "unknown key 'machine.speed'; expected one of counters, cpus, debug, lock_timeout, "
-     "magazine_size, memory, quantum, time"),
+     "unknown key 'machine.speed'; expected one of colour, counters, cpu_magazine_cache, cpus, "
+     "debug, empty_magazines, lock_timeout, magazine_size, memory, quantum, reap_every, "
+     "resize_magazines, resize_period, resize_threshold, slab_locks, time"),
     (GOOD.replace("size = 100", "size = 0"),
      "key 'caches[1].size': expected an integer 1..4194304, got 0"),
     (GOOD.replace("size = 100", "size = 100\nalign = 24"),
@@ -127,8 +131,8 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
     (GOOD.replace("size = 100\n", ""),
      "missing key 'caches[1].size'; expected an integer >= 1"),
     (GOOD.replace("name = \"threadtest\"", "name = \"nope\""),
-     "key 'workload.name': expected a workload: floor, kalloc_mix, larson, pressure, scratch, "
-     "threadtest, xmalloc, 'package.module:function' or a .py file, got 'nope'"),
+     "key 'workload.name': expected a workload: burst, floor, kalloc_mix, larson, pressure, "
+     "scratch, threadtest, walk, xmalloc, 'package.module:function' or a .py file, got 'nope'"),
     (GOOD.replace("name = \"threadtest\"", "name = \"nowhere.at_all:run\""),
      "key 'workload.name': expected a workload that loads (cannot import 'nowhere.at_all': "
      "No module named 'nowhere'), got 'nowhere.at_all:run'"),
@@ -136,8 +140,8 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
      "key 'workload.name': expected a workload that loads (smpsim.workloads.larson has no "
      "function 'walk'), got 'smpsim.workloads.larson:walk'"),
     (GOOD.replace("name = \"threadtest\"\n", ""),
-     "missing key 'workload.name'; expected a workload: floor, kalloc_mix, larson, pressure, "
-     "scratch, threadtest, xmalloc"),
+     "missing key 'workload.name'; expected a workload: burst, floor, kalloc_mix, larson, "
+     "pressure, scratch, threadtest, walk, xmalloc"),
     (GOOD.replace("ops = 100", "ops = -5"),
      "key 'workload.ops': expected an integer 0..1000000000, got -5"),
     (GOOD.replace("ops = 100", "ops = 1.5"),
@@ -175,6 +179,22 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
      "missing key 'variants[1].label'; expected a string"),
     (GOOD + "[[variants]]\nlabel = \"a\"\nworkload = { batch = 0 }\n",
      "key 'variants[1].workload.batch': expected an integer 1..100000, got 0"),
+    (GOOD.replace("[machine]", "[machine]\ncolour = 1"),
+     "key 'machine.colour': expected true or false, got 1"),
+    (GOOD.replace("[machine]", "[machine]\nslab_locks = \"yes\""),
+     "key 'machine.slab_locks': expected true or false, got 'yes'"),
+    (GOOD.replace("[machine]", "[machine]\nreap_every = 0"),
+     "key 'machine.reap_every': expected a number > 0 and <= inf, got 0"),
+    (GOOD.replace("[machine]", "[machine]\nresize_threshold = -1"),
+     "key 'machine.resize_threshold': expected an integer 0..1000000, got -1"),
+    (GOOD.replace("[machine]", "[machine]\nresize_period = 0"),
+     "key 'machine.resize_period': expected a number > 0 and <= 86400, got 0"),
+    (GOOD.replace("size = 100", "size = 100\nctor = \"nocolon\""),
+     "key 'caches[1].ctor': expected a 'module:function' string, got 'nocolon'"),
+    (GOOD.replace("size = 100", "size = 100\ndtor = 5"),
+     "key 'caches[1].dtor': expected a 'module:function' string, got 5"),
+    (GOOD + "[[variants]]\nlabel = \"a\"\nmachine = { empty_magazines = 2 }\n",
+     "key 'variants[1].machine.empty_magazines': expected true or false, got 2"),
     ("[machine]\ncpus = 2\n", "missing key 'workload'; expected a table with 'name'"),
     ("workload = 3\n", "key 'workload': expected a table, got 3"),
 ])
@@ -217,16 +237,16 @@ def test_parse_memory_refuses(value):
 
 def test_machine_keys_are_one_table(tmp_path, monkeypatch):
     """A key added to MACHINE_KEYS is checked, defaulted and listed with no other change."""
-    monkeypatch.setitem(scenario.MACHINE_KEYS, "colour",
+    monkeypatch.setitem(scenario.MACHINE_KEYS, "tint",
                         (lambda c, v, key: c.int(v, key, 0, 7), 0))
     s = scenario.load(write(tmp_path, GOOD))
-    assert s.machine["colour"] == 0
-    s = scenario.load(write(tmp_path, GOOD.replace("[machine]", "[machine]\ncolour = 5")))
-    assert s.machine["colour"] == 5
-    path, got = error(tmp_path, GOOD.replace("[machine]", "[machine]\ncolour = 9"))
-    assert got == f"{path}: key 'machine.colour': expected an integer 0..7, got 9"
+    assert s.machine["tint"] == 0
+    s = scenario.load(write(tmp_path, GOOD.replace("[machine]", "[machine]\ntint = 5")))
+    assert s.machine["tint"] == 5
+    path, got = error(tmp_path, GOOD.replace("[machine]", "[machine]\ntint = 9"))
+    assert got == f"{path}: key 'machine.tint': expected an integer 0..7, got 9"
     path, got = error(tmp_path, GOOD.replace("[machine]", "[machine]\nshade = 1"))
-    assert "expected one of colour, counters, cpus" in got
+    assert "resize_threshold, slab_locks, time, tint" in got
 
 
 def test_a_directory_is_not_a_scenario(tmp_path):
@@ -288,8 +308,10 @@ def test_set_overrides_keys_as_toml_values(tmp_path):
                           "batch, cache, ops, order, sample_every, seconds, seed, size"),
     (["machine.magazine_size=big"],
      "key 'machine.magazine_size': expected an integer 1..1024, got 'big'"),
-    (["machine.speed=3"], "unknown key 'machine.speed'; expected one of counters, cpus, debug, "
-                          "lock_timeout, magazine_size, memory, quantum, time"),
+    (["machine.speed=3"], "unknown key 'machine.speed'; expected one of colour, counters, "
+                          "cpu_magazine_cache, cpus, debug, empty_magazines, lock_timeout, "
+                          "magazine_size, memory, quantum, reap_every, resize_magazines, "
+                          "resize_period, resize_threshold, slab_locks, time"),
     (["variants[9].machine.cpus=1"],
      "key 'variants': expected an array with an element [9], got None"),
     (["workload"], "--set: expected KEY=VALUE with a dotted KEY like workload.batch=8 or "
@@ -354,6 +376,21 @@ def test_the_docs_example_workload_runs(tmp_path):
     r = runner.run_point(scenario.load(path).points()[0])
     assert r["error"] is None and r["check"] == "ok" and r["ops"] == 400
     assert r["columns"] == [["bursts", "bursts"]] and [c["bursts"] for c in r["cpus"]] == [5, 5]
+
+
+def test_the_options_keys_reach_the_points(tmp_path):
+    text = GOOD.replace("size = 100", "size = 100\nctor = \"smpsim.workloads.objects:construct\"")
+    text += ("[[variants]]\nlabel = \"seed\"\n[[variants]]\nlabel = \"all\"\nmachine = { "
+             "resize_magazines = true, colour = true, empty_magazines = true, "
+             "cpu_magazine_cache = true, slab_locks = true, reap_every = inf, "
+             "resize_threshold = 0, resize_period = 0.5 }\n")
+    s = scenario.load(write(tmp_path, text))
+    seed, all_on = s.points()
+    assert seed.machine["colour"] is False and seed.machine["reap_every"] is None
+    assert all_on.machine["colour"] is True and all_on.machine["reap_every"] == float("inf")
+    assert (all_on.machine["resize_threshold"], all_on.machine["resize_period"]) == (0, 0.5)
+    assert seed.caches[0]["ctor"] == "smpsim.workloads.objects:construct"
+    assert "dtor" not in seed.caches[0]
 
 
 # --- simulated time ------------------------------------------------------------------------------

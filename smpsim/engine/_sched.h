@@ -395,8 +395,23 @@ sim_released(struct simcpu *s, uint64_t word, int kind)
  * CPU_BLOCKED (lax_clock). Returns the failed attempts, -1 after `timeout` seconds, -2 with a
  * Python exception set.
  */
+static long long lax_acquire_loop(struct simcpu *s, uint64_t word, uint64_t owner,
+                                  double timeout);
+
 static long long
-lax_acquire(struct simcpu *s, uint64_t word, uint64_t owner, double timeout)
+lax_acquire(struct simcpu *s, uint64_t word, uint64_t owner, double timeout, uint64_t stat)
+{
+    /* While this CPU is at it, the holder cannot take the lock as a private one (sim_lock). */
+    if (stat)
+        __atomic_fetch_add(LS(s, stat, s_waiting), 1, __ATOMIC_SEQ_CST);
+    long long spins = lax_acquire_loop(s, word, owner, timeout);
+    if (stat)
+        __atomic_fetch_sub(LS(s, stat, s_waiting), 1, __ATOMIC_RELEASE);
+    return spins;
+}
+
+static long long
+lax_acquire_loop(struct simcpu *s, uint64_t word, uint64_t owner, double timeout)
 {
     uint64_t *holder = (uint64_t *)(s->base + word), expected;
     long long spins = 0;
@@ -476,12 +491,15 @@ sim_lock(struct simcpu *s, uint64_t word, uint64_t counters, uint64_t owner, dou
             set_state(s, CPU_RUNNABLE);
         }
     } else if (s->sched == SCHED_LAX && ld_relaxed(s->run_active)) {
-        /* A private lock (no other CPU has used its line, such as this CPU's own magazine
-         * lock) is simply taken; any other in simulated-time order. */
-        if (!(line_private(s, word) &&
+        /* A private lock (its line has not moved between CPUs lately and no other CPU is
+         * trying to take it, such as this CPU's own magazine lock) is simply taken; any other
+         * in simulated-time order. */
+        uint64_t stat = s->timed ? lockstat(s, word, kind) : 0;
+        if (!(line_private(s, word) && stat &&
+              __atomic_load_n(LS(s, stat, s_waiting), __ATOMIC_SEQ_CST) == 0 &&
               __atomic_compare_exchange_n(holder, &expected, owner, 0, __ATOMIC_ACQUIRE,
                                           __ATOMIC_RELAXED))) {
-            spins = lax_acquire(s, word, owner, timeout);
+            spins = lax_acquire(s, word, owner, timeout, stat);
             if (spins < 0)
                 return spins;
         }

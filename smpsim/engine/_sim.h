@@ -94,7 +94,7 @@ static struct {
     Py_ssize_t h_token, h_step, h_decisions, h_preemptions, h_rng, h_kill_cpu, h_kill_step;
     Py_ssize_t h_failure, h_failure_step, h_log_len, h_log_cap, h_pct_next, h_pct_count;
     Py_ssize_t h_barrier_clock, h_pct_change, h_barrier_count, h_barrier_round, h_run_cpus;
-    Py_ssize_t h_replay_lenient;
+    Py_ssize_t h_replay_lenient, h_run_start;
     /* CPU_CTL */
     Py_ssize_t c_sizeof, c_clock, c_state, c_wants, c_go, c_prio, c_progress, c_wake_at;
     Py_ssize_t c_points, c_transfers, c_epoch_progress, c_wake_epoch;
@@ -102,7 +102,7 @@ static struct {
     Py_ssize_t l_holder, l_acquisitions, l_contended, l_spins;
     /* LOCKSTAT */
     Py_ssize_t s_sizeof, s_addr, s_kind, s_acquisitions, s_contended, s_spins, s_wait_cycles;
-    Py_ssize_t s_hold_cycles, s_acquired_at;
+    Py_ssize_t s_hold_cycles, s_acquired_at, s_waiting;
 } SL;
 
 static const char *const SIM_FIELDS[] = {
@@ -112,14 +112,14 @@ static const char *const SIM_FIELDS[] = {
     "HEADER.preemptions", "HEADER.rng", "HEADER.kill_cpu", "HEADER.kill_step", "HEADER.failure",
     "HEADER.failure_step", "HEADER.log_len", "HEADER.log_cap", "HEADER.pct_next",
     "HEADER.pct_count", "HEADER.barrier_clock", "HEADER.pct_change", "HEADER.barrier_count",
-    "HEADER.barrier_round", "HEADER.run_cpus", "HEADER.replay_lenient",
+    "HEADER.barrier_round", "HEADER.run_cpus", "HEADER.replay_lenient", "HEADER.run_start",
     "CPU_CTL.sizeof", "CPU_CTL.clock", "CPU_CTL.state", "CPU_CTL.wants", "CPU_CTL.go",
     "CPU_CTL.prio", "CPU_CTL.progress", "CPU_CTL.wake_at", "CPU_CTL.points",
     "CPU_CTL.transfers", "CPU_CTL.epoch_progress", "CPU_CTL.wake_epoch",
     "SPINLOCK.holder", "SPINLOCK.acquisitions", "SPINLOCK.contended", "SPINLOCK.spins",
     "LOCKSTAT.sizeof", "LOCKSTAT.addr", "LOCKSTAT.kind", "LOCKSTAT.acquisitions",
     "LOCKSTAT.contended", "LOCKSTAT.spins", "LOCKSTAT.wait_cycles", "LOCKSTAT.hold_cycles",
-    "LOCKSTAT.acquired_at",
+    "LOCKSTAT.acquired_at", "LOCKSTAT.waiting",
     NULL};
 
 /* The exception a CPU's program gets when the scheduler ends the run (deadlock, a schedule that
@@ -169,7 +169,8 @@ struct simcpu {
     int spin_token;         /* poll the token before sleeping (few CPUs per host core) */
     uint64_t lk_word[16], lk_entry[16];   /* lockstat()'s last answers, by lock line */
     /* precomputed by sim_bind(): this CPU's own words and its tag */
-    uint64_t *clock, *wake_at, *wake_epoch, *transfers, *points, *run_active, *tagbase;
+    uint64_t *clock, *wake_at, *wake_epoch, *transfers, *points, *run_active, *run_start;
+    uint64_t *tagbase;
     uint64_t me_tag, bit;
     PyObject *tracer;       /* token mode: called as tracer(step, kind, addr, next, preempted)
                              * at every point, before the token moves (a borrowed reference:
@@ -190,6 +191,7 @@ sim_bind(struct simcpu *s)
     s->transfers = CW(s, s->cpu, c_transfers);
     s->points = CW(s, s->cpu, c_points);
     s->run_active = HW(s, h_run_active);
+    s->run_start = HW(s, h_run_start);
     s->tagbase = (uint64_t *)(s->base + s->tags);
     s->me_tag = (uint64_t)(s->cpu + 1) << OWNER_SHIFT;
     s->bit = UINT64_C(1) << (s->cpu & 63);
@@ -268,12 +270,15 @@ set_state(struct simcpu *s, uint64_t state)
 }
 
 /* SCHED_LAX: whether the line's tag says it moved between CPUs less than `recent` cycles before
- * time t (a line in use by several, whose accesses go in simulated-time order). */
+ * time t (a line in use by several, whose accesses go in simulated-time order). So is every
+ * line in a run's first `recent` cycles, while the host starts the CPU processes one by one:
+ * which lines the CPUs will share is not known yet. */
 static inline int
 recently_moved(struct simcpu *s, uint64_t *tag, uint64_t t)
 {
     uint64_t moved = ld_relaxed(tag + TAG_MOVED);
-    return s->recent && moved && moved + s->recent > t;
+    return s->recent && ((moved && moved + s->recent > t) ||
+                         t < ld_relaxed(s->run_start) + s->recent);
 }
 
 /* Whether the line holding addr is this CPU's alone and has not moved between CPUs lately: an

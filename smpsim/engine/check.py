@@ -14,11 +14,26 @@ Objects  every free object is in exactly one place: one slab's free list or one 
 Counters allocated_slabs, cached_objs, allocated_objs and magazine_counter equal what the walk
          counts; the frames-lock free count too.
 Locks    no lock is held and no CPU is inside allocator code.
+
+With the options beyond the seed (smpsim/engine/options.py), also:
+Colour   a slab's first object lies a whole number of colour steps into its frames, within
+         the cache's slack (Machine(colour=True)); without colouring, at their start.
+Empty    every magazine on a cache's empty list is empty, the list is as long as its count,
+         and no magazine is there and elsewhere (Machine(empty_magazines=True)).
+Sizes    a cache's magazine size is the machine's or one of Solaris's above it (resizing);
+         every magazine fits the magazine cache object it lives in, and every live object of a
+         magazine cache is a magazine some cache holds, and the other way round.
+Reaping  the low-water mark of a shared list is at most the list's length.
+Slab locks  none is held (they are among the locks).
+A CPU that died inside an option's window (a constructor, a destructor, a reap) is reported
+with what that window leaves behind (CPU_CTL.stage).
 """
 
 from .frames import FRAME_FREE, FRAME_RESERVED, FRAME_USED, ORDER_MASK
-from .layout import (CACHE, CPU_CTL, CPU_MAGS, FRAME, HEADER, KERNEL, LINK, MAGAZINE, MAX_CACHES,
-                     MAX_ORDER, OBJ_INTERNAL, PAGE_SIZE, PAGE_WIDTH, SLAB, SPINLOCK, WORD)
+from .layout import (CACHE, CACHE_EXT, CPU_CTL, CPU_MAGS, FRAME, HEADER, KERNEL, LINK, MAGAZINE,
+                     MAX_CACHES, MAX_ORDER, OBJ_INTERNAL, PAGE_SIZE, PAGE_WIDTH, SLAB, SPINLOCK,
+                     WORD)
+from .options import STAGE_CTOR, STAGE_DTOR, STAGE_REAP, STAGES
 from .slab import SLAB_CACHE_SLINSIDE
 
 __all__ = ["check_machine"]
@@ -45,6 +60,8 @@ class _Checker:
         self.block_of = {}        # pfn of an allocated block's head -> order
         self.slab_blocks = {}     # pfn of a block -> slab that owns it
         self.internal = {}        # cache descriptor -> its objects the allocator uses itself
+        self.internal_objs = {}   # cache descriptor -> the addresses of those objects
+        self.mag_refs = {}        # magazine -> where a cache holds it
         self.magazines = 0
         self.out_slabs = 0
         self.user_caches = 0
@@ -183,6 +200,7 @@ class _Checker:
                 for field, label in ((CPU_MAGS.current, "current"), (CPU_MAGS.last, "last")):
                     if ld(m + field):
                         where.append((ld(m + field), f"CPU {cpu}'s {label}"))
+            where += self.option_magazines(cache, name, len(mags))
         seen_mags = set()
         for mag, label in where:
             if mag in seen_mags:
@@ -190,6 +208,7 @@ class _Checker:
                 continue
             seen_mags.add(mag)
             self.magazines += 1
+            self.mag_refs[mag] = f"cache {name}'s {label}"
             busy, msize = ld(mag + MAGAZINE.busy), ld(mag + MAGAZINE.size)
             if busy > msize:
                 self.v(f"cache {name}: magazine {mag:#x} in {label} holds {busy} of {msize}")
@@ -200,12 +219,13 @@ class _Checker:
                     self.v(f"cache {name}: object {obj:#x} is in {label} and in {cached[obj]}")
                 cached[obj] = f"magazine {mag:#x} ({label})"
         free_total, marks_by_slab = 0, {}
-        for slab, (start, free) in slabs.items():
+        for slab, (start, free, _) in slabs.items():
             free_total += len(free)
             marks_by_slab[slab] = {start + i * size for i in range(objects)} - \
                 {start + i * size for i in free}
         live_total = 0
         internal = 0
+        internal_objs = set()
         for obj, label in cached.items():
             slab = k.peek(k.frame_entry(obj) + FRAME.parent) if 0 < obj < self.r.memory else 0
             if slab not in slabs or (obj - slabs[slab][0]) % size:
@@ -215,7 +235,7 @@ class _Checker:
             else:
                 marks_by_slab[slab].discard(obj)
         for slab, live in marks_by_slab.items():
-            start = slabs[slab][0]
+            base = slabs[slab][2]
             table = {}
             for obj in live:
                 mark = self.k.h[self.r.granule(obj) >> 1]
@@ -224,13 +244,15 @@ class _Checker:
                            f"object table holds {mark:#x} there (lost object)")
                 if mark == cid | OBJ_INTERNAL:
                     internal += 1
+                    internal_objs.add(obj)
                 table[obj] = mark if mark in (cid, cid | OBJ_INTERNAL) else 0
             live_total += len(live)
             if live:
-                self._table_expect_at_live(start, PAGE_SIZE << order, live, table, name)
+                self._table_expect_at_live(base, PAGE_SIZE << order, live, table, name)
             else:
-                self._table_expect(start, PAGE_SIZE << order, {}, f"cache {name} slab {slab:#x}")
+                self._table_expect(base, PAGE_SIZE << order, {}, f"cache {name} slab {slab:#x}")
         self.internal[cache] = internal
+        self.internal_objs[cache] = internal_objs
         ncached = k.counter(cache, "cached")
         if ncached != len(cached):
             self.v(f"cache {name}: cached_objs is {ncached}, its magazines hold {len(cached)}")
@@ -253,8 +275,12 @@ class _Checker:
         if full and available != 0 or not full and not 0 < available < objects:
             self.v(f"cache {name}: slab {slab:#x} with {available} of {objects} available is on "
                    f"the {'full' if full else 'partial'} list")
-        pfn = start >> PAGE_WIDTH
-        if start % PAGE_SIZE or self.block_of.get(pfn) != order:
+        base = start
+        if k._colour:                       # the first object lies `colour` into the frames
+            base = start & ~((PAGE_SIZE << order) - 1)
+            self.colour(name, cache, slab, start - base)
+        pfn = base >> PAGE_WIDTH
+        if base % PAGE_SIZE or self.block_of.get(pfn) != order:
             self.v(f"cache {name}: slab {slab:#x} starts at {start:#x}, not an allocated block "
                    f"of order {order}")
         elif pfn in self.slab_blocks:
@@ -264,7 +290,7 @@ class _Checker:
         for p in range(pfn, pfn + (1 << order)):
             if p < self.r.nframes and ld(self.r.frame(p) + FRAME.parent) != slab:
                 self.v(f"cache {name}: frame {p} of slab {slab:#x} does not point to it")
-        if inside and slab != start + (PAGE_SIZE << order) - SLAB.sizeof:
+        if inside and slab != base + (PAGE_SIZE << order) - SLAB.sizeof:
             self.v(f"cache {name}: slab {slab:#x} should sit at the end of its space")
         free, idx = set(), ld(slab + SLAB.nextavail)
         for _ in range(min(available, objects + 1)):
@@ -274,7 +300,7 @@ class _Checker:
                 break
             free.add(idx)
             idx = k.i32[(start + idx * size) >> 2]
-        return start, free
+        return start, free, base
 
     # --- cross checks -------------------------------------------------------------------------
 
@@ -284,13 +310,17 @@ class _Checker:
             if pfn not in self.slab_blocks:
                 self.v(f"frames {pfn}..{pfn + (1 << order) - 1} are allocated but no slab "
                        f"owns them (leaked)")
-        expect = {k.slab_extern: self.out_slabs, k.mag_cache: self.magazines,
-                  k.slab_cache_cache: self.user_caches}
+        expect = {k.slab_extern: self.out_slabs, k.slab_cache_cache: self.user_caches}
+        magcaches = k.magazine_caches()
+        if magcaches == [k.mag_cache]:
+            expect[k.mag_cache] = self.magazines
         for cache, n in expect.items():
             got = self.internal.get(cache)
             if got is not None and got != n:
                 self.v(f"cache {k.cache_name(cache)} holds {got} objects of the allocator's "
                        f"own, the walk needs {n}")
+        if magcaches != [k.mag_cache] or k._empty:
+            self.magazine_objects(magcaches)
 
     def locks_and_cpus(self):
         k = self.k
@@ -304,4 +334,85 @@ class _Checker:
             if op:
                 what = OPS[op] if op < len(OPS) else op
                 self.v(f"CPU {cpu} is inside allocator code ({what}): its operation did not "
-                       f"finish")
+                       f"finish" + self.stage(cpu))
+
+    # --- the options beyond the seed ----------------------------------------------------------
+
+    def option_magazines(self, cache, name, shared):
+        """The magazines on cache's empty list, with its count and the low-water mark and
+        magazine size checked, as (magazine, label) pairs."""
+        k, ld = self.k, self.k.peek
+        ext = k._ext(cache)
+        size = ld(cache + CACHE.magazine_size)
+        if k._resize and size != k.opts.magazine_size and size not in k.opts.sized_magazines:
+            self.v(f"cache {name}: magazine size {size} is neither the machine's "
+                   f"({k.opts.magazine_size}) nor one of {list(k.opts.sized_magazines)}")
+        if k._reap and ld(ext + CACHE_EXT.depot_low) > shared:
+            self.v(f"cache {name}: the shared list's low-water mark is "
+                   f"{ld(ext + CACHE_EXT.depot_low)}, above the {shared} magazines it holds")
+        if not k._empty:
+            return []
+        links = self.walk(ext + CACHE_EXT.empty, f"cache {name} empty list")
+        if ld(ext + CACHE_EXT.empty_counter) != len(links):
+            self.v(f"cache {name}: empty_counter is {ld(ext + CACHE_EXT.empty_counter)}, the "
+                   f"empty list holds {len(links)}")
+        out = []
+        for link in links:
+            mag = link - MAGAZINE.link
+            if ld(mag + MAGAZINE.busy):
+                self.v(f"cache {name}: magazine {mag:#x} on the empty list holds "
+                       f"{ld(mag + MAGAZINE.busy)} objects")
+            out.append((mag, "the empty list"))
+        return out
+
+    def magazine_objects(self, magcaches):
+        """Every live object of a magazine cache is a magazine some cache holds, and every
+        magazine a cache holds is one, of a cache whose objects are large enough for it."""
+        k, ld = self.k, self.k.peek
+        live = {}
+        for cache in magcaches:
+            for obj in self.internal_objs.get(cache, ()):
+                live[obj] = cache
+        for mag, label in self.mag_refs.items():
+            owner = live.get(mag)
+            if owner is None:
+                self.v(f"magazine {mag:#x} in {label} is no live object of a magazine cache")
+            elif MAGAZINE.objs + WORD * ld(mag + MAGAZINE.size) > ld(owner + CACHE.size):
+                self.v(f"magazine {mag:#x} in {label} holds up to {ld(mag + MAGAZINE.size)} "
+                       f"objects, more than an object of {k.cache_name(owner)} has room for")
+        for obj, owner in live.items():
+            if obj not in self.mag_refs:
+                self.v(f"magazine {obj:#x} of cache {k.cache_name(owner)} is allocated but no "
+                       f"cache holds it (leaked)")
+
+    def colour(self, name, cache, slab, offset):
+        """A coloured slab's first object lies whole colour steps into it, within the slack."""
+        ld, ext = self.k.peek, self.k._ext(cache)
+        step, largest = ld(ext + CACHE_EXT.colour_step), ld(ext + CACHE_EXT.colour_max)
+        if not step or offset % step or offset > largest:
+            self.v(f"cache {name}: slab {slab:#x} starts {offset} bytes into its frames, not a "
+                   f"colour (steps of {step} up to {largest})")
+
+    def stage(self, cpu):
+        """What CPU cpu, inside allocator code, was doing in an option's window: "" when
+        nothing of the kind."""
+        k = self.k
+        ctl = self.r.cpu(cpu)
+        stage = k.peek(ctl + CPU_CTL.stage)
+        if not stage:
+            return ""
+        cache, obj = k.peek(ctl + CPU_CTL.stage_cache), k.peek(ctl + CPU_CTL.stage_obj)
+        name = k.cache_name(cache) if cache else "?"
+        if stage == STAGE_CTOR:
+            return (f"; it was running the constructor of cache {name} on {obj:#x}, which has "
+                    f"left its slab and is not allocated yet (a lost object; allocated_objs "
+                    f"does not count it yet)")
+        if stage == STAGE_DTOR:
+            return (f"; it was running the destructor of cache {name} on {obj:#x}, on its way "
+                    f"back to its slab (lost until it gets there; if it came from a magazine "
+                    f"being destroyed, that magazine's other objects and the magazine itself "
+                    f"are unaccounted for too)")
+        if stage == STAGE_REAP:
+            return (f"; it was reaping cache {name}: a magazine it took off the shared list "
+                    f"may be half destroyed (its objects, the magazine, cached_objs)")
+        return f"; it was in {STAGES[stage] if stage < len(STAGES) else stage}"

@@ -31,6 +31,11 @@ Patterns, as Bonwick's allocator uses them:
   is an overrun; DebugError names the object, its cache and who allocated it, and nothing is
   changed (the object stays allocated, like any rejected free).
 
+A cache with a constructor or destructor (slab_cache_create(..., ctor=, dtor=)) keeps its
+objects constructed while they wait in magazines: their bytes are the constructor's, so they
+get no free or fresh pattern (and no check of it); their red zone and audit trail are kept.
+The magazine caches the options add (SLAB_CACHE_MAGCACHE) get no trailer, like slab_magazine.
+
 Debugging mode also turns on the lock-order check of smpsim/engine/memory.py (LockOrderError), and
 never uses the magazine-hit accelerator (its hooks live in the Python methods).
 
@@ -41,6 +46,7 @@ take no lock.
 
 from .errors import DebugError
 from .layout import CACHE, CPU_CTL, WORD, Struct
+from .options import SLAB_CACHE_MAGCACHE
 
 __all__ = ["Debugger", "TRAILER", "FREE_PATTERN", "FRESH_PATTERN", "REDZONE_PATTERN",
            "UNTRAILERED", "debug_size", "audit"]
@@ -91,7 +97,8 @@ class Debugger:
         shape = self._shape.get(key, False)
         if shape is False:
             shape = None
-            if k.cache_name(cache) not in UNTRAILERED:
+            if k.cache_name(cache) not in UNTRAILERED and \
+                    not k.peek(cache + CACHE.flags) & SLAB_CACHE_MAGCACHE:
                 objsize = k.peek(cache + CACHE.objsize)
                 aligned = _align(objsize, k.peek(cache + CACHE.align))
                 shape = (objsize, aligned, k.peek(cache + CACHE.size), k.peek(cache + CACHE.objects))
@@ -137,11 +144,14 @@ class Debugger:
         mem = k.memory
         body = bytes(mem[obj:obj + aligned + 8])
         bad = None
-        if body[:4] != free[:4] and int.from_bytes(body[:4], "little") > objects:
+        constructed = any(k.functions(cache))      # the object's bytes are its constructor's
+        if constructed:
+            pass
+        elif body[:4] != free[:4] and int.from_bytes(body[:4], "little") > objects:
             bad = 0
         elif body[4:objsize] != free[4:objsize]:
             bad = _first_difference(body, free, 4, objsize)
-        elif body[objsize:] != red[objsize:aligned + 8]:
+        if bad is None and body[objsize:] != red[objsize:aligned + 8]:
             bad = _first_difference(body, red, objsize, aligned + 8)
         trailer = obj + aligned
         if bad is not None:
@@ -156,7 +166,8 @@ class Debugger:
                         f"CPU {k.cpu_id}, left as found",
                         kind="write after free", obj=obj, cache=k.cache_name(cache),
                         cpu=freed_by - 1 if freed_by else None, offset=bad)
-        mem[obj:obj + objsize] = fresh[:objsize]
+        if not constructed:
+            mem[obj:obj + objsize] = fresh[:objsize]
         self._record(trailer, TRAILER.alloc_cpu, TRAILER.alloc_ops)
 
     def on_free(self, cache, obj):
@@ -180,7 +191,8 @@ class Debugger:
                         f"{by - 1} allocated it (at its operation {at}). The object stays "
                         f"allocated", kind="red zone", obj=obj, cache=k.cache_name(cache),
                         cpu=by - 1 if by else None, offset=bad)
-        mem[obj:obj + objsize] = free[:objsize]
+        if not any(k.functions(cache)):          # a constructed object keeps its bytes
+            mem[obj:obj + objsize] = free[:objsize]
         self._record(trailer, TRAILER.free_cpu, TRAILER.free_ops, 1)
 
     def _record(self, trailer, cpu_field, ops_field, ahead=0):

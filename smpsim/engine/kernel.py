@@ -27,7 +27,8 @@ import time
 from .errors import BadArgument, CacheNotEmpty, InvalidCache, InvalidFree, OutOfMemory, SmpsimError
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM
 from .layout import (CACHE, CPU_CTL, CPU_MAGS, FRAME, HEADER, KERNEL, LINE, MAGAZINE,
-                     OBJ_INTERNAL, PAGE_SIZE, SLAB, WORD)
+                     MAGAZINE_SIZES, OBJ_INTERNAL, PAGE_SIZE, SLAB, WORD)
+from .options import SLAB_CACHE_MAGCACHE, check_function
 from .slab import (MALLOC_NAMES, PATH_HIT, PATHS, SLAB_CACHE_NOMAGAZINE, SLAB_CACHE_SLINSIDE,
                    SLAB_MAX_MALLOC_W, SLAB_MIN_MALLOC_W, SLAB_RECLAIM_ALL, check_cache_args,
                    fnzb)
@@ -36,7 +37,7 @@ __all__ = ["Kernel", "SlabCache", "boot", "OPS", "EXIT_STOPPED"]
 
 # What a CPU is doing inside allocator code (CPU_CTL.in_kernel); index 0 is "outside".
 OPS = [None, "slab_alloc", "slab_free", "kalloc", "kfree", "slab_cache_create",
-       "slab_cache_destroy", "slab_reclaim", "slab_print_list", "cache", "boot"]
+       "slab_cache_destroy", "slab_reclaim", "slab_print_list", "cache", "boot", "slab_reap"]
 _OP = {name: i for i, name in enumerate(OPS) if name}
 
 # Exit status of a CPU process stopped by its supervisor.
@@ -90,6 +91,8 @@ class Kernel:
 
     def __init__(self, allocator, *, accel="off"):
         sa = self._sa = allocator
+        sa._kernel = self                     # what constructors and destructors are given
+        self._reap_period = sa._reap_period_ns
         self.cpu_id, self.cpus, self.memory = sa.cpu_id, sa.cpus, sa.memory
         a = sa.arena                    # atomics on simulated memory: scheduling points if any
         self._atomics = ((a.aload, a.astore, a.aadd, a.acas) if sa.scheduled else
@@ -127,8 +130,22 @@ class Kernel:
     # --- the bracket around allocator code ----------------------------------------------
 
     def _enter(self, op):
+        if self._sa.in_function:
+            raise SmpsimError(f"{op}: a constructor or destructor may not call the allocator "
+                              f"(it runs inside it)")
         self._sa.q[self._in_kernel] = _OP[op]
         self._sa.path = PATH_HIT
+        if self._reap_period is not None and self._sa.reap_due():
+            self._periodic_reap(op)
+
+    def _periodic_reap(self, op):
+        """Machine(reap_every=...): this CPU claimed the reap that is due; it runs it before the
+        operation it was entering (smpsim/engine/depot.py)."""
+        sa = self._sa
+        sa.q[self._in_kernel] = _OP["slab_reap"]
+        sa.slab_reap_all_caches()
+        sa.q[self._in_kernel] = _OP[op]
+        sa.path = PATH_HIT
 
     def _leave(self):
         self._sa.q[self._in_kernel] = 0
@@ -230,10 +247,23 @@ class Kernel:
 
     # --- caches -------------------------------------------------------------------------------
 
-    def slab_cache_create(self, name, size, align=0, flags=0):
+    def slab_cache_create(self, name, size, align=0, flags=0, *, ctor=None, dtor=None):
         """A new cache (the seed's slab_cache_create) and its handle. BadArgument for a bad
-        argument or a name already used; OutOfMemory when its descriptor cannot be allocated."""
+        argument or a name already used; OutOfMemory when its descriptor cannot be allocated.
+
+        `ctor` and `dtor`: None, or "module:function" strings naming f(k, addr), called on the
+        CPU doing the work with its Kernel k: the constructor when an object is taken from its
+        slab, the destructor when it goes back to its slab; objects in magazines stay
+        constructed. A constructor that raises or returns a non-zero int fails the allocation
+        as a lack of memory. Neither may call the allocator."""
         check_cache_args(name, size, align, flags)
+        check_function(ctor, "slab_cache_create", "ctor")
+        check_function(dtor, "slab_cache_create", "dtor")
+        return self._create(name, size, align, flags, ctor, dtor)
+
+    def _create(self, name, size, align, flags, ctor=None, dtor=None):
+        """slab_cache_create once its arguments are checked (boot's own caches come here
+        directly)."""
         sa = self._sa
         self._enter("slab_cache_create")
         cache = sa._alloc_internal(sa.slab_cache_cache, 0)
@@ -246,7 +276,7 @@ class Kernel:
         if sa.find_cache(name):
             problem = BadArgument(f"slab_cache_create: 'name' {name!r} is already used by a "
                                   f"live cache")
-        elif not sa._link_cache(cache):
+        elif not sa._link_cache(cache, ctor, dtor):
             problem = OutOfMemory("slab_cache_create: every cache id is in use")
         sa.unlock(KERNEL.slab_cache_lock)
         if problem:
@@ -277,7 +307,8 @@ class Kernel:
 
     def _boot_caches(self):
         sa = self._sa
-        return {sa.mag_cache, sa.slab_cache_cache, sa.slab_extern, *self._malloc_caches()}
+        return {sa.mag_cache, sa.slab_cache_cache, sa.slab_extern, *self._malloc_caches(),
+                *sa.magazine_caches()}
 
     def slab_cache_destroy(self, cache):
         """Remove a cache: CacheNotEmpty (nothing changed) while it has allocated objects;
@@ -299,6 +330,7 @@ class Kernel:
         sa._slab_reclaim(c, SLAB_RECLAIM_ALL)
         assert sa.list_empty(c + CACHE.full_slabs) and sa.list_empty(c + CACHE.partial_slabs), \
             f"slab_cache_destroy: cache {cache.name!r} has slabs left after a full reclaim"
+        sa._release_id(c)
         sa._free_internal(sa.slab_cache_cache, c)
         self._leave()
 
@@ -309,6 +341,7 @@ class Kernel:
         live in the object table; out of memory, None with FRAME_ATOMIC, else OutOfMemory."""
         sa = self._sa
         self._enter(fn)
+        sa.ctor_failure = None
         obj = sa._alloc(c, flags)
         if obj:
             self._mark(obj, sa.peek(c + CACHE.id))
@@ -320,6 +353,10 @@ class Kernel:
             return obj
         if flags & FRAME_ATOMIC:
             return None
+        if sa.ctor_failure:
+            cname, ctor, why = sa.ctor_failure
+            raise OutOfMemory(f"{fn}: no object for {what}: the constructor {ctor} of cache "
+                              f"{cname!r} {why}")
         raise OutOfMemory(f"{fn}: no memory left for {what}")
 
     def _free_object(self, c, addr, cid, fn, name):
@@ -392,6 +429,22 @@ class Kernel:
         self._check_flags(flags, SLAB_RECLAIM_ALL, "slab_reclaim", "SLAB_RECLAIM_ALL")
         self._enter("slab_reclaim")
         frames = self._sa.slab_reclaim_all_caches(flags)
+        self._leave()
+        return frames
+
+    def slab_reap(self):
+        """Working-set reaping (Machine(reap_every=...)): destroys, in every cache, the full
+        magazines of its shared list beyond its working set (as many as the list never went
+        below since the previous reap); returns the frames freed, counted as slab_reclaim
+        counts them. SmpsimError on a machine made without reap_every (it does not keep the
+        working set)."""
+        sa = self._sa
+        if not sa._reap:
+            raise SmpsimError("slab_reap: this machine does not keep its shared lists' working "
+                              "set; make it with Machine(reap_every=seconds) (math.inf: reaps "
+                              "by hand only)")
+        self._enter("slab_reap")
+        frames = sa.slab_reap_all_caches()
         self._leave()
         return frames
 
@@ -540,3 +593,15 @@ def boot(k: Kernel, magazine_size):
     for i, name in enumerate(MALLOC_NAMES):
         c = k.slab_cache_create(name, 1 << (SLAB_MIN_MALLOC_W + i))
         sa.st(KERNEL.malloc_caches + i * WORD, c._addr)
+    # The options' magazine caches (smpsim/engine/depot.py), after the seed's caches.
+    o = sa.opts
+    if o.cpu_magazine_cache:
+        front = k._create("slab_magazine_cpu", MAGAZINE.sizeof + WORD * magazine_size, WORD,
+                          SLAB_CACHE_SLINSIDE | SLAB_CACHE_MAGCACHE)
+        sa.st(KERNEL.mag_front, front._addr)
+    for size in o.sized_magazines:
+        flags = SLAB_CACHE_SLINSIDE | SLAB_CACHE_MAGCACHE
+        if not o.cpu_magazine_cache:
+            flags |= SLAB_CACHE_NOMAGAZINE
+        c = k._create(f"slab_magazine_{size}", MAGAZINE.sizeof + WORD * size, WORD, flags)
+        sa.st(KERNEL.mag_sized + MAGAZINE_SIZES.index(size) * WORD, c._addr)

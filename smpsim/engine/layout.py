@@ -11,7 +11,13 @@ One `multiprocessing.shared_memory` segment holds the whole machine:
     memory .. end             bookkeeping, outside simulated memory (Regions below): the machine
                               header, the frame allocator's lock and free lists, one control line
                               per CPU, the cache-id table, the frame table (FRAME, one per page)
-                              and the object table (one uint16 per 8-byte granule).
+                              and the object table (one uint16 per 8-byte granule), and what
+                              simulated time and controlled schedules keep. The options beyond
+                              the seed (smpsim/engine/options.py) add, on a machine with one on,
+                              their model state before the object table (CACHE_EXT per cache id,
+                              a slab lock per frame), and on every machine their bookkeeping at
+                              the end (OPTIONS, CACHE_STATS per cache id): with every option off
+                              the regions up to there are exactly the seed machine's.
 
 Addresses are byte offsets into the segment, so an address of simulated memory and a bookkeeping
 offset are the same kind of int, and the lists of list.h link either. Every field is a whole
@@ -24,8 +30,8 @@ Per-CPU data sits on its own 64-byte line (LINE) so that CPUs do not share cache
 
 __all__ = ["WORD", "LINE", "PAGE_SIZE", "PAGE_WIDTH", "MAX_ORDER", "Struct", "SPINLOCK", "LINK",
            "SLAB", "MAGAZINE", "CPU_MAGS", "CACHE", "KERNEL", "HEADER", "CPU_CTL", "FRAME",
-           "LOCKSTAT", "LOCKTAB_SIZE", "PCT_MAX", "Regions", "MAX_CACHES", "OBJ_INTERNAL",
-           "NAME_MAX"]
+           "LOCKSTAT", "LOCKTAB_SIZE", "PCT_MAX", "CACHE_EXT", "CACHE_STATS", "OPTIONS",
+           "Regions", "MAX_CACHES", "OBJ_INTERNAL", "NAME_MAX", "FN_MAX", "MAGAZINE_SIZES"]
 
 WORD = 8
 LINE = 64
@@ -39,6 +45,11 @@ MAX_CACHES = 4096
 # descriptor, a cache descriptor): never a caller's to free.
 OBJ_INTERNAL = 0x8000
 NAME_MAX = 32
+# Longest "module:function" name of a constructor or destructor (CACHE_EXT.ctor, .dtor).
+FN_MAX = 128
+# Solaris's magazine sizes (objects per magazine), the steps of Machine(resize_magazines=True);
+# KERNEL.mag_sized holds the magazine cache of each.
+MAGAZINE_SIZES = (1, 3, 7, 15, 31, 47, 63, 95, 143)
 
 
 class Struct:
@@ -135,6 +146,10 @@ KERNEL = Struct("kernel_static", [
     ("_", PAD_TO_LINE),
     ("mag_cache", CACHE.sizeof),           # the seed's static `mag_cache` ("slab_magazine")
     ("slab_cache_cache", CACHE.sizeof),    # the seed's static `slab_cache_cache` ("slab_cache")
+    # Options beyond the seed (smpsim/engine/options.py); never written with every option off.
+    ("mag_front", 8),                      # Machine(cpu_magazine_cache): "slab_magazine_cpu"
+    ("mag_sized", 8 * len(MAGAZINE_SIZES)),  # Machine(resize_magazines): slab_magazine_<M>,
+                                           # one per size above the machine's magazine_size
 ])
 assert KERNEL.sizeof <= PAGE_SIZE
 
@@ -164,6 +179,7 @@ HEADER = Struct("machine_header", [
     ("run_active", 8),                   # a run is under way: scheduling points act only then
     ("hz", 8), ("quantum", 8),           # clock rate; largest skew between running CPUs
     ("cost_hit", 8), ("cost_transfer", 8), ("cost_atomic", 8),   # cycles (the cost model)
+    ("run_start", 8),                    # the clocks when the current run started
     ("_", PAD_TO_LINE),
     # A controlled run's state, written only by the CPU holding the token (or by the Machine
     # between runs, or after the holder died).
@@ -197,6 +213,9 @@ CPU_CTL = Struct("cpu_ctl", [
     ("slab", 8),        #   ... a slab's free list
     ("frames", 8),      #   ... the frame allocator
     ("pid", 8),
+    # Where inside an option's window the operation under way is (STAGES in options.py), so
+    # that the checker can say what a CPU that died there left: the stage, its cache, its object.
+    ("stage", 8), ("stage_cache", 8), ("stage_obj", 8),
     ("_", PAD_TO_LINE),
     # Simulated time and the scheduler: written by this CPU, read by the others when they
     # compute the slowest running clock or choose who runs next.
@@ -225,12 +244,58 @@ LOCKSTAT = Struct("lockstat_t", [
     ("wait_cycles", 8),                  # simulated cycles from the attempt to the acquisition
     ("hold_cycles", 8),                  # simulated cycles from the acquisition to the release
     ("acquired_at", 8),                  # the holder's clock when it took the lock
+    ("waiting", 8),                      # bounded skew: CPUs taking it in simulated-time order
 ], align=LINE)
 LOCKTAB_SIZE = 4096                      # entries (a power of two)
 
 # A frame table entry (frame_t): `link` in a buddy free list, `parent` the slab owning the frame
 # (the seed's frame->parent), `info` the state and order (FRAME_* in frames.py).
 FRAME = Struct("frame_t", [("link", LINK.sizeof), ("parent", 8), ("info", 8)])
+
+# --- the options beyond the seed (smpsim/engine/options.py) ------------------------------------
+
+# The model state a cache needs for the machine's options, one per cache id, before the object
+# table (so that simulated time charges it like simulated memory: it is what a real kernel would
+# keep in the cache descriptor), only on a machine with an option on; read and written with
+# ld / st / locks, each group on a line of its own. Set up when the cache is linked
+# (_link_cache), for the options the machine has on.
+CACHE_EXT = Struct("slab_cache_ext_t", [
+    # Depot state guarded by the cache's maglock.
+    ("depot_contention", 8),       # resize: contended maglock acquisitions this period
+    ("period_start", 8),           # resize: when this period began (options.clock_ns)
+    ("depot_low", 8),              # reap: fewest full magazines on the list since the last reap
+    ("_", PAD_TO_LINE),
+    # Machine(empty_magazines=True): the cache's list of empty magazines.
+    ("emptylock", SPINLOCK.sizeof),  # guards `empty` and empty_counter
+    ("empty", LINK.sizeof),
+    ("empty_counter", 8),
+    ("_", PAD_TO_LINE),
+    # Machine(colour=True).
+    ("colour_next", 8),            # atomic: slabs created so far, whose count picks the colour
+    ("colour_max", 8),             # the largest colour offset (the slab's slack, in steps)
+    ("colour_step", 8),            # bytes between colours (64, or the cache's alignment)
+    ("_", PAD_TO_LINE),
+], align=LINE)
+
+# The simulator's own data about a cache for the options, one per cache id, at the end of the
+# segment (bookkeeping, on every machine): statistics and the names of the constructor and the
+# destructor, which every CPU process must be able to read.
+CACHE_STATS = Struct("slab_cache_stats_t", [
+    ("constructed", 8), ("destructed", 8), ("resizes", 8), ("ctor_failures", 8),
+    ("dtor_errors", 8),
+    # The locks of the cache's freed slabs (slab locks): their counts and simulated cycles.
+    ("slab_acquisitions", 8), ("slab_contended", 8), ("slab_spins", 8),
+    ("slab_wait_cycles", 8), ("slab_hold_cycles", 8),
+    ("ctor", FN_MAX), ("dtor", FN_MAX),    # "module:function", NUL padded
+], align=LINE)
+
+# The options' global line (bookkeeping): the periodic reap's timer and the reaps' counters.
+OPTIONS = Struct("options_state", [
+    ("reap_due", 8),               # options.clock_ns when the next periodic reap is due
+    ("reap_calls", 8), ("reap_frames", 8), ("reap_magazines", 8),
+    ("functions", 8),              # nonzero once any cache was made with a ctor or dtor
+    ("_", PAD_TO_LINE),
+], align=LINE)
 
 
 class Regions:
@@ -239,11 +304,13 @@ class Regions:
     `timed`: the machine runs in simulated time, so the segment holds a coherence tag for every
     64-byte line before the object table (`tag_words` words each: the last writer and the time
     of that write, the time the line last moved between CPUs, then a bit per CPU that holds a
-    copy). `log_cap`: the room, in decisions, of a
-    controlled run's schedule log (0: the machine runs no controlled schedule).
+    copy). `log_cap`: the room, in decisions, of a controlled run's schedule log (0: the
+    machine runs no controlled schedule). `options`: an option beyond the seed is on, so the
+    segment holds its model state (CACHE_EXT per cache id and a slab lock per frame) before the
+    object table.
     """
 
-    def __init__(self, memory, cpus, *, timed=False, log_cap=0):
+    def __init__(self, memory, cpus, *, timed=False, log_cap=0, options=False):
         self.memory = memory
         self.cpus = cpus
         self.nframes = memory // PAGE_SIZE
@@ -256,6 +323,13 @@ class Regions:
         off += WORD * MAX_CACHES
         self.frame_table = off
         off += FRAME.sizeof * self.nframes
+        self.cache_ext = self.slab_locks = 0
+        if options:
+            off += -off % LINE
+            self.cache_ext = off             # CACHE_EXT per cache id
+            off += CACHE_EXT.sizeof * MAX_CACHES
+            self.slab_locks = off            # a SPINLOCK per frame, a line each (slab_locks)
+            off += LINE * self.nframes
         self.object_table = off              # uint16 per 8-byte granule of simulated memory
         off += 2 * (memory // WORD)
         off += -off % LINE
@@ -270,6 +344,11 @@ class Regions:
         self.log = off                       # one byte per decision: the CPU chosen
         self.log_cap = log_cap
         off += log_cap
+        off += -off % LINE
+        self.options_line = off              # OPTIONS
+        off += OPTIONS.sizeof
+        self.cache_stats = off               # CACHE_STATS per cache id
+        off += CACHE_STATS.sizeof * MAX_CACHES
         self.size = off + (-off % PAGE_SIZE)
 
     def cpu(self, i):
@@ -283,3 +362,16 @@ class Regions:
     def granule(self, addr):
         """The object table entry (a byte offset) of the 8-byte granule at addr."""
         return self.object_table + (addr >> 2)
+
+    def ext(self, cid):
+        """The CACHE_EXT of the cache with id cid (a machine with an option on)."""
+        return self.cache_ext + cid * CACHE_EXT.sizeof
+
+    def stats(self, cid):
+        """The CACHE_STATS of the cache with id cid."""
+        return self.cache_stats + cid * CACHE_STATS.sizeof
+
+    def slab_lock(self, pfn):
+        """The slab lock of the slab whose space begins at frame pfn (slab_locks option), on a
+        line of its own as a lock in the slab's descriptor would be."""
+        return self.slab_locks + pfn * LINE

@@ -20,7 +20,9 @@ from .errors import BadArgument, InvariantError, SmpsimError
 from .fastpath import ACCEL_CHOICES
 from .frames import boot_frames
 from .kernel import Kernel, boot
-from .layout import CACHE, CPU_CTL, HEADER, KERNEL, LOCKSTAT, PAGE_SIZE, SPINLOCK, Regions
+from .layout import (CACHE, CACHE_EXT, CACHE_STATS, CPU_CTL, HEADER, KERNEL, LOCKSTAT, OPTIONS,
+                     PAGE_SIZE, SPINLOCK, Regions)
+from .options import RESIZE_PERIOD, RESIZE_THRESHOLD, Options, clock_ns
 from .sched import PCT_FIRST_STEPS, resolve_modes
 from .slab import SLAB_CACHE_SLINSIDE, SlabAllocator
 
@@ -113,7 +115,9 @@ class Machine:
     def __init__(self, cpus, memory="64M", *, magazine_size=4, debug=False, counters="shared",
                  lock_timeout=None, accel="c", time="host", quantum=None, cost=None,
                  schedule=None, seed=0, depth=3, kill=None, max_steps=None, replay="exact",
-                 trace=None):
+                 trace=None, resize_magazines=False, colour=False, empty_magazines=False,
+                 cpu_magazine_cache=False, slab_locks=False, reap_every=None,
+                 resize_threshold=RESIZE_THRESHOLD, resize_period=RESIZE_PERIOD):
         if type(cpus) is not int or not 1 <= cpus <= 256:
             raise BadArgument(f"Machine: 'cpus' must be an int from 1 to 256, got {cpus!r}")
         memory = parse_memory(memory)
@@ -133,6 +137,12 @@ class Machine:
                               f"True / False for 'c' / 'python'), got {accel!r}")
         modes = resolve_modes(cpus, time, quantum, cost, schedule, seed, depth, kill, max_steps,
                               replay)
+        # The options beyond the seed (smpsim/engine/options.py); each checks its own keyword.
+        self.options = Options(resize_magazines=resize_magazines, colour=colour,
+                               empty_magazines=empty_magazines,
+                               cpu_magazine_cache=cpu_magazine_cache, slab_locks=slab_locks,
+                               reap_every=reap_every, resize_threshold=resize_threshold,
+                               resize_period=resize_period, magazine_size=magazine_size)
         self.accel = accel
         self.cpus, self.memory, self.magazine_size = cpus, memory, magazine_size
         self.debug, self.counters, self.lock_timeout = bool(debug), counters, lock_timeout
@@ -147,7 +157,7 @@ class Machine:
         self.trace = None if trace is None else os.fspath(trace)
         self._pct_steps = PCT_FIRST_STEPS
         self.regions = Regions(memory, cpus, timed=self.time == "simulated",
-                               log_cap=modes["log_cap"])
+                               log_cap=modes["log_cap"], options=self.options.any)
         room = _shm_room()
         if room is not None and self.regions.size > room:
             raise BadArgument(f"Machine: 'memory' {memory} needs a segment of "
@@ -179,7 +189,8 @@ class Machine:
                                  ("nframes", self.regions.nframes), ("cpus", self.cpus),
                                  ("magazine_size", self.magazine_size),
                                  ("options", (OPT_DEBUG if self.debug else 0)
-                                  | (OPT_PERCPU if self.counters == "percpu" else 0)),
+                                  | (OPT_PERCPU if self.counters == "percpu" else 0)
+                                  | self.options.bits),
                                  ("creator_pid", os.getpid()),
                                  ("time_mode", self.time == "simulated"),
                                  ("sched_mode", self._sched_mode), ("strategy", self._strategy),
@@ -194,6 +205,9 @@ class Machine:
             words.release()
         k = self.cpu(0)
         sa = k._sa
+        if self.options.reap_period_ns is not None:      # the first periodic reap
+            sa.poke(self.regions.options_line + OPTIONS.reap_due,
+                    clock_ns(sa) + self.options.reap_period_ns)
         boot_frames(sa)
         boot(k, self.magazine_size)
 
@@ -203,7 +217,7 @@ class Machine:
         """A new SlabAllocator of CPU i on this machine's segment (the engine's internals)."""
         return SlabAllocator(self._shm.buf, self.regions, i, self.cpus, debug=self.debug,
                              lock_timeout=self.lock_timeout,
-                             percpu_counters=self.counters == "percpu")
+                             percpu_counters=self.counters == "percpu", options=self.options)
 
     def _new_kernel(self, i):
         return Kernel(self._allocator(i), accel=self.accel)
@@ -267,7 +281,13 @@ class Machine:
                 "inside": bool(ld(c + CACHE.flags) & SLAB_CACHE_SLINSIDE),
                 "flags": ld(c + CACHE.flags), "order": ld(c + CACHE.order),
                 "magazines": ld(c + CACHE.magazine_counter),
+                "magazine_size": ld(c + CACHE.magazine_size),
             }
+            stats = k._stats(c)              # the options' statistics (always there)
+            for key in ("constructed", "destructed", "resizes", "ctor_failures", "dtor_errors"):
+                caches[name][key] = ld(stats + getattr(CACHE_STATS, key))
+            caches[name]["empty_magazines"] = (ld(k._ext(c) + CACHE_EXT.empty_counter)
+                                               if self.options.empty_magazines else 0)
         table = {lock: entry for entry, lock in k.lock_entries()}
         timed = self.time == "simulated"
         for name, lock in k.all_locks():
@@ -282,10 +302,15 @@ class Machine:
             if timed:
                 row["wait_cycles"] = k.peek(entry + LOCKSTAT.wait_cycles) if entry else 0
                 row["hold_cycles"] = k.peek(entry + LOCKSTAT.hold_cycles) if entry else 0
+        locks = k.fold_slab_locks(locks)       # slab locks: one row per cache
+        line = self.regions.options_line
         return {"frames": {"total": self.regions.nframes, "free": k.free_frames()},
                 "caches": caches, "locks": locks,
                 "reclaim": {"calls": k.peek(KERNEL.reclaim_calls),
                             "frames": k.peek(KERNEL.reclaim_frames)},
+                "reap": {"calls": k.peek(line + OPTIONS.reap_calls),
+                         "frames": k.peek(line + OPTIONS.reap_frames),
+                         "magazines": k.peek(line + OPTIONS.reap_magazines)},
                 "cpus": self.cpu_stats(),
                 "time": {"mode": self.time, "hz": self.cost["hz"], "quantum": self.quantum,
                          "cycles": [k.peek(self.regions.cpu(i) + CPU_CTL.clock) if timed else 0

@@ -232,6 +232,7 @@ def setup_run(m, sa, ids):
         po(ctl + CPU_CTL.go, 0)
         po(ctl + CPU_CTL.wake_at, (1 << 64) - 1)
         po(ctl + CPU_CTL.wake_epoch, (1 << 64) - 1)
+    po(h + HEADER.run_start, start)
     po(h + HEADER.barrier_clock, 0)
     po(h + HEADER.failure, FAIL_NONE)
     po(h + HEADER.failure_step, 0)

@@ -16,8 +16,13 @@ The behaviour is the seed's, step for step:
 Where smpsim differs from the seed: cache descriptors hold their name and line-padded per-CPU
 entries; the magazine size is the machine's `magazine_size`; caches get a small id so that the
 object table (outside simulated memory) can say which cache's live object starts at an address;
-the counters can be per-CPU (Machine(counters="percpu")). The seed stores no constructor or
-destructor calls, and neither do we.
+the counters can be per-CPU (Machine(counters="percpu")).
+
+Beyond the seed, each off by default (smpsim/engine/options.py): constructors and destructors,
+colouring and slab locks (smpsim/engine/slabopts.py); magazine resizing, the empty-magazine
+list, the per-CPU magazine cache and working-set reaping (smpsim/engine/depot.py). The methods
+below call into those only where a cache has a constructor or destructor or the machine has the
+option on: with every option off, each step is the seed's.
 
 Locks: see smpsim/engine/locks.py. The seed updates its atomic counters after releasing locks
 (magazine_obj_get, slab_alloc) and drops `slablock` while it allocates a new slab: a CPU that
@@ -27,14 +32,17 @@ Sections follow the seed: slab space, slab objects, CPU magazines, caches, recla
 """
 
 from .debug import UNTRAILERED, debug_size
+from .depot import DepotOptions
 from .errors import BadArgument
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM, FrameAllocator
-from .layout import (CACHE, CPU_MAGS, FRAME, HEADER, KERNEL, LINK, LOCKSTAT, LOCKTAB_SIZE, MAGAZINE,
-                     MAX_CACHES, MAX_ORDER, NAME_MAX, OBJ_INTERNAL, PAGE_SIZE, PAGE_WIDTH, SLAB,
-                     SPINLOCK, WORD)
+from .layout import (CACHE, CACHE_EXT, CACHE_STATS, CPU_MAGS, FRAME, HEADER, KERNEL, LINE, LINK,
+                     LOCKSTAT, LOCKTAB_SIZE, MAGAZINE, MAX_CACHES, MAX_ORDER, NAME_MAX,
+                     OBJ_INTERNAL, OPTIONS, PAGE_SIZE, PAGE_WIDTH, SLAB, SPINLOCK, WORD)
 from .locks import (RANK_CACHE_LIST, RANK_FRAMES, TIER_CLIENT, TIER_EXTERN, TIER_INTERNAL,
-                    cache_lock_rank)
+                    TIER_MAGAZINES, cache_lock_rank)
+from .options import SLAB_CACHE_MAGCACHE, Options
 from .sched import LOCK_USER
+from .slabopts import SlabLayerOptions
 
 __all__ = ["SlabAllocator", "geometry", "fnzb", "SLAB_CACHE_NOMAGAZINE", "SLAB_CACHE_SLINSIDE",
            "SLAB_RECLAIM_ALL", "SLAB_MIN_MALLOC_W", "SLAB_MAX_MALLOC_W", "MALLOC_NAMES", "PATHS",
@@ -103,24 +111,36 @@ def _geometry(size, align, flags):
     return size, order, objects, flags
 
 
-class SlabAllocator(FrameAllocator):
+class SlabAllocator(DepotOptions, SlabLayerOptions, FrameAllocator):
     """The seed's allocator run by CPU `cpu_id`. Caches are addresses of CACHE descriptors.
 
     Internal entry points keep the seed's names with a leading underscore; they take no
     argument checks (the Kernel does those) and signal running out of memory by returning 0.
+    `options` are the machine's options beyond the seed (smpsim/engine/options.py).
     """
 
     RECLAIM_ALL = SLAB_RECLAIM_ALL
     path = PATH_HIT    # the deepest layer the operation under way has reached (PATHS)
     _debug = None      # debugging mode's Debugger (smpsim/engine/debug.py), set by the Kernel
+    _kernel = None     # the Kernel holding this allocator: constructors get it (set by it)
 
-    def __init__(self, buf, regions, cpu_id, cpus, *, percpu_counters=False, **kw):
+    def __init__(self, buf, regions, cpu_id, cpus, *, percpu_counters=False, options=None, **kw):
         super().__init__(buf, regions, cpu_id, **kw)
         self.cpus = cpus
         self.percpu = percpu_counters
         self.mag_cache = KERNEL.mag_cache
         self.slab_cache_cache = KERNEL.slab_cache_cache
         self.ctl = regions.cpu(cpu_id)
+        o = self.opts = options if options is not None else Options()
+        self._resize, self._colour = o.resize_magazines, o.colour
+        self._empty, self._front = o.empty_magazines, o.cpu_magazine_cache
+        self._slablocks, self._reap = o.slab_locks, o.reap_every is not None
+        self._magopts = self._resize or self._front      # magazines not all from slab_magazine
+        self._resize_period_ns = int(o.resize_period * 1e9)
+        self._reap_period_ns = o.reap_period_ns
+        self._function_names = {}     # cache generation -> (constructor, destructor) names
+        self._any_function = regions.options_line + OPTIONS.functions   # a ctor or dtor exists
+        self._callables = {}          # "module:function" -> the callable, in this process
 
     @property
     def slab_extern(self):
@@ -181,15 +201,16 @@ class SlabAllocator(FrameAllocator):
         for i in range(1 << order):
             self.st(self.frame_entry(data + i * PAGE_SIZE) + FRAME.parent, slab)
         size, objects = self.ld(cache + CACHE.size), self.ld(cache + CACHE.objects)
-        self.st(slab + SLAB.start, data)
+        start = data + self._colour_offset(cache) if self._colour else data
+        self.st(slab + SLAB.start, start)
         self.st(slab + SLAB.available, objects)
         self.st(slab + SLAB.nextavail, 0)
         self.st(slab + SLAB.cache, cache)
         if self._debug:                            # fill with the free pattern first
-            self._debug.on_new_slab(cache, data)
+            self._debug.on_new_slab(cache, start)
         st32 = self.st32
         for i in range(objects):                  # free object i points to i + 1
-            st32(data + i * size, i + 1)
+            st32(start + i * size, i + 1)
         self.fetch_add(cache + CACHE.allocated_slabs, 1)
         return slab
 
@@ -198,6 +219,8 @@ class SlabAllocator(FrameAllocator):
         self._reached(PATH_FRAMES)
         order = self.ld(cache + CACHE.order)
         start = self.ld(slab + SLAB.start)
+        if self._colour:                           # the frames begin before the first object
+            start = self._slab_base(cache, start)
         for i in range(1 << order):
             self.st(self.frame_entry(start + i * PAGE_SIZE) + FRAME.parent, 0)
         self.frame_free(start)
@@ -208,11 +231,19 @@ class SlabAllocator(FrameAllocator):
 
     # --- slab objects -----------------------------------------------------------------------
 
-    def _slab_obj_destroy(self, cache, obj, slab=0):
-        """Return obj to its slab; free the slab when it becomes empty. Returns frames freed."""
+    def _slab_obj_destroy(self, cache, obj, slab=0, constructed=True):
+        """Return obj to its slab, after its destructor if the cache has one (and obj was
+        `constructed`); free the slab when it becomes empty. Returns frames freed."""
         if not slab:
             slab = self.frame_parent(obj)
         assert self.ld(slab + SLAB.cache) == cache, f"object {obj:#x} is not of this cache"
+        dtor = (self.functions(cache)[1] if constructed and self.peek(self._any_function)
+                else None)
+        if dtor is not None:
+            self._destruct(cache, obj, dtor)
+        if self._slablocks:
+            self._reached(PATH_SLAB)
+            return self._slab_obj_put_locked(cache, obj, slab)
         lock = cache + CACHE.slablock
         self.lock(lock)
         start, nextavail = self.ld(slab + SLAB.start), self.ld(slab + SLAB.nextavail)
@@ -234,8 +265,20 @@ class SlabAllocator(FrameAllocator):
         return frames
 
     def _slab_obj_create(self, cache, flags):
-        """Take an object from a partial slab, or from a new one; 0 when out of memory."""
+        """Take an object from a partial slab, or from a new one, and construct it if the cache
+        has a constructor; 0 when out of memory (or the constructor failed: ctor_failure)."""
         self._reached(PATH_SLAB)
+        if self._slablocks:
+            obj = self._slab_obj_take_locked(cache, flags)
+        else:
+            obj = self._slab_obj_take(cache, flags)
+        ctor = self.functions(cache)[0] if obj and self.peek(self._any_function) else None
+        if ctor is not None:
+            obj = self._construct(cache, obj, ctor)
+        return obj
+
+    def _slab_obj_take(self, cache, flags):
+        """The seed's slab_obj_create: an object from a partial slab, or from a new one."""
         lock = cache + CACHE.slablock
         self.lock(lock)
         if self.list_empty(cache + CACHE.partial_slabs):
@@ -263,20 +306,28 @@ class SlabAllocator(FrameAllocator):
     def _get_mag_from_cache(self, cache, first):
         """Take the first (or last) full magazine off the cache's shared list; 0 if none."""
         lock = cache + CACHE.maglock
-        self.lock(lock)
+        if self._resize:
+            self._depot_lock(cache)                # counts contention (depot.py)
+        else:
+            self.lock(lock)
         head = cache + CACHE.magazines
         mag = 0
         if not self.list_empty(head):
             mag = self.ld(head + (LINK.next if first else LINK.prev)) - MAGAZINE.link
             self.list_remove(mag + MAGAZINE.link)
-            self.fetch_add(cache + CACHE.magazine_counter, -1)
+            left = self.fetch_add(cache + CACHE.magazine_counter, -1) - 1
+            if self._reap:
+                self._depot_took(cache, left)      # the working set's low-water mark
         self.unlock(lock)
         return mag
 
     def _put_mag_to_cache(self, cache, mag):
         """Prepend a full magazine to the cache's shared list."""
         lock = cache + CACHE.maglock
-        self.lock(lock)
+        if self._resize:
+            self._depot_lock(cache)
+        else:
+            self.lock(lock)
         self.list_prepend(mag + MAGAZINE.link, cache + CACHE.magazines)
         self.fetch_add(cache + CACHE.magazine_counter, 1)
         self.unlock(lock)
@@ -287,7 +338,10 @@ class SlabAllocator(FrameAllocator):
         for i in range(self.ld(mag + MAGAZINE.busy)):
             frames += self._slab_obj_destroy(cache, self.ld(mag + MAGAZINE.objs + i * WORD))
             self._count(cache, CACHE.cached_objs, CPU_MAGS.cached, -1)
-        self._free_internal(self.mag_cache, mag)
+        if self._magopts:
+            self._magazine_free(mag)               # to the magazine cache it came from
+        else:
+            self._free_internal(self.mag_cache, mag)
         return frames
 
     def _get_full_current_mag(self, cache, mags):
@@ -307,7 +361,10 @@ class SlabAllocator(FrameAllocator):
         if not newmag:
             return 0
         if lastmag:
-            self._magazine_destroy(cache, lastmag)
+            if self._empty:
+                self._magazine_retire(cache, lastmag)    # onto the empty list (depot.py)
+            else:
+                self._magazine_destroy(cache, lastmag)
         self.st(mags + CPU_MAGS.last, cmag)
         self.st(mags + CPU_MAGS.current, newmag)
         return newmag
@@ -342,11 +399,16 @@ class SlabAllocator(FrameAllocator):
         # Both full or absent: a new one, without sleeping and without reclaim (reclaim takes
         # this CPU's magazine lock, which we hold).
         self._reached(PATH_DEPOT)
-        newmag = self._alloc_internal(self.mag_cache, FRAME_ATOMIC | FRAME_NO_RECLAIM)
-        if not newmag:
-            return 0
-        self.st(newmag + MAGAZINE.size, self.ld(cache + CACHE.magazine_size))
-        self.st(newmag + MAGAZINE.busy, 0)
+        if self._empty or self._magopts:
+            newmag = self._magazine_new(cache)     # the empty list, or a magazine cache
+            if not newmag:
+                return 0
+        else:
+            newmag = self._alloc_internal(self.mag_cache, FRAME_ATOMIC | FRAME_NO_RECLAIM)
+            if not newmag:
+                return 0
+            self.st(newmag + MAGAZINE.size, self.ld(cache + CACHE.magazine_size))
+            self.st(newmag + MAGAZINE.busy, 0)
         if lastmag:
             self._put_mag_to_cache(cache, lastmag)
         self.st(mags + CPU_MAGS.last, cmag)
@@ -408,7 +470,8 @@ class SlabAllocator(FrameAllocator):
     def _slab_cache_init_desc(self, cache, name, size, align, flags):
         """Fill in a cache descriptor (the seed's _slab_cache_create, up to linking it)."""
         objsize = size
-        if self.debug and name not in UNTRAILERED:  # room for debugging mode's trailer
+        if self.debug and name not in UNTRAILERED and not flags & SLAB_CACHE_MAGCACHE:
+            # room for debugging mode's trailer
             size = debug_size(size, align)
         size, order, objects, flags = _geometry(size, align, flags)
         encoded = name.encode()
@@ -428,9 +491,10 @@ class SlabAllocator(FrameAllocator):
             base = cache + CACHE.mag_cache
             self.memory[base:base + self.cpus * CPU_MAGS.sizeof] = bytes(self.cpus * CPU_MAGS.sizeof)
 
-    def _link_cache(self, cache):
-        """Give cache an id and a generation and append it to the cache list; returns False when
-        every id is taken. slab_cache_lock must be held."""
+    def _link_cache(self, cache, ctor=None, dtor=None):
+        """Give cache an id and a generation, set up its CACHE_EXT (constructor and destructor
+        names, the options' state) and append it to the cache list; returns False when every
+        id is taken. slab_cache_lock must be held."""
         assert self.holds(KERNEL.slab_cache_lock)
         ids = self.regions.cache_ids
         for cid in range(1, MAX_CACHES):
@@ -443,15 +507,22 @@ class SlabAllocator(FrameAllocator):
         self.poke(ids + cid * WORD, cache)
         self.poke(cache + CACHE.id, cid)
         self.poke(cache + CACHE.gen, gen)
+        self._init_ext(cache, cid, ctor, dtor)
         self.list_append(cache + CACHE.link, KERNEL.slab_cache_list)
         return True
 
     def _unlink_cache(self, cache):
-        """Remove cache from the list and the id table. slab_cache_lock must be held."""
+        """Remove cache from the list; its handles are stale from now on. slab_cache_lock must
+        be held. Its id stays taken until _release_id, once the cache is emptied: its CACHE_EXT
+        (the options' state, its destructor's name) is in use until then."""
         assert self.holds(KERNEL.slab_cache_lock)
         self.list_remove(cache + CACHE.link)
-        self.poke(self.regions.cache_ids + self.peek(cache + CACHE.id) * WORD, 0)
         self.poke(cache + CACHE.gen, 0)
+
+    def _release_id(self, cache):
+        """Give an unlinked, emptied cache's id back (a word of bookkeeping: _link_cache's scan
+        under slab_cache_lock sees it taken or free, either is right)."""
+        self.poke(self.regions.cache_ids + self.peek(cache + CACHE.id) * WORD, 0)
 
     def caches(self, *, charged=False):
         """Descriptor addresses of the live caches, in creation order (read without the lock:
@@ -478,6 +549,8 @@ class SlabAllocator(FrameAllocator):
         if not self._magazines(cache):
             return 0
         frames = 0
+        if self._empty:
+            self._empty_drain(cache)               # empty magazines hold no objects (depot.py)
         # Count up to the magazines there were at the start, so that this ends.
         magcount = self.ld(cache + CACHE.magazine_counter)
         while magcount > 0:
@@ -514,21 +587,27 @@ class SlabAllocator(FrameAllocator):
     # --- lock names and ranks ---------------------------------------------------------------
 
     def cache_locks(self, cache):
-        """(kind, lock address) of each lock of a cache; kind is "slablock", "maglock", "cpu<N>"."""
+        """(kind, lock address) of each lock of a cache; kind is "slablock", "maglock",
+        "emptylock" (Machine(empty_magazines=True)) or "cpu<N>". Slab locks: slab_locks()."""
         locks = [("slablock", cache + CACHE.slablock), ("maglock", cache + CACHE.maglock)]
         if self._has_magazines(cache):
+            if self._empty:
+                locks.append(("emptylock", self._ext(cache) + CACHE_EXT.emptylock))
             locks += [(f"cpu{i}", self._mags(cache, i) + CPU_MAGS.lock) for i in range(self.cpus)]
         return locks
 
     def all_locks(self):
-        """(name, address) of every lock of the machine, as Machine.stats names them: the
-        allocator's, then the workloads' (Kernel.spin_lock, "user@<addr>")."""
+        """(name, address) of every lock of the machine: the allocator's (with slab locks, each
+        slab's, "<cache>.slab@<address of its frames>", which Machine.stats adds up per cache),
+        then the workloads' (Kernel.spin_lock, "user@<addr>")."""
         yield "slab_cache_lock", KERNEL.slab_cache_lock
         yield "frames", self.frames_lock
         for cache in self.caches():
             name = self.cache_name(cache)
             for kind, lock in self.cache_locks(cache):
                 yield f"{name}.{kind}", lock
+        if self._slablocks:
+            yield from self.slab_locks()
         for entry, lock in self.lock_entries(LOCK_USER):
             yield f"user@{lock}", lock
 
@@ -543,20 +622,101 @@ class SlabAllocator(FrameAllocator):
                and (kind is None or words[i * stride + k] == kind)]
         return sorted(out, key=lambda e: e[1])
 
+    def slab_locks(self):
+        """(name, address) of the lock of every slab there is, and of any other slab lock that
+        is held (a CPU died holding it while the slab was on no list). Bookkeeping reads."""
+        r, pk = self.regions, self.peek
+        for pfn in range(r.nframes):
+            lock = r.slab_lock(pfn)
+            cache = self._slab_lock_cache(pfn)
+            if cache:
+                yield f"{self.cache_name(cache)}.slab@{pfn << PAGE_WIDTH:#x}", lock
+            elif pk(lock + SPINLOCK.holder):
+                yield f"slab lock of frame {pfn}", lock
+
+    def _slab_lock_cache(self, pfn):
+        """The cache of the slab whose frames begin at frame pfn, or 0 (bookkeeping reads)."""
+        pk = self.peek
+        slab = pk(self.regions.frame(pfn) + FRAME.parent)
+        if not slab or not PAGE_SIZE <= slab < self.regions.memory:
+            return 0
+        cache = pk(slab + SLAB.cache)
+        if not 0 < cache < self.regions.memory:
+            return 0
+        order = pk(cache + CACHE.order)
+        if order > MAX_ORDER or (pk(slab + SLAB.start) >> PAGE_WIDTH) & ~((1 << order) - 1) != pfn:
+            return 0
+        return cache
+
+    def fold_slab_locks(self, locks):
+        """Machine.stats' lock rows with every slab's lock ("<cache>.slab@...") added into one
+        row per cache, "<cache>.slablocks", together with the locks of its slabs freed since
+        (their counts were kept in the cache's CACHE_STATS). Unchanged without slab locks."""
+        if not self._slablocks:
+            return locks
+        out, pk = {}, self.peek
+        for name, row in locks.items():
+            if ".slab@" in name:
+                total = out.setdefault(name.split(".slab@")[0] + ".slablocks",
+                                       dict.fromkeys(row, 0))
+                for f, v in row.items():
+                    total[f] = total.get(f, 0) + v
+            else:
+                out[name] = row
+        for cache in self.caches():
+            stats = self._stats(cache)
+            row = out.setdefault(f"{self.cache_name(cache)}.slablocks",
+                                 dict.fromkeys(next(iter(locks.values())), 0))
+            for f in row:
+                if hasattr(CACHE_STATS, f"slab_{f}"):
+                    row[f] += pk(stats + getattr(CACHE_STATS, f"slab_{f}"))
+        return out
+
+    def _tier(self, cache):
+        """Which group of ranks a cache's locks belong to (smpsim/engine/locks.py)."""
+        if cache in (self.mag_cache, self.slab_cache_cache):
+            return TIER_INTERNAL
+        if cache == self.slab_extern:
+            return TIER_EXTERN
+        flags = self.peek(cache + CACHE.flags)
+        if flags & SLAB_CACHE_MAGCACHE:
+            return TIER_INTERNAL if flags & SLAB_CACHE_NOMAGAZINE else TIER_MAGAZINES
+        return TIER_CLIENT
+
+    def _locate_option_lock(self, lock):
+        """(cache, kind) of a lock the options keep outside the cache descriptor (a slab lock,
+        an emptylock), or None."""
+        r = self.regions
+        if r.slab_locks and r.slab_locks <= lock < r.slab_locks + r.nframes * LINE:
+            pfn, off = divmod(lock - r.slab_locks, LINE)
+            cache = self._slab_lock_cache(pfn) if not off else 0
+            return (cache, "slab") if cache else None
+        if r.cache_ext and r.cache_ext <= lock < r.cache_ext + MAX_CACHES * CACHE_EXT.sizeof:
+            cid, off = divmod(lock - r.cache_ext, CACHE_EXT.sizeof)
+            cache = self.peek(r.cache_ids + cid * WORD)
+            return (cache, "emptylock") if cache and off == CACHE_EXT.emptylock else None
+        return None
+
     def _locate_lock(self, lock):
         if lock == KERNEL.slab_cache_lock:
             return "slab_cache_lock", RANK_CACHE_LIST
         if lock == self.frames_lock:
             return "frames", RANK_FRAMES
+        found = self._locate_option_lock(lock) if lock >= self.regions.memory else None
+        if found:
+            cache, kind = found
+            name = f"{self.cache_name(cache)}.{kind}"
+            if kind == "slab":
+                name += f"@{(lock - self.regions.slab_locks) // LINE << PAGE_WIDTH:#x}"
+            return name, cache_lock_rank(self._tier(cache), kind)
         for cache in [self.mag_cache, self.slab_cache_cache] + self.caches():
             end = cache + CACHE.mag_cache + (self.cpus * CPU_MAGS.sizeof
                                              if self._has_magazines(cache) else 0)
             if cache <= lock < end:
                 for kind, addr in self.cache_locks(cache):
                     if addr == lock:
-                        tier = (TIER_INTERNAL if cache in (self.mag_cache, self.slab_cache_cache)
-                                else TIER_EXTERN if cache == self.slab_extern else TIER_CLIENT)
-                        rank = cache_lock_rank(tier, "cpu" if kind.startswith("cpu") else kind)
+                        rank = cache_lock_rank(self._tier(cache),
+                                               "cpu" if kind.startswith("cpu") else kind)
                         return f"{self.cache_name(cache)}.{kind}", rank
         if any(addr == lock for _, addr in self.lock_entries(LOCK_USER)):
             return f"user@{lock}", 0
@@ -568,8 +728,9 @@ class SlabAllocator(FrameAllocator):
     def lock_rank(self, lock):
         """The rank of the lock at `lock` (smpsim/engine/locks.py), for debugging mode's order check
         on every acquisition: found from the address alone (the cache descriptor holding the
-        lock is a slab_cache object or one of the two static caches), without walking the
-        cache list as _locate_lock does for names."""
+        lock is a slab_cache object or one of the two static caches; an option's lock is found
+        through its frame or its cache id), without walking the cache list as _locate_lock does
+        for names."""
         if lock == KERNEL.slab_cache_lock:
             return RANK_CACHE_LIST
         if lock == self.frames_lock:
@@ -577,9 +738,12 @@ class SlabAllocator(FrameAllocator):
         statics = (self.mag_cache, self.slab_cache_cache)
         if lock < PAGE_SIZE:
             desc = next((c for c in statics if c <= lock < c + CACHE.sizeof), 0)
+        elif lock >= self.regions.memory:
+            found = self._locate_option_lock(lock)
+            return cache_lock_rank(self._tier(found[0]), found[1]) if found else 0
         else:
             pk = self.peek
-            slab = pk(self.frame_entry(lock) + FRAME.parent) if lock < self.regions.memory else 0
+            slab = pk(self.frame_entry(lock) + FRAME.parent)
             if not slab or pk(slab + SLAB.cache) != self.slab_cache_cache:
                 return self._locate_lock(lock)[1]
             start, size = pk(slab + SLAB.start), pk(self.slab_cache_cache + CACHE.size)
@@ -595,9 +759,7 @@ class SlabAllocator(FrameAllocator):
             kind = "cpu"
         else:
             return self._locate_lock(lock)[1]
-        tier = (TIER_INTERNAL if desc in statics else
-                TIER_EXTERN if desc == self.slab_extern else TIER_CLIENT)
-        return cache_lock_rank(tier, kind)
+        return cache_lock_rank(self._tier(desc), kind)
 
 
 def _check_geometry_args(fn, size, align, flags):

@@ -709,22 +709,38 @@ def markdown(res):
 
 
 def main(argv=None):
-    """`smpsim bench [--quick] [--out DIR]`: run, write DIR/bench.json and DIR/bench.md, print
-    the Markdown. Returns the exit status."""
+    """`smpsim bench [--quick] [--out DIR] [--cluster ADDRESS]`: run, write DIR/bench.json and
+    DIR/bench.md (bench-cluster.* with --cluster), print the Markdown. Returns the exit
+    status."""
     p = argparse.ArgumentParser(prog="smpsim bench", description=__doc__.split("\n")[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes (a smoke test, for tests)")
     p.add_argument("--out", default=os.path.join("results", "bench"), metavar="DIR",
                    help="where bench.json and bench.md go (default: results/bench)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
+    p.add_argument("--cluster", metavar="ADDRESS",
+                   help="only this: a sweep of single-CPU points here vs on a Dask cluster "
+                        "(local:N or a scheduler's address; smpsim.experiment.clusterbench), "
+                        "written to DIR/bench-cluster.json|md")
     args = p.parse_args(argv)
-    cfg = dict(CONFIGS["quick" if args.quick else "full"])
     progress = None if args.quiet else (lambda msg: print(f"bench: {msg}", file=sys.stderr))
-    res = run_bench(cfg, progress)
+    name, render = "bench", markdown
+    if args.cluster:
+        from smpsim.experiment import cluster, clusterbench
+        name, render = "bench-cluster", clusterbench.markdown
+        try:
+            res = clusterbench.run(args.cluster, clusterbench.CONFIGS[
+                "quick" if args.quick else "full"], progress)
+        except cluster.ClusterError as e:
+            print(f"smpsim bench: --cluster: {e}", file=sys.stderr)
+            return 2
+    else:
+        cfg = dict(CONFIGS["quick" if args.quick else "full"])
+        res = run_bench(cfg, progress)
     os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "bench.json"), "w") as f:
+    with open(os.path.join(args.out, f"{name}.json"), "w") as f:
         json.dump(res, f, indent=1)
-    md = markdown(res)
-    with open(os.path.join(args.out, "bench.md"), "w") as f:
+    md = render(res)
+    with open(os.path.join(args.out, f"{name}.md"), "w") as f:
         f.write(md)
     print(md, end="")
     return 0

@@ -2,7 +2,7 @@
 compare two results, list the workloads, and the demo and benchmark of the engine.
 
     smpsim run SCENARIO [--cpus N] [--live] [OPTIONS]
-    smpsim sweep SCENARIO [--cpus 1,2,4,8] [--repeat N] [OPTIONS]
+    smpsim sweep SCENARIO [--cpus 1,2,4,8] [--repeat N] [--cluster ADDRESS] [OPTIONS]
         OPTIONS: --set KEY=VALUE (repeatable) --ops N --seconds S --seed N --pin
                  --time host|simulated --quantum Q --out DIR [--replace] -q -v
     smpsim slabinfo RESULT [--run ID|all] [--at peak|end] [--format both|slabinfo|seed]
@@ -123,6 +123,9 @@ def _parser():
     s.add_argument("--cpus", type=_cpu_list, metavar="LIST",
                    help="CPU counts, e.g. 1,2,4,8 (default: the scenario's [sweep] cpus)")
     s.add_argument("--repeat", type=int, metavar="N", help="runs per point (default: [sweep])")
+    s.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the points on the Dask scheduler at ADDRESS (tcp://host:8786), or "
+                        "on a LocalCluster of N workers here (local:N); needs smpsim[cluster]")
     i = sub.add_parser("slabinfo", help="a result's caches in /proc/slabinfo 2.1 and seed format")
     i.add_argument("result", metavar="RESULT", help="a result folder, run folder or result.json")
     i.add_argument("--run", metavar="ID", help="the run of a folder with several ('all': each)")
@@ -280,7 +283,7 @@ def _run_script(args):
 
 
 def _experiment(args):
-    from smpsim.experiment import plot, runner, scenario, tables
+    from smpsim.experiment import runner, scenario
     try:
         scn = scenario.load(args.scenario, sets=time_sets(args), ops=args.ops,
                             seconds=args.seconds, seed=args.seed)
@@ -295,23 +298,49 @@ def _experiment(args):
             raise _Bad(f"--repeat: expected 1..100, got {args.repeat}")
         points = scn.points(args.cpus or scn.sweep["cpus"], args.repeat or scn.sweep["repeat"])
     _check_out(args)
+    conn = None
+    if getattr(args, "cluster", None):
+        # The points are set up on the workers' hosts (one that cannot be is reported there).
+        from smpsim.experiment import cluster
+        try:
+            conn = cluster.connect(args.cluster, echo=None if args.quiet else print)
+        except cluster.ClusterError as e:
+            raise _Bad(f"--cluster: {e}") from None
+    else:
+        try:
+            runner.check_setup(points)     # before the folder is touched
+        except scenario.ScenarioError as e:
+            raise _Bad(str(e)) from None
     try:
-        runner.check_setup(points)         # before the folder is touched
-    except scenario.ScenarioError as e:
-        raise _Bad(str(e)) from None
+        return _run_experiment(args, scn, points, conn)
+    finally:
+        if conn is not None:
+            conn.close()
+
+
+def _run_experiment(args, scn, points, conn):
+    """Runs the points here, or on the cluster of `conn`; writes the folder, prints the tables."""
+    from smpsim.experiment import plot, runner, scenario, tables
     out = _claim(args, scn.name, runner.scenario_text(scn))
     view = None
     if getattr(args, "live", False):
         from smpsim.experiment.live import LiveView
         view = LiveView()
-    bars, outer = (None, None) if view else _bars(args.quiet, len(points))
+    bars, outer = (None, None) if view or conn else _bars(args.quiet, len(points))
     logs = _Logging(out, args.verbose)
     command = " ".join(["smpsim"] + sys.argv[1:])
+    failures = []
     try:
-        results, sweep = runner.run_points(
-            scn, points, out, pin=args.pin or scn.run["pin"], bar_factory=bars, view=view,
-            command=command, claimed=True,
-            on_result=(lambda r: outer.update(1)) if outer else None)
+        if conn is not None:
+            from smpsim.experiment import cluster
+            results, sweep, failures = cluster.run_points(
+                conn.client, scn, points, out, pin=args.pin or scn.run["pin"],
+                progress=not args.quiet, command=command, claimed=True)
+        else:
+            results, sweep = runner.run_points(
+                scn, points, out, pin=args.pin or scn.run["pin"], bar_factory=bars, view=view,
+                command=command, claimed=True,
+                on_result=(lambda r: outer.update(1)) if outer else None)
     except KeyboardInterrupt:
         print(f"\nsmpsim: interrupted; what finished is in {out} (marked partial)",
               file=sys.stderr)
@@ -340,7 +369,11 @@ def _experiment(args):
     for r in bad:
         what = r["error"] or "; ".join(r["check"])
         print(f"smpsim: run {r['point']['id']} failed: {what}", file=sys.stderr)
-    return 1 if bad else 0
+    for f in failures:
+        print(f"smpsim: run {f.point.id} failed on {f.worker or f.host}: {f.error} "
+              f"(details in {os.path.join(out, 'runs', f.point.id, 'failure.json')})",
+              file=sys.stderr)
+    return 1 if bad or failures else 0
 
 
 def _slabinfo(args):

@@ -23,8 +23,8 @@ import time
 
 from smpsim.workloads.latency import Histogram
 
-__all__ = ["annotate", "collect", "merge_latency", "time_of", "throughput_unit", "LOCK_TIMES",
-           "UNITS"]
+__all__ = ["annotate", "collect", "merge_latency", "option_numbers", "time_of",
+           "throughput_unit", "LOCK_TIMES", "UNITS"]
 
 # Lock time counters the engine may keep per lock: host nanoseconds, and in simulated time
 # cycles. Each is reported when present, per operation and per acquisition.
@@ -210,3 +210,24 @@ def collect(result, point, outcome, before, after, cpu_before, cpu_after, last, 
                         "peak_used": max(sampler.peak_frames, fa["total"] - fa["free"])}
     result["timeseries"] = sampler.series
     result["caches_peak"] = sampler.peak or result["caches_end"]
+    result["options"] = option_numbers(point, before, after, cpus)
+
+
+def option_numbers(point, before, after, cpus):
+    """What the options beyond the seed did in a run: constructor and destructor calls (and
+    constructor calls per allocation, when a cache has a constructor), magazine resizes, reaps,
+    and the magazine size each of the scenario's caches ended with."""
+    cb, ca = before["caches"], after["caches"]
+    caches = getattr(point, "caches", None) or []
+    made = {c["name"] for c in caches}
+    count = {key: sum(c.get(key, 0) - cb.get(n, {}).get(key, 0) for n, c in ca.items())
+             for key in ("constructed", "destructed", "resizes")}
+    allocs = sum(c["allocs"] for c in cpus)
+    with_ctor = any(c.get("ctor") for c in caches)
+    rb, ra = before.get("reap", {}), after.get("reap", {})
+    return {**count,
+            "ctor_per_alloc": count["constructed"] / allocs if with_ctor and allocs else None,
+            "reap_calls": ra.get("calls", 0) - rb.get("calls", 0),
+            "reap_frames": ra.get("frames", 0) - rb.get("frames", 0),
+            "reap_magazines": ra.get("magazines", 0) - rb.get("magazines", 0),
+            "magazine_sizes": {n: ca[n].get("magazine_size") for n in made if n in ca}}

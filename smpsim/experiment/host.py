@@ -11,6 +11,7 @@ had about one core between them, whatever the CPU count.
 
 import os
 import platform
+import socket
 import time
 
 import psutil
@@ -52,7 +53,8 @@ def _loadavg():
 
 def describe():
     """The host and software a run is measured on, as result.json records it."""
-    return {"smpsim": version(), "python": platform.python_version(),
+    return {"name": socket.gethostname(), "smpsim": version(),
+            "python": platform.python_version(),
             "implementation": platform.python_implementation(), "platform": platform.platform(),
             "cpu_model": cpu_model(), "cores": os.cpu_count(),
             "physical_cores": psutil.cpu_count(logical=False), "loadavg": _loadavg()}

@@ -47,8 +47,8 @@ from smpsim.experiment import folder, host, report, tables
 from smpsim.experiment.collect import annotate, collect
 from smpsim.experiment.scenario import FLAG_NAMES, ScenarioError
 
-__all__ = ["run_point", "run_points", "check_setup", "write_summary", "scenario_text",
-           "result_dir", "Sampler", "Interrupted"]
+__all__ = ["run_point", "run_points", "check_setup", "write_run", "write_summary",
+           "scenario_text", "result_dir", "Sampler", "Interrupted"]
 
 log = logging.getLogger("smpsim.experiment.runner")
 
@@ -134,7 +134,8 @@ def _set_up(point, m, wl, params):
     k = m.cpu(0)
     try:
         caches = [k.slab_cache_create(c["name"], c["size"], c["align"],
-                                      sum(FLAG_NAMES[f] for f in c["flags"]))
+                                      sum(FLAG_NAMES[f] for f in c["flags"]),
+                                      ctor=c.get("ctor"), dtor=c.get("dtor"))
                   for c in point.caches]
         return caches, wl.prepare(k, params, point.cpus)
     except (ValueError, smpsim.OutOfMemory) as e:
@@ -261,7 +262,7 @@ def _clean_up(m, k, wl, params, caches, error):
     return problems or "ok"
 
 
-def _write_run(out, result):
+def write_run(out, result):
     """Writes one run's folder: result.json and its CSVs and slabinfo."""
     d = os.path.join(out, "runs", result["point"]["id"])
     os.makedirs(d, exist_ok=True)
@@ -328,7 +329,7 @@ def run_points(scenario, points, out, *, pin=False, bar_factory=None, view=None,
             r = run_point(point, pin=pin, interval=scenario.run["interval"],
                           timeout=scenario.run["timeout"], bar_factory=bar_factory, view=view)
             results.append(r)
-            _write_run(out, r)
+            write_run(out, r)
             write_summary(out, scenario, results, partial=True, command=command)
             log.info("run %s: %.0f %s, hit rate %.3f, check %s", point.id, r["throughput"],
                      r["throughput_unit"], r["magazines"]["hit_rate"],
@@ -338,7 +339,7 @@ def run_points(scenario, points, out, *, pin=False, bar_factory=None, view=None,
     except KeyboardInterrupt as e:
         if isinstance(e, Interrupted):
             results.append(e.result)
-            _write_run(out, e.result)
+            write_run(out, e.result)
         write_summary(out, scenario, results, partial=True, command=command)
         raise
     sweep = write_summary(out, scenario, results, partial=False, command=command)

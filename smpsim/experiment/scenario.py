@@ -12,6 +12,14 @@
     lock_timeout = 10.0                 # optional, seconds
     time = "simulated"                  # or "host" (the default): docs/time.md
     quantum = 1000                      # optional, cycles >= 0 (simulated time; 0: strict)
+    resize_magazines = false            # the options beyond the seed (docs/options.md), each
+    colour = false                      #   off by default
+    empty_magazines = false
+    cpu_magazine_cache = false
+    slab_locks = false
+    reap_every = 0.5                    # optional, seconds (inf: reaps by hand only)
+    resize_threshold = 3                # contended maglock acquisitions per period, then grow
+    resize_period = 1.0                 # seconds
 
     [cost]                              # optional: the cost model of simulated time
     transfer = 300                      # hit, transfer, atomic (cycles), hz (cycles per s)
@@ -21,6 +29,8 @@
     size = 100
     align = 0                           # 0 or a power of two up to 4096
     flags = ["NOMAGAZINE"]              # NOMAGAZINE, SLINSIDE
+    ctor = "smpsim.workloads.objects:construct"   # optional "module:function" constructor
+    dtor = "smpsim.workloads.objects:destruct"    # and destructor
 
     [workload]
     name = "threadtest"                 # bundled, installed, "module:function" or "file.py"
@@ -272,6 +282,15 @@ MACHINE_KEYS = {
     "lock_timeout": (_seconds(3600), None),
     "time": (_choice("host", "simulated"), "host"),
     "quantum": (_cycles, None),
+    # The options beyond the seed (docs/options.md).
+    "resize_magazines": (_bool, False),
+    "colour": (_bool, False),
+    "empty_magazines": (_bool, False),
+    "cpu_magazine_cache": (_bool, False),
+    "slab_locks": (_bool, False),
+    "reap_every": (_seconds(float("inf")), None),
+    "resize_threshold": (_int(0, 1000000), 3),
+    "resize_period": (_seconds(86400), 1.0),
 }
 # [cost], and a variant's `cost`: entries of the cost model of simulated time over its defaults
 # (Machine(cost=...)), each a positive integer; passed on as the machine's `cost`.
@@ -289,7 +308,8 @@ SWEEP_KEYS = {
     "repeat": (_int(1, 100), 1),
 }
 _CACHE = {"name": "a cache name of 1..32 printable characters", "size": "an integer >= 1",
-          "align": "0 or a power of two up to 4096", "flags": "a list of NOMAGAZINE, SLINSIDE"}
+          "align": "0 or a power of two up to 4096", "flags": "a list of NOMAGAZINE, SLINSIDE",
+          "ctor": "a 'module:function' string", "dtor": "a 'module:function' string"}
 _TOP = {"name": "a string", "description": "a string", "machine": "a table",
         "caches": "an array of tables", "workload": "a table with 'name'", "run": "a table",
         "sweep": "a table", "variants": "an array of tables", "cost": "a table"}
@@ -326,7 +346,13 @@ def _caches(c, arr, key, memory):
         flags = t.get("flags", [])
         if not isinstance(flags, list) or any(f not in FLAG_NAMES for f in flags):
             c.fail(f"{k}.flags", _CACHE["flags"], flags)
-        out.append({"name": name, "size": size, "align": align, "flags": list(flags)})
+        entry = {"name": name, "size": size, "align": align, "flags": list(flags)}
+        for fn in ("ctor", "dtor"):            # the constructor and destructor, by name
+            if fn in t:
+                if not isinstance(t[fn], str) or t[fn].count(":") != 1:
+                    c.fail(f"{k}.{fn}", _CACHE[fn], t[fn])
+                entry[fn] = t[fn]
+        out.append(entry)
     return out
 
 

@@ -34,9 +34,11 @@ SUMMARY_COLUMNS = ["id", "label", "workload", "time", "cpus", "rep", "seed", "op
                    "ops_per_cpu_s", "hit_rate",
                    "acquisitions", "contended", "contended_per_op", "spins_per_op",
                    "shared_list_ops", "shared_list_per_op", "failed", "remote_frees",
-                   "reclaim_calls", "reclaim_frames", "peak_frames", "p50", "p99", "p99.9",
+                   "reclaim_calls", "reclaim_frames", "peak_frames", "frames_held",
+                   "ctor_per_alloc", "magazine_size", "resizes", "reap_frames", "line_miss_rate",
+                   "p50", "p99", "p99.9",
                    "latency_unit", "cpu_user", "cpu_system", "voluntary_cs", "involuntary_cs",
-                   "other_cores", "check", "error"]
+                   "other_cores", "check", "error", "host"]
 PATHS = ("hit", "depot", "slab", "frames")
 _KINDS = ("all", "slab_alloc", "slab_free", "kalloc", "kfree")
 
@@ -94,9 +96,11 @@ def summary_row(result):
         "other_cores": result.get("host", {}).get("interference", {}).get("other_cores"),
         "check": result["check"] if isinstance(result["check"], str) else "violations",
         "error": result.get("error") or "",
+        "host": result.get("host", {}).get("name", ""),
     }
     for key, _ in _lock_time_keys(totals):
         row[key] = totals[key.removeprefix("lock_")]
+    row.update(_option_row(result))
     columns = [list(c) for c in result.get("columns", [])]
     for key, _ in columns:
         if key not in row:
@@ -104,6 +108,31 @@ def summary_row(result):
                            if isinstance(c.get(key), (int, float)))
     row["columns"] = columns
     return row
+
+
+# The options beyond the seed (docs/options.md): frames held when the run ended (always), and,
+# when some run of the table has them, constructor calls per allocation, the largest magazine
+# size the scenario's caches reached, and line misses per access of a workload that models a
+# hardware cache (walk).
+OPTION_COLUMNS = [("frames_held", "frames held"), ("ctor_per_alloc", "ctor calls/alloc"),
+                  ("magazine_size", "magazine size"), ("line_miss_rate", "line misses/access")]
+
+
+def _option_row(result):
+    o = result.get("options") or {}
+    sizes = [v for v in (o.get("magazine_sizes") or {}).values() if v]
+    accesses = sum(c.get("line_accesses") or 0 for c in result["cpus"])
+    misses = sum(c.get("line_misses") or 0 for c in result["cpus"])
+    return {"frames_held": result["frames"]["used_after"],
+            "ctor_per_alloc": o.get("ctor_per_alloc"),
+            "magazine_size": max(sizes) if o.get("resizes") else None,
+            "resizes": o.get("resizes", 0), "reap_frames": o.get("reap_frames", 0),
+            "line_miss_rate": misses / accesses if accesses else None}
+
+
+def _option_keys(rows):
+    """[(key, heading)] of OPTION_COLUMNS some row has a value for."""
+    return [(k, h) for k, h in OPTION_COLUMNS if any(r.get(k) is not None for r in rows)]
 
 
 def _extra_keys(rows):
@@ -165,6 +194,8 @@ def aggregate(rows):
             row[key] = _mean(rs, key)
         for key, _ in _lock_time_keys(_lock_times_in(rs)):
             row[key] = _mean(rs, key)
+        for key, _ in OPTION_COLUMNS:
+            row[key] = _mean(rs, key)
         for key, _ in row["columns"]:
             row[key] = _mean(rs, key)
         out.append(row)
@@ -224,6 +255,7 @@ def sweep_columns(rows):
     lead = _SWEEP_LEAD + ([("time", "time", None)] if time == "mixed" else [])
     rate = [("throughput", UNITS.get(time, "ops/s (in its time)"), None)] + _SWEEP_RATE
     extra = [(k, h, None) for k, h in _lock_time_keys(_lock_times_in(rows))]
+    extra += [(k, h, None) for k, h in _option_keys(rows)]
     extra += [(k, h, None) for k, h in _extra_keys(rows)]
     if time == "host":
         return lead + rate + _SWEEP_HOST_EFF + _SWEEP_MAGS + extra + _SWEEP_TAIL

@@ -51,7 +51,12 @@ memory words included.
 | scratch      | small objects written after allocation: false sharing (cache-scratch)      |
 | kalloc_mix   | a working set over a size distribution spanning the malloc caches          |
 | pressure     | fill memory until allocation fails, free part, allocate elsewhere: reclaim  |
+| burst        | a burst freed at once, then a small steady working set: what reaping frees  |
+| walk         | objects read through a model of a hardware cache: what colouring is for     |
 | floor        | plain Python list operations, no allocator: the host's scaling ceiling      |
+
+smpsim/workloads/objects.py is no workload: it holds the constructor and destructor the
+scenarios give their caches (slab_cache_create(..., ctor=, dtor=)).
 """
 
 import hashlib
@@ -71,6 +76,8 @@ WORKLOADS = {
     "scratch": "smpsim.workloads.scratch",
     "kalloc_mix": "smpsim.workloads.kalloc_mix",
     "pressure": "smpsim.workloads.pressure",
+    "burst": "smpsim.workloads.burst",
+    "walk": "smpsim.workloads.walk",
     "floor": "smpsim.workloads.floor",
 }
 GROUP = "smpsim.workloads"          # the entry-point group of installed workloads

@@ -184,6 +184,7 @@ def _bars(quiet, points):
     if quiet:
         return None, None
     from tqdm import tqdm
+    tqdm.monitor_interval = 0       # no monitor thread: the CPU processes are forked from here
 
     def make(total, label):
         return tqdm(total=total, desc=label, unit="op", unit_scale=True, leave=False,

@@ -217,6 +217,54 @@ def test_a_bad_override_says_what_the_file_would(tiny, tmp_path, capsys):
     assert not os.path.exists(tmp_path / "a") and not os.path.exists(tmp_path / "b")
 
 
+class _Loaded(Exception):
+    """Raised in place of the setup check: the scenario loaded, with these points."""
+
+
+@pytest.mark.parametrize("option, as_set", [(["--time", "simulated"], "machine.time=simulated"),
+                                             (["--time", "virtual"], "machine.time=virtual"),
+                                             (["--quantum", "0"], "machine.quantum=0"),
+                                             (["--quantum", "-1"], "machine.quantum=-1"),
+                                             (["--quantum", "many"], "machine.quantum=many")])
+def test_time_options_are_overrides_like_set(tiny, tmp_path, monkeypatch, capsys, option,
+                                             as_set):
+    """--time and --quantum are --set machine.time=... and machine.quantum=...: on run and sweep
+    the same machine, or the same one-line refusal (exit 2)."""
+    from smpsim.experiment import runner
+
+    def loaded(points):
+        raise _Loaded(points[0].machine)
+    monkeypatch.setattr(runner, "check_setup", loaded)
+    for command in ("run", "sweep"):
+        outcomes = []
+        for argv in (option, ["--set", as_set]):
+            try:
+                outcomes.append((cli.main([command, tiny, "-q"] + argv),
+                                 capsys.readouterr().err))
+            except _Loaded as e:
+                outcomes.append(e.args[0])
+        assert outcomes[0] == outcomes[1], command
+        if isinstance(outcomes[0], tuple):
+            code, err = outcomes[0]
+            assert code == 2 and err.count("\n") == 1 and f"key 'machine.{option[0][2:]}'" in err
+        else:
+            assert outcomes[0][option[0][2:]] == (int(option[1]) if option[1].isdigit()
+                                                  else option[1])
+
+
+def test_a_run_in_simulated_time_from_the_command_line(tiny, tmp_path, monkeypatch, capsys):
+    _no_plots(monkeypatch)
+    out = str(tmp_path / "o")
+    assert cli.main(["run", tiny, "--out", out, "--time", "simulated", "--quantum", "0",
+                     "--ops", "100"]) == 0
+    text = capsys.readouterr().out
+    assert "| variant | CPUs | runs | ops / simulated s |" in text
+    r = json.load(open(os.path.join(out, "runs", "base-c2-r0", "result.json")))
+    assert (r["time"]["mode"], r["time"]["quantum"]) == ("simulated", 0)
+    assert open(os.path.join(out, "scenario.toml")).readline() == (
+        "# run with: --set machine.time=simulated --set machine.quantum=0 --ops 100\n")
+
+
 # --- result folders -------------------------------------------------------------------------------
 
 def test_a_folder_with_content_is_refused_and_replaced_only_when_asked(tiny, tmp_path, monkeypatch, capsys):
@@ -292,15 +340,41 @@ def test_compare_two_result_folders(tmp_path, capsys):
                                   _row("mag", 1, 180.0), _row("new", 2, 7.0)])
     assert cli.main(["compare", a, b]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0].startswith(f"A = {a}, B = {b}; ratios B/A")
-    assert lines[2].startswith("| variant | CPUs | runs | ops/s A | CV | ops/s B | CV | "
-                               "ops/s B/A (95% CI) |")
+    assert lines[0].startswith(f"A = {a}, B = {b}, both in host time; ratios B/A")
+    assert lines[2].startswith("| variant | CPUs | runs | ops / s (host) A | CV | "
+                               "ops / s (host) B | CV | ops / s (host) B/A (95% CI) |")
     assert lines[4].startswith("| mag | 1 | 3 / 3 | 100 | 10.0% | 200 | 10.0% | 2.000 ± 0.555 |")
     assert lines[5].startswith("| old | 2 | 1 / 0 | 5 |  |  |  |  |")
     assert lines[6].startswith("| new | 2 | 0 / 1 |  |  | 7 |  |  |")
     assert cli.main(["compare", a, str(tmp_path)]) == 2
     assert capsys.readouterr().err == (f"smpsim: {tmp_path}: no result here (expected a result "
                                        f"folder, a run folder or a result.json)\n")
+
+
+def test_compare_in_simulated_time_and_refusing_mixed_times(tmp_path, capsys):
+    """Simulated-time folders compare on ops / simulated s and the cycles and transfers per
+    operation; a host-time folder against a simulated-time one is refused in one line."""
+    def sim(label, tp, cycles):
+        return dict(_row(label, 2, tp), time="simulated", cycles_per_op=cycles,
+                    transfers_per_op=0.5, lock_wait_cycles_per_op=2.0)
+    a = _summary(tmp_path / "a", [sim("mag", 100.0, 50.0), sim("mag", 100.0, 50.0)])
+    b = _summary(tmp_path / "b", [sim("mag", 150.0, 40.0), sim("mag", 150.0, 40.0)])
+    h = _summary(tmp_path / "h", [_row("mag", 2, 100.0)])
+    assert cli.main(["compare", a, b]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"A = {a}, B = {b}, both in simulated time; ratios B/A")
+    head = lines[2].split(" | ")
+    assert head[3:6] == ["ops / simulated s A", "CV", "ops / simulated s B"]
+    assert "cycles/op B/A (95% CI)" in head and "transfers/op A" in head
+    assert "ops per CPU-s A" not in head
+    cells = lines[4].split(" | ")
+    assert cells[head.index("ops / simulated s B/A (95% CI)")] == "1.500"
+    assert cells[head.index("cycles/op B/A (95% CI)")] == "0.800"
+    assert cli.main(["compare", h, a]) == 2
+    assert capsys.readouterr().err == (
+        f"smpsim: compare: {h} is in host time and {a} in simulated time; their throughputs "
+        f"are in different units (ops / s (host), ops / simulated s): compare results of one "
+        f"time\n")
 
 
 def test_compare_marks_ratios_within_the_noise():
@@ -357,7 +431,7 @@ def test_the_live_header_agrees_with_the_table(tiny, tmp_path, monkeypatch, caps
     assert cli.main(["run", tiny, "--live", "--out", str(tmp_path / "o"), "--ops", "400"]) == 0
     out = capsys.readouterr().out
     header = [line for line in out.splitlines() if line.startswith(" smpsim base-c2-r0")][-1]
-    rate = header.split("ops   ")[1].removesuffix(" ops/s")
+    rate = header.split("ops   ")[1].removesuffix(" ops / s (host)")
     row = [line for line in out.splitlines() if line.startswith("| base | 2 |")][0]
     assert row.split(" | ")[3] == rate
 
@@ -378,12 +452,22 @@ def test_script_options_are_passed_or_refused(tmp_path, capsys):
                      "--set", "x.y=[1, 2]"]) == 0
     assert json.load(open(os.path.join(out, "result.json"))) == {
         "cpus": 3, "ops": 7, "set": {"x.y": [1, 2]}}
-    for argv, opt in ((["--live"], "live"), (["--seed", "4"], "seed"), (["--pin"], "pin")):
+    for argv, opt in ((["--live"], "live"), (["--seed", "4"], "seed"), (["--pin"], "pin"),
+                      (["--time", "simulated"], "time"), (["--quantum", "0"], "quantum")):
         assert cli.main(["run", str(script), "--out", str(tmp_path / opt)] + argv) == 2
         assert capsys.readouterr().err == (f"smpsim: --{opt}: opts.py's run() takes no "
                                            f"'{opt}' parameter, so the option would be "
                                            f"ignored\n")
         assert not os.path.exists(tmp_path / opt)
+    timed = tmp_path / "timed.py"
+    timed.write_text("def run(out, time='host', quantum=None):\n"
+                     "    return {'time': time, 'quantum': quantum}\n")
+    assert cli.main(["run", str(timed), "--out", str(tmp_path / "t"), "-q", "--time",
+                     "simulated", "--quantum", "0"]) == 0
+    assert json.load(open(tmp_path / "t" / "result.json")) == {"time": "simulated", "quantum": 0}
+    assert cli.main(["run", str(timed), "--quantum", "-5"]) == 2
+    assert capsys.readouterr().err == ("smpsim: --quantum: expected an integer >= 0 (cycles), "
+                                       "got '-5'\n")
     assert cli.main(["sweep", str(script), "--cpus", "1,2"]) == 2
     assert capsys.readouterr().err == (f"smpsim: sweep: {script} is a Python scenario script, "
                                        f"which does its own sweeping; run it with `smpsim run`\n")

@@ -69,8 +69,10 @@ def test_run_points_writes_the_result_folder(scn, tmp_path):
     assert [(r["label"], int(r["cpus"])) for r in rows(os.path.join(out, "sweep.csv"))] == [
         ("mag", 1), ("mag", 2), ("nomag", 1), ("nomag", 2)]
     md = open(os.path.join(out, "sweep.md")).read().splitlines()
-    assert md[0] == "# tiny" and md[2].startswith("| variant | CPUs | runs | ops/s | 95% CI |")
-    assert md[4 + len(sweep):7 + len(sweep)] == ["", "## Latency (ns; sampled operations)", ""]
+    assert md[0] == "# tiny, host time"
+    assert md[2].startswith("| variant | CPUs | runs | ops / s (host) | 95% CI |")
+    assert md[4 + len(sweep):7 + len(sweep)] == ["", "## Latency (host ns; sampled operations)",
+                                                 ""]
 
 
 def test_one_run_result_contents(scn, tmp_path):
@@ -136,7 +138,8 @@ def test_interrupt_writes_what_finished_marked_partial(scn, tmp_path):
     summary = json.load(open(os.path.join(out, "summary.json")))
     assert summary["partial"] is True
     assert [r["id"] for r in summary["runs"]] == ["mag-c1-r0"]
-    assert open(os.path.join(out, "sweep.md")).readline() == "# tiny (partial: interrupted)\n"
+    assert open(os.path.join(out, "sweep.md")).readline() == \
+        "# tiny, host time (partial: interrupted)\n"
 
 
 def test_a_failing_cpu_is_recorded_and_the_machine_checked(scn, tmp_path):
@@ -192,7 +195,7 @@ def prepare(k, params, cpus):
 
 def run(k, params):
     p = resolve(PARAMS, params)
-    heap, budget = Heap(k, p["cache"], p["sample_every"]), Budget(p)
+    heap, budget = Heap(k, p["cache"], p["sample_every"]), Budget(k, p)
     while budget.more(heap.ops):
         heap.free(heap.alloc(32))
     return heap.result("widgets", budget.elapsed(), widgets=p["widgets"] * heap.ops,
@@ -287,7 +290,8 @@ def test_every_machine_key_reaches_the_machine(scn, monkeypatch):
     point.machine["colour"] = True
     runner._machine(point)
     assert seen == {"cpus": 2, "memory": 8 << 20, "magazine_size": 4, "debug": False,
-                    "counters": "shared", "lock_timeout": None, "colour": True,
+                    "counters": "shared", "lock_timeout": None, "time": "host", "quantum": None,
+                    "cost": None, "colour": True,
                     "resize_magazines": False, "empty_magazines": False,
                     "cpu_magazine_cache": False, "slab_locks": False, "reap_every": None,
                     "resize_threshold": 3, "resize_period": 1.0}
@@ -324,8 +328,9 @@ class _Frames:
     def __init__(self):
         self.frames = []
 
-    def draw(self, stats, cpu, elapsed, ops, label="", force=False):
+    def draw(self, stats, cpu, elapsed, ops, label="", force=False, sim_seconds=None):
         self.frames.append((elapsed, ops, force))
+        self.sim = sim_seconds
 
 
 def test_the_live_views_last_frame_is_the_runs_own_numbers(scn):
@@ -353,13 +358,12 @@ def test_a_workload_that_does_not_clean_up_is_refused_before_the_runs(tmp_path):
         runner.check_setup(scn.points())
 
 
-def test_lock_times_the_engine_counts_reach_the_tables(scn, monkeypatch):
+def test_lock_times_the_engine_counts_reach_the_tables(tmp_path):
     """In simulated time the engine counts cycles locks were waited for and held: the run's
     totals and the sweep table show them per operation and per acquisition."""
-    monkeypatch.setitem(scenario.MACHINE_KEYS, "time",
-                        (lambda c, v, key: c.str(v, key, ("host", "simulated")), "host"))
-    [point] = scn.points()[:1]
-    point.machine["time"] = "simulated"
+    path = tmp_path / "tiny.toml"
+    path.write_text(TOML.replace("[machine]", "[machine]\ntime = \"simulated\""))
+    [point] = scenario.load(str(path)).points()[:1]
     r = runner.run_point(point)
     t = r["lock_totals"]
     assert t["hold_cycles"] > 0 and t["hold_cycles_per_acq"] == t["hold_cycles"] / \
@@ -435,3 +439,74 @@ def test_the_walk_workload_reports_line_misses(tmp_path):
     assert mag["cpus"][0]["line_accesses"] == 60
     assert tables.summary_row(mag)["line_miss_rate"] is not None
     assert ("line_miss_rate", "line misses/access", None) in tables.sweep_columns(sweep)
+
+
+# --- simulated time -------------------------------------------------------------------------------
+
+COMPUTE = """
+def run(k, params):
+    for _ in range(10):
+        k.compute(1000)          # 10 operations of 1000 cycles each, on every CPU
+    return {"ops": 10, "seconds": 0.0}
+"""
+
+
+def test_simulated_throughput_is_operations_per_simulated_second(tmp_path):
+    """The run's span runs from the common start clock (the setup on CPU 0 advanced only its
+    clock) to the latest clock at the end: 10,000 cycles at 10^6 cycles a second is 0.01
+    simulated seconds for 20 operations, whatever the host took; the quantum and the cost model
+    reach the machine; the host's numbers stay beside."""
+    (tmp_path / "compute.py").write_text(COMPUTE)
+    path = tmp_path / "s.toml"
+    path.write_text('[machine]\ncpus = 2\nmemory = "4M"\ntime = "simulated"\nquantum = 0\n'
+                    '[cost]\nhz = 1000000\ntransfer = 200\n[workload]\nname = "compute.py"\n')
+    [point] = scenario.load(str(path)).points()
+    r = runner.run_point(point)
+    assert r["error"] is None and r["check"] == "ok"
+    t = r["time"]
+    assert (t["mode"], t["quantum"], t["hz"]) == ("simulated", 0, 10 ** 6)
+    assert t["cost"] == {"hit": 5, "transfer": 200, "atomic": 20, "hz": 10 ** 6}
+    assert t["start"] > 0 and t["end"] == t["start"] + 10000
+    assert [c["cycles"] for c in r["cpus"]] == [10000, 10000]
+    assert (r["ops"], r["sim_seconds"], r["throughput"]) == (20, 0.01, 2000.0)
+    assert r["throughput_unit"] == "ops / simulated s"
+    assert (r["cycles_per_op"], r["transfers_per_op"]) == (1000.0, 0.0)
+    assert r["host_throughput"] == 20 / r["elapsed"] != r["throughput"]
+    row = tables.summary_row(r)
+    assert (row["time"], row["throughput_unit"], row["throughput"], row["cycles_per_op"]) == (
+        "simulated", "ops / simulated s", 2000.0, 1000.0)
+    assert row["host_throughput"] == r["host_throughput"]
+
+
+def test_a_simulated_sweep_reports_transfers_and_lock_waits(tmp_path):
+    """Without magazines two CPUs pass the slab lock's and the slab's lines back and forth: line
+    transfers and lock wait cycles per operation are the sums of the CPUs' and the locks' counts
+    over the operations; on one CPU nothing is transferred. The time series and the live view's
+    last frame carry simulated seconds, and the tables say which time they show."""
+    path = tmp_path / "tiny.toml"
+    path.write_text(TOML.replace("[machine]", "[machine]\ntime = \"simulated\""))
+    scn = scenario.load(str(path))
+    out = str(tmp_path / "out")
+    view = _Frames()
+    points = [p for p in scn.points([1, 2]) if p.label == "nomag"]
+    results, sweep = runner.run_points(scn, points, out, view=view)
+    one, two = results
+    assert all(r["check"] == "ok" for r in results)
+    assert one["transfers_per_op"] == 0.0
+    assert two["transfers_per_op"] == sum(c["transfers"] for c in two["cpus"]) / two["ops"] > 0
+    waits = sum(d.get("wait_cycles", 0) for d in two["locks"].values())
+    assert two["lock_totals"]["wait_cycles_per_op"] == waits / two["ops"] > 0
+    assert two["cycles_per_op"] == sum(c["cycles"] for c in two["cpus"]) / two["ops"]
+    assert view.sim == two["sim_seconds"] and two["throughput"] == two["ops"] / two["sim_seconds"]
+    series = two["timeseries"]
+    assert series[0]["sim_t"] == 0 and series[-1]["sim_t"] == two["sim_seconds"]
+    md = open(os.path.join(out, "sweep.md")).read().splitlines()
+    assert md[0] == "# tiny, simulated time"
+    assert md[2].startswith("| variant | CPUs | runs | ops / simulated s | 95% CI | CV | per CPU "
+                            "| speed-up | cycles/op | transfers/op | lock wait cycles/op |")
+    assert "| host s | ops / s (host) | ops per CPU-s (host) |" in md[2]
+    assert "## Latency (simulated cycles; sampled operations)" in md
+    csv_rows = rows(os.path.join(out, "sweep.csv"))
+    assert [(r["time"], r["throughput_unit"]) for r in csv_rows] == [
+        ("simulated", "ops / simulated s")] * 2
+    assert float(csv_rows[1]["transfers_per_op"]) == pytest.approx(two["transfers_per_op"])

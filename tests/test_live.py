@@ -23,7 +23,8 @@ CPU = [{"cpu": 0, "ops": 1000, "hits": 90, "misses": 10},
 def test_render():
     text = live.render(STATS, CPU, 2.0, 1500, "run-1")
     lines = text.splitlines()
-    assert lines[0].split() == ["smpsim", "run-1", "2.0", "s", "1,500", "ops", "750", "ops/s"]
+    assert lines[0].split() == ["smpsim", "run-1", "2.0", "s", "1,500", "ops", "750", "ops", "/",
+                                "s", "(host)"]
     assert "Active / Total Objects (% used)    : 34 / 83 (41.0%)" in lines[1]
     assert "Active / Total Caches (% used)     : 2 / 3 (66.7%)" in lines[3]
     assert "Frames in use / total              : 24 / 1024 (2.3%)" in lines[4]
@@ -65,4 +66,12 @@ def test_the_header_rate_is_formatted_as_the_tables_are():
     from smpsim.experiment.tables import fmt_number
     for ops, secs in ((1500, 2.0), (123456789, 3.7), (10, 3.0)):
         header = live.render(STATS, CPU, secs, ops).splitlines()[0]
-        assert header.endswith(f" {fmt_number(ops / secs)} ops/s")
+        assert header.endswith(f" {fmt_number(ops / secs)} ops / s (host)")
+
+
+def test_a_simulated_run_shows_simulated_seconds_and_rate():
+    """In simulated time the header's rate is operations per simulated second (the host's
+    seconds beside, labelled), so the last frame agrees with the simulated table's row."""
+    header = live.render(STATS, CPU, 2.0, 1500, "run-1", sim_seconds=0.0005).splitlines()[0]
+    assert header.split() == ["smpsim", "run-1", "simulated", "0.0005", "s", "(2.0", "s",
+                              "host)", "1,500", "ops", "3,000,000", "ops", "/", "simulated", "s"]

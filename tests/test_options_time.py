@@ -118,3 +118,5 @@ def test_the_simulated_time_scenario_measures_each_option():
     assert off["throughput"] > 0 and off["reap_frames"] == 0
     assert on["reap_frames"] > 0 and on["frames_held"] < off["frames_held"]
     assert set(ns["COLUMNS"][i][0] for i in range(3, len(ns["COLUMNS"]))) <= set(on)
+    row = dict(on, option="reap", variant="on", counters="shared")
+    assert "| ops per simulated s |" in ns["table"]([row])         # the table it writes

@@ -50,7 +50,8 @@ def test_defaults_and_points(tmp_path):
     s = scenario.load(write(tmp_path, GOOD))
     assert s.name == "s"
     assert s.machine == {"cpus": 4, "memory": 16 << 20, "magazine_size": 4, "debug": False,
-                         "counters": "shared", "lock_timeout": None,
+                         "counters": "shared", "lock_timeout": None, "time": "host",
+                         "quantum": None, "cost": None,
                          "resize_magazines": False, "colour": False, "empty_magazines": False,
                          "cpu_magazine_cache": False, "slab_locks": False, "reap_every": None,
                          "resize_threshold": 3, "resize_period": 1.0}
@@ -95,7 +96,7 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
 
 @pytest.mark.parametrize("text, message", [
     ("x = 1\n" + GOOD,
-     "unknown key 'x'; expected one of caches, description, machine, name, run, sweep, "
+     "unknown key 'x'; expected one of caches, cost, description, machine, name, run, sweep, "
      "variants, workload"),
     (GOOD.replace("ops = 100", "opps = 100"),
      "unknown key 'workload.opps'; expected a parameter of threadtest: batch, cache, ops, "
@@ -114,8 +115,8 @@ caches = [{ name = "obj", size = 100, flags = ["NOMAGAZINE"] }]
      "key 'machine.counters': expected one of 'shared', 'percpu', got 'global'"),
     (GOOD.replace("[machine]", "[machine]\nspeed = 3"),
      "unknown key 'machine.speed'; expected one of colour, counters, cpu_magazine_cache, cpus, "
-     "debug, empty_magazines, lock_timeout, magazine_size, memory, reap_every, "
-     "resize_magazines, resize_period, resize_threshold, slab_locks"),
+     "debug, empty_magazines, lock_timeout, magazine_size, memory, quantum, reap_every, "
+     "resize_magazines, resize_period, resize_threshold, slab_locks, time"),
     (GOOD.replace("size = 100", "size = 0"),
      "key 'caches[1].size': expected an integer 1..4194304, got 0"),
     (GOOD.replace("size = 100", "size = 100\nalign = 24"),
@@ -246,7 +247,7 @@ def test_machine_keys_are_one_table(tmp_path, monkeypatch):
     path, got = error(tmp_path, GOOD.replace("[machine]", "[machine]\ntint = 9"))
     assert got == f"{path}: key 'machine.tint': expected an integer 0..7, got 9"
     path, got = error(tmp_path, GOOD.replace("[machine]", "[machine]\nshade = 1"))
-    assert "resize_threshold, slab_locks, tint" in got
+    assert "resize_threshold, slab_locks, time, tint" in got
 
 
 def test_a_directory_is_not_a_scenario(tmp_path):
@@ -310,8 +311,8 @@ def test_set_overrides_keys_as_toml_values(tmp_path):
      "key 'machine.magazine_size': expected an integer 1..1024, got 'big'"),
     (["machine.speed=3"], "unknown key 'machine.speed'; expected one of colour, counters, "
                           "cpu_magazine_cache, cpus, debug, empty_magazines, lock_timeout, "
-                          "magazine_size, memory, reap_every, resize_magazines, resize_period, "
-                          "resize_threshold, slab_locks"),
+                          "magazine_size, memory, quantum, reap_every, resize_magazines, "
+                          "resize_period, resize_threshold, slab_locks, time"),
     (["variants[9].machine.cpus=1"],
      "key 'variants': expected an array with an element [9], got None"),
     (["workload"], "--set: expected KEY=VALUE with a dotted KEY like workload.batch=8 or "
@@ -391,3 +392,93 @@ def test_the_options_keys_reach_the_points(tmp_path):
     assert (all_on.machine["resize_threshold"], all_on.machine["resize_period"]) == (0, 0.5)
     assert seed.caches[0]["ctor"] == "smpsim.workloads.objects:construct"
     assert "dtor" not in seed.caches[0]
+
+
+# --- simulated time ------------------------------------------------------------------------------
+
+SIM = GOOD.replace("[machine]", "[machine]\ntime = \"simulated\"")
+
+
+def test_time_quantum_and_cost_reach_every_variant(tmp_path):
+    """machine.time and machine.quantum are machine keys; [cost] is checked and lands in every
+    variant's machine as `cost`, a variant's own cost merged over it."""
+    path = SIM.replace("time = ", "quantum = 0\ntime = ") + (
+        "[cost]\ntransfer = 300\nhz = 1000000\n"
+        "[[variants]]\nlabel = \"a\"\n"
+        "[[variants]]\nlabel = \"b\"\ncost = { transfer = 50, atomic = 7 }\n")
+    s = scenario.load(write(tmp_path, path))
+    a, b = (v[1] for v in s.variants)
+    assert (a["time"], a["quantum"], a["cost"]) == ("simulated", 0,
+                                                    {"transfer": 300, "hz": 1000000})
+    assert b["cost"] == {"transfer": 50, "hz": 1000000, "atomic": 7}
+    assert s.time == "simulated"
+    assert [p.machine["cost"] for p in s.points()] == [a["cost"], b["cost"]]
+    plain = scenario.load(write(tmp_path, GOOD, "plain.toml"))
+    assert (plain.time, plain.machine["quantum"], plain.machine["cost"]) == ("host", None, None)
+
+
+@pytest.mark.parametrize("text, message", [
+    (GOOD.replace("[machine]", "[machine]\ntime = \"virtual\""),
+     "key 'machine.time': expected one of 'host', 'simulated', got 'virtual'"),
+    (SIM.replace("[machine]", "[machine]\nquantum = -1"),
+     "key 'machine.quantum': expected an integer >= 0 (cycles), got -1"),
+    (SIM.replace("[machine]", "[machine]\nquantum = 1.5"),
+     "key 'machine.quantum': expected an integer >= 0 (cycles), got 1.5"),
+    (SIM + "[cost]\nspeed = 3\n",
+     "unknown key 'cost.speed'; expected one of atomic, hit, hz, transfer"),
+    (SIM + "[cost]\nhit = 0\n", "key 'cost.hit': expected an integer 1..1000000000000, got 0"),
+    (SIM + "[cost]\nhz = true\n",
+     "key 'cost.hz': expected an integer 1..1000000000000, got True"),
+    (SIM + "[cost]\ntransfer = 1.5\n",
+     "key 'cost.transfer': expected an integer 1..1000000000000, got 1.5"),
+    ("cost = 3\n" + SIM, "key 'cost': expected a table, got 3"),
+    (SIM + "[[variants]]\nlabel = \"a\"\ncost = { atomic = -2 }\n",
+     "key 'variants[1].cost.atomic': expected an integer 1..1000000000000, got -2"),
+    (SIM + "[[variants]]\nlabel = \"a\"\n[[variants]]\nlabel = \"b\"\n"
+           "machine = { time = \"host\" }\n",
+     "key 'variants[2].machine.time': expected the time of every other variant (one table's "
+     "throughputs are all in host or all in simulated time), got 'host'"),
+    (SIM + "[[variants]]\nlabel = \"a\"\nmachine = { time = \"host\" }\n"
+           "[[variants]]\nlabel = \"b\"\n",
+     "key 'variants[1].machine.time': expected the time of every other variant (one table's "
+     "throughputs are all in host or all in simulated time), got 'host'"),
+    (SIM + "[[variants]]\nlabel = \"a\"\n[[variants]]\nlabel = \"floor\"\n"
+           "workload = { name = \"floor\", ops = 10 }\n",
+     "key 'variants[2].workload.name': expected a workload with a meaning in simulated time "
+     "(floor runs in host time only: run it in a scenario with machine.time = 'host'), "
+     "got 'floor'"),
+    ("[machine]\ntime = \"simulated\"\n[workload]\nname = \"floor\"\n",
+     "key 'workload.name': expected a workload with a meaning in simulated time (floor runs in "
+     "host time only: run it in a scenario with machine.time = 'host'), got 'floor'"),
+])
+def test_bad_time_and_cost_are_refused_naming_the_key(tmp_path, text, message):
+    path, got = error(tmp_path, text)
+    assert got == f"{path}: {message}"
+
+
+def test_time_overrides_read_as_the_file_would(tmp_path):
+    """--set machine.time=... (what --time does) applies to the file before it is checked: the
+    shipped magazine experiment's floor-free variants accept host time; a variant that sets its
+    own time keeps the variants consistent; cost.KEY reaches the variants that set it."""
+    path = write(tmp_path, SIM + "[[variants]]\nlabel = \"a\"\n"
+                                 "[[variants]]\nlabel = \"b\"\nmachine = { time = \"simulated\" }\n"
+                                 "cost = { hit = 2 }\n")
+    s = scenario.load(path, sets=["machine.time=host", "machine.quantum=5", "cost.hit=9"])
+    assert [(v[1]["time"], v[1]["quantum"], v[1]["cost"]) for v in s.variants] == [
+        ("host", 5, {"hit": 9}), ("host", 5, {"hit": 9})]
+    with pytest.raises(ScenarioError) as e:
+        scenario.load(path, sets=["machine.quantum=-3"])
+    assert str(e.value) == (f"{path}: key 'machine.quantum': expected an integer >= 0 (cycles), "
+                            f"got -3")
+
+
+def test_the_magazine_experiment_runs_in_simulated_time_beside_its_host_twin():
+    sim = scenario.load(os.path.join(ROOT, "scenarios", "magazines.toml"))
+    host = scenario.load(os.path.join(ROOT, "scenarios", "magazines_host.toml"))
+    assert sim.time == "simulated" and host.time == "host"
+    assert sim.sweep["cpus"] == [1, 2, 4, 8, 16, 32]
+    assert sim.labels == ["magazines", "magazines, shared counters", "no magazines"]
+    assert host.labels == sim.labels + ["python floor"]
+    assert [v[1]["counters"] for v in sim.variants] == ["percpu", "shared", "shared"]
+    assert [c["flags"] for v in sim.variants for c in v[2]] == [[], [], ["NOMAGAZINE"]]
+    assert sim.variants[0][3]["seconds"] <= 0.01          # simulated seconds, not host ones

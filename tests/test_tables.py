@@ -42,7 +42,7 @@ def test_rows_keep_the_scenarios_order():
 def test_columns_show_what_there_is():
     plain = tables.aggregate([row("m", 1, 10.0)])
     headings = [c[1] for c in tables.sweep_columns(plain)]
-    assert headings[:6] == ["variant", "CPUs", "runs", "ops/s", "95% CI", "CV"]
+    assert headings[:6] == ["variant", "CPUs", "runs", "ops / s (host)", "95% CI", "CV"]
     assert headings[-2:] == ["other load (cores)", "check"]
     assert not any("lock" in h or "failed" in h for h in headings)
     cols = [["failed", "failed allocs"], ["reclaim_calls", "reclaim calls"]]
@@ -87,7 +87,8 @@ def test_latency_table_merges_the_runs():
     assert (b["runs"], b["samples"], b["p50"], b["p99"]) == (2, 100, 100, 120)
     assert b["p50_cv"] == pytest.approx(20 / math.sqrt(2) / 110)
     md = tables.latency_markdown(out).splitlines()
-    assert md[0] == "## Latency (ns; sampled operations)"
+    assert md[0] == "## Latency (host ns; sampled operations)"
+    assert md[2].startswith("| variant | CPUs | operation | path | runs | samples | p50 (ns) |")
     assert md[4] == "| b | 2 | all |  | 2 | 100 | 100 | 12.9% | 120 | 12.9% | 120 |"
 
 
@@ -97,3 +98,48 @@ def test_summary_columns_add_lock_times_and_workload_columns():
     assert cols[:len(tables.SUMMARY_COLUMNS)] == tables.SUMMARY_COLUMNS
     assert cols[len(tables.SUMMARY_COLUMNS):] == ["lock_hold_cycles_per_op",
                                                   "lock_hold_cycles_per_acq", "waits"]
+
+
+# --- simulated time ------------------------------------------------------------------------------
+
+def sim_row(label, cpus, tp, **extra):
+    return row(label, cpus, tp, time="simulated", cycles_per_op=100.0 * cpus,
+               transfers_per_op=0.5, host_throughput=tp / 1000, elapsed=2.0, sim_seconds=0.001,
+               **extra)
+
+
+def test_a_simulated_table_says_its_time_and_keeps_the_hosts_numbers_beside():
+    rows = [sim_row("m", 1, 10.0), sim_row("m", 1, 10.0), sim_row("m", 2, 20.0,
+                                                                   lock_wait_cycles_per_op=3.0)]
+    out = tables.aggregate(rows)
+    assert [(r["time"], r["throughput_unit"]) for r in out] == [
+        ("simulated", "ops / simulated s")] * 2
+    assert (out[1]["cycles_per_op"], out[1]["transfers_per_op"], out[1]["host_throughput"]) == (
+        200.0, 0.5, 0.02)
+    assert out[0]["throughput_cv"] == 0.0                # exact repeats: no spread
+    headings = [c[1] for c in tables.sweep_columns(out)]
+    assert headings[:11] == ["variant", "CPUs", "runs", "ops / simulated s", "95% CI", "CV",
+                             "per CPU", "speed-up", "cycles/op", "transfers/op",
+                             "lock wait cycles/op"]
+    assert headings[-5:] == ["host s", "ops / s (host)", "ops per CPU-s (host)",
+                             "other load (cores)", "check"]
+    csv_cols = tables.sweep_csv_columns(out)
+    assert csv_cols[:6] == ["label", "cpus", "runs", "time", "throughput_unit", "throughput"]
+    assert "sim_seconds" in csv_cols and "host_throughput" in csv_cols
+    host = tables.aggregate([row("h", 1, 10.0)])
+    assert [c[1] for c in tables.sweep_columns(host)][3] == "ops / s (host)"
+    assert "cycles/op" not in [c[1] for c in tables.sweep_columns(host)]
+    assert "sim_seconds" not in tables.sweep_csv_columns(host)
+    mixed = [c[1] for c in tables.sweep_columns(out + host)]
+    assert mixed[3:5] == ["time", "ops/s (in its time)"]
+
+
+def test_latency_headings_say_cycles_or_ns():
+    runs = [dict(_run("s", 0, [100] * 10))]
+    h = Histogram("cycles")
+    for v in [100] * 10:
+        h.record(v)
+    runs[0]["latency"] = {"all": dict(h.summary(), histogram=h.as_dict())}
+    md = tables.latency_markdown(tables.latency_table(runs)).splitlines()
+    assert md[0] == "## Latency (simulated cycles; sampled operations)"
+    assert "| p50 (cycles) |" in md[2] and "| p99 (cycles) |" in md[2]

@@ -1,9 +1,11 @@
 """Finding workloads: bundled ones whatever the current folder holds, installed ones through the
-entry-point group, "module:function" and files; and the Heap's latency sampling."""
+entry-point group, "module:function" and files; the Heap's latency sampling; and the length of a
+run in the machine's time (Budget), every bundled workload's included."""
 
 import os
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -132,14 +134,100 @@ def test_failed_allocations_are_not_timed():
         m.check()
 
 
-def test_the_heap_measures_with_the_machines_clock(monkeypatch):
-    """In simulated time the Heap's latencies are the CPU's cycles (latency.clock; which machines
-    run in simulated time is latency._simulated's one line)."""
-    from smpsim.workloads import latency
-    monkeypatch.setattr(latency, "_simulated", lambda k: True)
+def test_the_heap_measures_with_the_machines_clock():
+    """In simulated time the Heap's latencies are the CPU's cycles (latency.clock, from k.time)."""
     with smpsim.Machine(1, "4M", time="simulated") as m:
         k = m.cpu(0)
         r = _heap_run(k, 1)
         assert {h["unit"] for h in r["latency"].values()} == {"cycles"}
         assert max(h["max"] for h in r["latency"].values()) > 0
         m.check()
+
+
+# --- the length of a run, in the machine's time ----------------------------------------------------
+
+def test_a_budget_counts_simulated_seconds_on_the_cpus_clock():
+    """In simulated time `seconds` are the CPU's cycles over k.hz (here 1000 cycles a second),
+    counted from when the Budget was made; `ops` still count operations."""
+    with smpsim.Machine(1, "4M", time="simulated", cost={"hz": 1000}) as m:
+        k = m.cpu(0)
+        k.compute(12345)                         # before the Budget: not counted
+        budget = common.Budget(k, {"seconds": 2.0})
+        k.compute(1999)
+        assert budget.more(10 ** 6) and budget.elapsed() == 1.999
+        k.compute(1)
+        assert not budget.more(0) and budget.elapsed() == 2.0
+        assert common.now(k) == k.cycles / 1000
+        by_ops = common.Budget(k, {"ops": 5, "seconds": 0.0})
+        assert by_ops.more(4) and not by_ops.more(5)
+
+
+def test_a_budget_in_host_time_counts_host_seconds():
+    with smpsim.Machine(1, "4M") as m:
+        k = m.cpu(0)
+        budget = common.Budget(k, {"seconds": 0.05})
+        k.compute(10 ** 9)                       # charges nothing in host time
+        assert budget.more(0)
+        time.sleep(0.06)
+        assert not budget.more(0) and budget.elapsed() >= 0.05
+
+
+def test_a_budget_needs_the_kernel():
+    with pytest.raises(TypeError, match=r"Budget: expected the CPU's Kernel and the "
+                                        r"parameters, Budget\(k, params\), got Budget\(dict\)"):
+        common.Budget({"ops": 10})
+
+
+# Every bundled workload but floor, with what keeps a run short: in simulated time at 10^6
+# cycles a second, `seconds` = 0.02 is 20,000 cycles, a few hundred operations.
+_SIM_RUNS = {
+    "threadtest": "batch = 8\nseconds = 0.02\n",
+    "larson": "slots = 16\nround_ops = 20\nseconds = 0.02\n",
+    "xmalloc": "seconds = 0.02\n",
+    "scratch": "writes = 1\nseconds = 0.02\n",
+    "kalloc_mix": "live = 16\nseconds = 0.02\n",
+    "pressure": "rounds = 1\nlimit = 50\n",
+    "burst": "burst = 20\nseconds = 0.02\n",
+    "walk": "count = 20\npasses = 2\n",
+    "contend": "live = 4\nseconds = 0.02\n",
+    "racy": "atomic = true\nops = 200\n",
+}
+_PART = {"burst", "walk"}    # their `seconds` are one phase of the run (the steady one, the walks)
+
+
+def test_every_bundled_workload_is_listed_here():
+    assert set(_SIM_RUNS) | {"floor"} == set(workloads.WORKLOADS)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("name", sorted(_SIM_RUNS))
+def test_bundled_workloads_run_for_simulated_seconds(tmp_path, name):
+    """In simulated time each CPU's `seconds` are simulated seconds: at least the length asked
+    for, and within the run's simulated span, which a run measured in host seconds would
+    overshoot many times (host seconds spent in Python are thousands of simulated ones here)."""
+    from smpsim.experiment import runner, scenario
+    path = tmp_path / "s.toml"
+    path.write_text(f'[machine]\ncpus = 2\nmemory = "8M"\ntime = "simulated"\n'
+                    f'[cost]\nhz = 1000000\n[workload]\nname = "{name}"\n{_SIM_RUNS[name]}')
+    [point] = scenario.load(str(path)).points()
+    r = runner.run_point(point)
+    assert r["error"] is None and r["check"] == "ok"
+    assert r["time"]["mode"] == "simulated" and r["time"]["cost"]["hz"] == 10 ** 6
+    asked = point.workload.get("seconds") or 0.0
+    for w, c in zip(r["workers"], r["cpus"]):
+        assert asked <= w["seconds"] <= r["sim_seconds"]
+        if name not in _PART:                                                    # its own clock
+            assert 0 <= c["cycles"] - w["seconds"] * 10 ** 6 <= 0.2 * c["cycles"]
+        if name == "walk":           # its reads of simulated memory are not charged: no time
+            assert w["seconds"] == 0.0
+    assert r["sim_seconds"] < (2 * asked if asked and name not in _PART else 0.5)
+
+
+def test_floor_has_no_meaning_in_simulated_time():
+    from smpsim.workloads import floor
+    with smpsim.Machine(1, "4M", time="simulated") as m:
+        with pytest.raises(ValueError, match=r"floor.run: the host's ceiling has no meaning in "
+                                             r"simulated time"):
+            floor.run(m.cpu(0), {"ops": 1000})
+    assert workloads.find("floor").times == ("host",)
+    assert workloads.find("threadtest").times == ("host", "simulated")

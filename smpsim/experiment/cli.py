@@ -4,7 +4,7 @@ compare two results, list the workloads, and the demo and benchmark of the engin
     smpsim run SCENARIO [--cpus N] [--live] [OPTIONS]
     smpsim sweep SCENARIO [--cpus 1,2,4,8] [--repeat N] [--cluster ADDRESS] [OPTIONS]
         OPTIONS: --set KEY=VALUE (repeatable) --ops N --seconds S --seed N --pin
-                 --out DIR [--replace] -q -v
+                 --time host|simulated --quantum Q --out DIR [--replace] -q -v
     smpsim slabinfo RESULT [--run ID|all] [--at peak|end] [--format both|slabinfo|seed]
     smpsim compare A B                     two result folders side by side
     smpsim workloads                       the bundled and installed workloads, their parameters
@@ -67,6 +67,27 @@ def _cpu_list(text):
     return cpus
 
 
+def time_options(sp):
+    """--time and --quantum on subcommand parser `sp`: overrides of machine.time and
+    machine.quantum, applied as --set is (time_sets), so a bad value reads as it would in the
+    file."""
+    sp.add_argument("--time", metavar="host|simulated",
+                    help="run in host time or in simulated time (sets machine.time)")
+    sp.add_argument("--quantum", metavar="Q",
+                    help="simulated time: the largest skew between CPU clocks, in cycles "
+                         "(0: strict; sets machine.quantum)")
+
+
+def time_sets(args):
+    """The --set overrides --time and --quantum stand for, after the user's own --set."""
+    sets = list(getattr(args, "set", None) or [])
+    for key in ("time", "quantum"):
+        value = getattr(args, key, None)
+        if value is not None:
+            sets.append(f"machine.{key}={value}")
+    return sets
+
+
 def _parser():
     p = _Parser(prog="smpsim", description="A multi-process SMP simulator of the HelenOS slab "
                 "allocator: experiments and tools.")
@@ -86,6 +107,7 @@ def _parser():
         sp.add_argument("--seconds", type=float, metavar="S",
                         help="seconds per CPU in every workload (clears `ops`)")
         sp.add_argument("--seed", type=int, metavar="N", help="the seed of every workload")
+        time_options(sp)
         sp.add_argument("--pin", action="store_true", help="place CPU i on host core i %% cores")
         sp.add_argument("--out", metavar="DIR",
                         help="result folder, empty or new (default: a new results/NAME-TIME)")
@@ -217,6 +239,14 @@ def _script_options(args):
     for name in ("live", "pin"):
         if getattr(args, name, False):
             opts[name] = True
+    if args.time is not None:
+        if args.time not in ("host", "simulated"):
+            raise _Bad(f"--time: expected 'host' or 'simulated', got {args.time!r}")
+        opts["time"] = args.time
+    if args.quantum is not None:
+        if not args.quantum.isdigit():
+            raise _Bad(f"--quantum: expected an integer >= 0 (cycles), got {args.quantum!r}")
+        opts["quantum"] = int(args.quantum)
     if args.set:
         try:
             opts["set"] = dict(scenario.parse_set(s) for s in args.set)
@@ -260,8 +290,8 @@ def _run_script(args):
 def _experiment(args):
     from smpsim.experiment import runner, scenario
     try:
-        scn = scenario.load(args.scenario, sets=args.set, ops=args.ops, seconds=args.seconds,
-                            seed=args.seed)
+        scn = scenario.load(args.scenario, sets=time_sets(args), ops=args.ops,
+                            seconds=args.seconds, seed=args.seed)
     except scenario.ScenarioError as e:
         raise _Bad(str(e)) from None
     if args.command == "run":
@@ -386,7 +416,11 @@ def _compare(args):
             rows.append(compare.load_runs(path))
         except ValueError as e:
             raise _Bad(str(e)) from None
-    print(compare.markdown(compare.compare(*rows), args.a, args.b), end="")
+    try:
+        table = compare.compare(*rows, names=(args.a, args.b))
+    except ValueError as e:
+        raise _Bad(str(e)) from None
+    print(compare.markdown(table, args.a, args.b), end="")
     return 0
 
 

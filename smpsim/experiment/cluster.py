@@ -587,8 +587,8 @@ def run_points(client: Any, scenario: Scenario, points: Sequence[Point], out: st
         r = done[o.index] = o.value
         runner.write_run(out, r)
         runner.write_summary(out, scenario, ordered(), partial=True, command=command)
-        log.info("run %s on %s: %.0f ops/s, hit rate %.3f, check %s", point.id, o.host,
-                 r["throughput"], r["magazines"]["hit_rate"],
+        log.info("run %s on %s: %.0f %s, hit rate %.3f, check %s", point.id, o.host,
+                 r["throughput"], r.get("throughput_unit", "ops/s"), r["magazines"]["hit_rate"],
                  r["check"] if r["check"] == "ok" else "FAILED")
         if on_result:
             on_result(r)

@@ -4,20 +4,34 @@ magazines, reclaim, frames, the merged latency histograms of the workload's samp
 and what the CPU processes and the host did meanwhile.
 
 Every number is a difference of counters read before and after Machine.run, so the boot and the
-workload's preparation do not count. Throughput is operations over the time from the CPUs' start
-gate to the last CPU finishing (Machine.last_run's elapsed).
+workload's preparation do not count.
+
+Time. In host time, throughput is operations over the host seconds from the CPUs' start gate to
+the last CPU finishing (Machine.last_run's elapsed). In simulated time it is operations over the
+run's simulated span: from the common start clock (the start gate sets every CPU's clock to the
+latest clock of the machine, the largest of stats()["time"]["cycles"] before the run) to the
+latest CPU clock at its end, in cycles over the cost model's hz. A simulated-time run also
+reports, per operation: the cycles its CPUs' clocks advanced (cycles_per_op, summed over the
+CPUs: the simulated CPU time an operation costs), the lines taken from another CPU's cache
+(transfers_per_op), and the lock cycles waited and held (lock_totals' wait_cycles_per_op and
+hold_cycles_per_op). The host's numbers stay beside them: `elapsed` (host seconds) and
+`host_throughput` (operations per host second). result["time"] says which time `throughput` is
+in ({"mode", "hz", "quantum", "cost", "start", "end"}), and `throughput_unit` says it in words.
 """
 
 import time
 
 from smpsim.workloads.latency import Histogram
 
-__all__ = ["annotate", "collect", "merge_latency", "option_numbers", "LOCK_TIMES"]
+__all__ = ["annotate", "collect", "merge_latency", "option_numbers", "time_of",
+           "throughput_unit", "LOCK_TIMES", "UNITS"]
 
 # Lock time counters the engine may keep per lock: host nanoseconds, and in simulated time
 # cycles. Each is reported when present, per operation and per acquisition.
 LOCK_TIMES = ("wait_ns", "hold_ns", "wait_cycles", "hold_cycles")
 _LOCK_COUNTS = ("acquisitions", "contended", "spins")
+# What a throughput is in, by time: every table, plot and the live view says it this way.
+UNITS = {"simulated": "ops / simulated s", "host": "ops / s (host)"}
 # Keys of a workload's result dict that every table has already; the others are its own.
 _COMMON_KEYS = {"workload", "cpu", "ops", "allocs", "frees", "failed", "remote_frees", "corrupt",
                 "bytes", "seconds", "latency", "role"}
@@ -36,6 +50,17 @@ def annotate(stats):
             shared = top.get(name, {}).get("shared", 0)
         out[name] = dict(c, has_magazines=has, shared=shared)
     return out
+
+
+def time_of(result):
+    """"host" or "simulated": the time a run result's throughput is in (results written before
+    smpsim measured simulated time are host time)."""
+    return (result.get("time") or {}).get("mode", "host")
+
+
+def throughput_unit(time):
+    """The unit of a throughput in `time` ("host" or "simulated"), as the tables say it."""
+    return UNITS[time]
 
 
 def _delta(after, before):
@@ -106,11 +131,23 @@ def _extra_columns(workload_columns, outcome):
     return [[k, k.replace("_", " ")] for k in keys]
 
 
+def _clock(before, after):
+    """The run's time: mode, hz, quantum and the cost model in use, and in simulated time its
+    start (the common start clock) and end (the latest CPU clock after it), in cycles."""
+    tb, ta = before.get("time") or {}, after.get("time") or {}
+    clock = {"mode": ta.get("mode", "host"), "hz": ta.get("hz"), "quantum": ta.get("quantum")}
+    if clock["mode"] == "simulated":
+        clock["start"] = max(tb.get("cycles") or [0])
+        clock["end"] = max([clock["start"]] + list(ta.get("cycles") or []))
+    return clock
+
+
 def collect(result, point, outcome, before, after, cpu_before, cpu_after, last, sampler,
             workload_columns=None):
     """Fills `result` with the numbers of one run (differences of counters around it)."""
     rusage = {c["cpu"]: c for c in last.get("cpus", [])}
     outcome = outcome or [{} for _ in cpu_after]
+    clock = _clock(before, after)
     result["latency"] = _latency(outcome)
     cpus = []
     for cb, ca, w in zip(cpu_before, cpu_after, outcome):
@@ -124,6 +161,9 @@ def collect(result, point, outcome, before, after, cpu_before, cpu_after, last, 
                "hits": d.get("hits", 0), "misses": d.get("misses", 0),
                "hit_rate": d.get("hits", 0) / hm if hm else 0.0,
                "depot": d.get("depot", 0), "slab": d.get("slab", 0), "frames": d.get("frames", 0)}
+        if clock["mode"] == "simulated":          # the clock jumped to the start at the gate
+            row["cycles"] = max(0, ca.get("cycles", 0) - clock["start"])
+            row["transfers"] = d.get("transfers", 0)
         for key, v in w.items():
             if key not in row and key not in ("cpu", "workload") and not isinstance(v, dict):
                 row[key] = v
@@ -134,9 +174,20 @@ def collect(result, point, outcome, before, after, cpu_before, cpu_after, last, 
     result["workers"] = outcome
     result["columns"] = _extra_columns(workload_columns, outcome)
     ops = sum(c["ops"] for c in cpus)
-    elapsed = (last.get("elapsed") or max((c["seconds"] for c in cpus), default=0.0)
+    host_cpus = None if clock["mode"] == "simulated" else cpus
+    elapsed = (last.get("elapsed") or max((c["seconds"] for c in host_cpus or []), default=0.0)
                or time.perf_counter() - sampler.start)
-    result.update(ops=ops, elapsed=elapsed, throughput=ops / elapsed if elapsed else 0.0)
+    host_tp = ops / elapsed if elapsed else 0.0
+    result.update(ops=ops, elapsed=elapsed, host_throughput=host_tp, time=clock,
+                  throughput_unit=UNITS[clock["mode"]])
+    if clock["mode"] == "simulated":
+        span = clock["end"] - clock["start"]
+        sim = span / clock["hz"]
+        result.update(sim_seconds=sim, cycles=span, throughput=ops / sim if sim else 0.0,
+                      cycles_per_op=sum(c["cycles"] for c in cpus) / ops if ops else 0.0,
+                      transfers_per_op=sum(c["transfers"] for c in cpus) / ops if ops else 0.0)
+    else:
+        result.update(throughput=host_tp)
     result["locks"], totals = _locks(before, after, ops)
     result["lock_totals"] = totals
     result["contended_per_op"] = totals["contended"] / ops if ops else 0.0

@@ -1,5 +1,8 @@
 """Running scenarios: one Machine per point (a variant at a CPU count, one repetition), the
 workload on every CPU, what the machine counted turned into a result, and the result folder.
+A point's machine runs in the scenario's time (machine.time, quantum and [cost] are passed on as
+Machine's time, quantum and cost): in simulated time its throughput is per simulated second
+(collect.py).
 
 A point's life: boot a Machine with the scenario's options; on CPU 0 in this process create the
 scenario's caches and let the workload prepare its shared structures; read the counters; run the
@@ -81,20 +84,31 @@ class Sampler:
     series, keeps the caches at their fullest (most slabs, then most allocated objects), and
     drives the progress bar or the live view."""
 
-    def __init__(self, label, baseline_ops, bar=None, view=None):
+    def __init__(self, label, baseline_ops, bar=None, view=None, clock=None):
         self.label, self.base_ops, self.bar, self.view = label, baseline_ops, bar, view
         self.start = time.perf_counter()
         self.series, self.peak, self.peak_key, self.peak_frames = [], None, None, 0
+        self.clock = clock      # simulated time: (the common start clock, hz); None in host time
+
+    def sim_seconds(self, stats):
+        """Simulated seconds from the run's start to the latest CPU clock in `stats` (None in
+        host time)."""
+        if self.clock is None:
+            return None
+        start, hz = self.clock
+        return max(0, max(stats["time"]["cycles"]) - start) / hz
 
     def __call__(self, m, draw=True):
         stats = m.stats()
         cpu = stats.get("cpus") or m.cpu_stats()
         t = time.perf_counter() - self.start
+        sim = self.sim_seconds(stats)
         ops = sum(c["ops"] for c in cpu) - self.base_ops
         caches = stats["caches"]
         used = stats["frames"]["total"] - stats["frames"]["free"]
         self.series.append({
-            "t": round(t, 4), "ops": ops, "frames_used": used,
+            "t": round(t, 4), **({"sim_t": sim} if sim is not None else {}),
+            "ops": ops, "frames_used": used,
             "slabs": sum(c["slabs"] for c in caches.values()),
             "allocated": sum(c["allocated"] for c in caches.values()),
             "cached": sum(c["cached"] for c in caches.values()),
@@ -108,7 +122,7 @@ class Sampler:
         if self.bar is not None:
             self.bar.update(max(0, ops - self.bar.n))
         if self.view is not None and draw:
-            self.view.draw(stats, cpu, t, ops, self.label)
+            self.view.draw(stats, cpu, t, ops, self.label, sim_seconds=sim)
 
 
 def _machine(point):
@@ -190,7 +204,9 @@ def run_point(point: Point, *, pin: bool = False, interval: float = 0.25,
         before, cpu_before = m.stats(), m.cpu_stats()
         total = _expected_ops(point.workload, point.cpus)
         bar = bar_factory(total, point.id) if bar_factory else None
-        sampler = Sampler(point.id, sum(c["ops"] for c in cpu_before), bar, view)
+        sim = before.get("time", {}).get("mode") == "simulated"
+        sampler = Sampler(point.id, sum(c["ops"] for c in cpu_before), bar, view,
+                          (max(before["time"]["cycles"]), before["time"]["hz"]) if sim else None)
         sampler(m, draw=False)
         outcome, interrupted = None, False
         interference = host.Interference()
@@ -220,8 +236,11 @@ def run_point(point: Point, *, pin: bool = False, interval: float = 0.25,
         result["seed_table"] = report.seed_table(result["caches_end"])
         collect(result, point, outcome, before, after, cpu_before, cpu_after, last, sampler,
                 wl.columns)
+        if sim:
+            result["time"]["cost"] = dict(m.cost)
         if view is not None:                 # the last frame: the run's own numbers
-            view.draw(after, cpu_after, result["elapsed"], result["ops"], point.id, force=True)
+            view.draw(after, cpu_after, result["elapsed"], result["ops"], point.id, force=True,
+                      sim_seconds=result.get("sim_seconds"))
         result["check"] = _clean_up(m, k, wl, params, caches, result["error"])
     if interrupted:
         raise Interrupted(result)
@@ -285,7 +304,8 @@ def write_summary(out, scenario, results, *, partial, command=""):
     report.write_csv(os.path.join(out, "sweep.csv"), sweep, tables.sweep_csv_columns(sweep))
     report.write_csv(os.path.join(out, "latency.csv"), latency, tables.LATENCY_TABLE_CSV)
     with open(os.path.join(out, "sweep.md"), "w") as f:
-        title = f"{scenario.name}" + (" (partial: interrupted)" if partial else "")
+        title = (f"{scenario.name}, {scenario.time} time"
+                 + (" (partial: interrupted)" if partial else ""))
         f.write(f"# {title}\n\n{tables.sweep_markdown(sweep)}")
         if latency:
             f.write(f"\n{tables.latency_markdown(latency)}")
@@ -321,8 +341,9 @@ def run_points(scenario: Scenario, points: Sequence[Point], out: str, *, pin: bo
             results.append(r)
             write_run(out, r)
             write_summary(out, scenario, results, partial=True, command=command)
-            log.info("run %s: %.0f ops/s, hit rate %.3f, check %s", point.id, r["throughput"],
-                     r["magazines"]["hit_rate"], r["check"] if r["check"] == "ok" else "FAILED")
+            log.info("run %s: %.0f %s, hit rate %.3f, check %s", point.id, r["throughput"],
+                     r["throughput_unit"], r["magazines"]["hit_rate"],
+                     r["check"] if r["check"] == "ok" else "FAILED")
             if on_result:
                 on_result(r)
     except KeyboardInterrupt as e:

@@ -10,6 +10,8 @@
     debug = false
     counters = "shared"                 # or "percpu"
     lock_timeout = 10.0                 # optional, seconds
+    time = "simulated"                  # or "host" (the default): docs/time.md
+    quantum = 1000                      # optional, cycles >= 0 (simulated time; 0: strict)
     resize_magazines = false            # the options beyond the seed (docs/options.md), each
     colour = false                      #   off by default
     empty_magazines = false
@@ -18,6 +20,9 @@
     reap_every = 0.5                    # optional, seconds (inf: reaps by hand only)
     resize_threshold = 3                # contended maglock acquisitions per period, then grow
     resize_period = 1.0                 # seconds
+
+    [cost]                              # optional: the cost model of simulated time
+    transfer = 300                      # hit, transfer, atomic (cycles), hz (cycles per s)
 
     [[caches]]                          # created on CPU 0 before the run, destroyed after
     name = "node"
@@ -44,6 +49,7 @@
     label = "no magazines"
     caches = [{ name = "node", size = 100, flags = ["NOMAGAZINE"] }]   # replaces [[caches]]
     machine = { magazine_size = 8 }     # merged over [machine]
+    cost = { transfer = 200 }           # merged over [cost]
     workload = { batch = 10 }           # merged over [workload] (replaces it if `name` differs)
 
 docs/scenarios.md describes every key. Overrides (load's `sets`, the command line's `--set`)
@@ -51,6 +57,10 @@ change the parsed file before it is checked, so a bad override is refused exactl
 value in the file would be: `workload.batch=8` sets the key in [workload] and in every variant's
 workload table that sets it too; `variants[2].machine.cpus=4` one variant's; the run length
 (`ops`, `seconds`) and `seed` apply to every workload table of the file.
+
+Time: every variant runs in the same time (host or simulated), so that a table's throughputs
+are all in one unit; in simulated time a workload that declares it has no meaning there (its
+module's TIMES, as floor's) is refused, and `seconds` are simulated seconds.
 
 Every error is a ScenarioError naming the file, the key (dotted, `variants[2].caches[1].size`)
 and what was expected; nothing is run before the whole file (every variant included) is valid.
@@ -67,7 +77,7 @@ except ImportError:              # Python 3.10: the same parser, as a package
 from smpsim.engine.errors import SmpsimError
 
 __all__ = ["ScenarioError", "Scenario", "Point", "load", "parse_memory", "parse_set",
-           "BOOT_CACHES", "MACHINE_KEYS"]
+           "BOOT_CACHES", "MACHINE_KEYS", "COST_KEYS"]
 
 FLAG_NAMES = {"NOMAGAZINE": 1, "SLINSIDE": 2}
 BOOT_CACHES = (["slab_magazine", "slab_cache", "slab_extern"]
@@ -128,6 +138,11 @@ class Scenario:
     @property
     def machine(self):
         return self.variants[0][1]
+
+    @property
+    def time(self):
+        """"host" or "simulated": the time every variant runs in."""
+        return self.machine["time"]
 
     def points(self, cpus=None, repeat=None):
         """Every point, CPU count outermost, then variant, then repetition. `cpus` None: the
@@ -242,6 +257,12 @@ def _memory(c, v, key):
         c.fail(key, "bytes or a string like '64M' (>= 1M), a multiple of 4096", v)
 
 
+def _cycles(c, v, key):
+    if isinstance(v, bool) or not isinstance(v, int) or v < 0:
+        c.fail(key, "an integer >= 0 (cycles)", v)
+    return v
+
+
 def _cpu_counts(c, v, key):
     if not isinstance(v, list) or not v:
         c.fail(key, "a list of CPU counts 1..256", v)
@@ -260,6 +281,8 @@ MACHINE_KEYS = {
     "debug": (_bool, False),
     "counters": (_choice("shared", "percpu"), "shared"),
     "lock_timeout": (_seconds(3600), None),
+    "time": (_choice("host", "simulated"), "host"),
+    "quantum": (_cycles, None),
     # The options beyond the seed (docs/options.md).
     "resize_magazines": (_bool, False),
     "colour": (_bool, False),
@@ -270,6 +293,11 @@ MACHINE_KEYS = {
     "resize_threshold": (_int(0, 1000000), 3),
     "resize_period": (_seconds(86400), 1.0),
 }
+# [cost], and a variant's `cost`: entries of the cost model of simulated time over its defaults
+# (Machine(cost=...)), each a positive integer; passed on as the machine's `cost`.
+COST_KEYS = {"hit": "cycles", "transfer": "cycles", "atomic": "cycles",
+             "hz": "cycles per second"}
+_COST_MAX = 10 ** 12
 # [run] and [sweep], the same way (a sweep's cpus default to the machine's count).
 RUN_KEYS = {
     "timeout": (_seconds(86400), 600.0),
@@ -285,9 +313,9 @@ _CACHE = {"name": "a cache name of 1..32 printable characters", "size": "an inte
           "ctor": "a 'module:function' string", "dtor": "a 'module:function' string"}
 _TOP = {"name": "a string", "description": "a string", "machine": "a table",
         "caches": "an array of tables", "workload": "a table with 'name'", "run": "a table",
-        "sweep": "a table", "variants": "an array of tables"}
+        "sweep": "a table", "variants": "an array of tables", "cost": "a table"}
 _VARIANT = {"label": "a string", "machine": "a table", "caches": "an array of tables",
-            "workload": "a table"}
+            "workload": "a table", "cost": "a table"}
 
 
 def _keyed(c, t, key, keys):
@@ -346,7 +374,15 @@ def _find_workload(c, name, key, base):
         c.fail(key, f"a workload that loads ({type(e).__name__}: {e})", name)
 
 
-def _workload(c, t, key, caches, base):
+def _cost(c, t, key):
+    """A cost table's entries, each checked (a positive integer)."""
+    c.table(t, key, COST_KEYS)
+    for k, v in t.items():
+        c.int(v, f"{key}.{k}", 1, _COST_MAX)
+    return dict(t)
+
+
+def _workload(c, t, key, caches, base, time="host"):
     if not isinstance(t, dict):
         c.fail(key, "a table", t)
     if "name" not in t:
@@ -354,6 +390,10 @@ def _workload(c, t, key, caches, base):
         c.fail(f"{key}.name", "a workload: " + ", ".join(sorted(workloads.WORKLOADS)),
                missing=True)
     wl = _find_workload(c, t["name"], f"{key}.name", base)
+    if time not in wl.times:
+        c.fail(f"{key}.name", f"a workload with a meaning in {time} time ({wl.name} runs in "
+               f"{' or '.join(wl.times)} time only: run it in a scenario with machine.time = "
+               f"{wl.times[0]!r})", t["name"])
     spec = wl.params
     params = {"name": wl.ref}
     for k, v in t.items():
@@ -382,6 +422,15 @@ def _workload(c, t, key, caches, base):
     return params
 
 
+def _mixed_time(c, variants, i, time, first):
+    """ScenarioError for variant i (0-based) whose time differs from the first variant's: at
+    the key of the variant that sets its own time (this one, else the first)."""
+    own = "time" in variants[i].get("machine", {})
+    j = i if own else 0
+    c.fail(f"variants[{j + 1}].machine.time", "the time of every other variant (one table's "
+           "throughputs are all in host or all in simulated time)", time if own else first)
+
+
 def _slug(label):
     return "".join(c if c.isalnum() else "-" for c in label).strip("-") or "base"
 
@@ -394,6 +443,10 @@ def _variant(c, doc, v, key, base):
         c.table(v["machine"], f"{key}.machine", MACHINE_KEYS)
         mt.update(v["machine"])
     machine = _keyed(c, mt, f"{key}.machine" if "machine" in v else "machine", MACHINE_KEYS)
+    cost = _cost(c, doc.get("cost", {}), "cost")
+    if "cost" in v:
+        cost.update(_cost(c, v["cost"], f"{key}.cost"))
+    machine["cost"] = cost or None
     ckey = f"{key}.caches" if "caches" in v else "caches"
     caches = _caches(c, v.get("caches", doc.get("caches", [])), ckey, machine["memory"])
     wt = dict(doc["workload"])
@@ -404,7 +457,7 @@ def _variant(c, doc, v, key, base):
             wt = {}                       # another workload: its parameters start afresh
         wt.update(v["workload"])
     workload = _workload(c, wt, f"{key}.workload" if "workload" in v else "workload", caches,
-                         base)
+                         base, machine["time"])
     return (label, machine, caches, workload)
 
 
@@ -454,7 +507,7 @@ def _set(c, doc, key, value):
         t = arr[n - 1]
         if not isinstance(t, dict):
             c.fail(path, "a table", t)
-    if len(segs) == 2 and segs[0] in (("machine", None), ("workload", None)):
+    if len(segs) == 2 and segs[0] in (("machine", None), ("workload", None), ("cost", None)):
         table, k = segs[0][0], segs[1][0]
         for v in doc.get("variants") or []:
             if isinstance(v, dict) and isinstance(v.get(table), dict) and k in v[table]:
@@ -535,6 +588,8 @@ def load(path: str | os.PathLike[str], *, sets: Iterable[str] = (), ops: int | N
                 c.fail(f"variants[{i + 1}].label", "a label no other variant has (letters and "
                        "digits count; its runs' folders are named after it)", r[0])
             slugs.add(_slug(r[0]))
+            if resolved and r[1]["time"] != resolved[0][1]["time"]:
+                _mixed_time(c, variants, i, r[1]["time"], resolved[0][1]["time"])
             resolved.append(r)
     run = _keyed(c, doc.get("run", {}), "run", RUN_KEYS)
     sweep = _keyed(c, doc.get("sweep", {}), "sweep", SWEEP_KEYS)

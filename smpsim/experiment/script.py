@@ -2,10 +2,10 @@
 writes what it returns to OUT/result.json.
 
 Options: the command line's options that change a run (--cpus, --live, --pin, --set, --ops,
---seconds, --seed) are passed to `run` as keyword arguments of the same name (`set` as a dict of
-dotted keys to values) when `run` declares a parameter of that name (or **options); an option
-the script's `run` does not take is refused before the script runs, in one line naming it, so
-no option is silently ignored. A sweep is the script's own business: `smpsim sweep SCRIPT.py` is
+--seconds, --seed, --time, --quantum) are passed to `run` as keyword arguments of the same name
+(`set` as a dict of dotted keys to values, `quantum` an int) when `run` declares a parameter of
+that name (or **options); an option the script's `run` does not take is refused before the
+script runs, in one line naming it, so no option is silently ignored. A sweep is the script's own business: `smpsim sweep SCRIPT.py` is
 refused the same way.
 
 Errors in the script (while it loads or runs) are shown as Python shows them, but from the

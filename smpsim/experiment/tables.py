@@ -11,20 +11,27 @@ name. Columns: the common ones, then the lock hold and wait times when the engin
 (per operation and per acquisition), then the workload's own (its COLUMNS, e.g. pressure's failed
 allocations and reclaim calls, or the numbers a user workload returns), then the host's other
 load.
+
+Time: every row says the time its throughput is in (`time`, `throughput_unit`), and the tables'
+headings say it: "ops / simulated s" or "ops / s (host)". A simulated-time table adds the cycles
+and line transfers per operation after the throughput, and keeps the host's numbers (host
+seconds, operations per host second and per CPU-second of the host) at its end, labelled so.
 """
 
 from smpsim.experiment import stats
-from smpsim.experiment.collect import LOCK_TIMES
+from smpsim.experiment.collect import LOCK_TIMES, UNITS, time_of
 from smpsim.workloads.latency import Histogram
 
 __all__ = ["summary_row", "summary_columns", "aggregate", "sweep_columns", "sweep_csv_columns",
            "sweep_markdown", "latency_rows", "latency_table", "latency_markdown",
-           "lock_columns", "markdown_table", "fmt_number", "SUMMARY_COLUMNS", "LATENCY_CSV",
-           "LATENCY_TABLE_CSV", "PATHS"]
+           "lock_columns", "markdown_table", "fmt_number", "time_of_rows", "SUMMARY_COLUMNS",
+           "LATENCY_CSV", "LATENCY_TABLE_CSV", "PATHS"]
 
 # One row per run (point) in summary.csv; lock times, the workload's columns follow when present.
-SUMMARY_COLUMNS = ["id", "label", "workload", "cpus", "rep", "seed", "ops", "elapsed",
-                   "throughput", "throughput_per_cpu", "ops_per_cpu_s", "hit_rate",
+SUMMARY_COLUMNS = ["id", "label", "workload", "time", "cpus", "rep", "seed", "ops",
+                   "throughput_unit", "throughput", "throughput_per_cpu", "sim_seconds",
+                   "cycles_per_op", "transfers_per_op", "elapsed", "host_throughput",
+                   "ops_per_cpu_s", "hit_rate",
                    "acquisitions", "contended", "contended_per_op", "spins_per_op",
                    "shared_list_ops", "shared_list_per_op", "failed", "remote_frees",
                    "reclaim_calls", "reclaim_frames", "peak_frames", "frames_held",
@@ -59,13 +66,17 @@ def summary_row(result):
     cpu_s = sum((c.get("user") or 0.0) + (c.get("system") or 0.0) for c in cpus)
     lat = result.get("latency", {}).get("all", {})
     totals = result["lock_totals"]
+    time = time_of(result)
     row = {
         "id": p["id"], "label": p["label"],
         "workload": result.get("workload", {}).get("name", p["workload"]["name"]),
-        "cpus": p["cpus"], "rep": p["rep"], "seed": result.get("seed"),
-        "ops": result["ops"], "elapsed": result["elapsed"],
+        "time": time, "cpus": p["cpus"], "rep": p["rep"], "seed": result.get("seed"),
+        "ops": result["ops"], "throughput_unit": UNITS[time],
         "throughput": result["throughput"],
         "throughput_per_cpu": result["throughput"] / p["cpus"],
+        "sim_seconds": result.get("sim_seconds"), "cycles_per_op": result.get("cycles_per_op"),
+        "transfers_per_op": result.get("transfers_per_op"), "elapsed": result["elapsed"],
+        "host_throughput": result.get("host_throughput", result["throughput"]),
         "ops_per_cpu_s": result["ops"] / cpu_s if cpu_s else 0.0,
         "hit_rate": mags["hit_rate"],
         "acquisitions": totals["acquisitions"], "contended": totals["contended"],
@@ -168,15 +179,18 @@ def aggregate(rows):
     for (label, cpus), rs in groups.items():
         tp = stats.summarize(r["throughput"] for r in rs)
         eff = stats.summarize(r.get("ops_per_cpu_s") or 0.0 for r in rs)
+        time = rs[0].get("time", "host")
         row = {"label": label, "workload": rs[0].get("workload", ""), "cpus": cpus,
-               "runs": len(rs), "throughput": tp["mean"], "throughput_sd": tp["sd"] or 0.0,
+               "runs": len(rs), "time": time, "throughput_unit": UNITS[time],
+               "throughput": tp["mean"], "throughput_sd": tp["sd"] or 0.0,
                "throughput_ci95": tp["ci95"], "throughput_cv": tp["cv"],
                "throughput_per_cpu": tp["mean"] / cpus,
                "ops_per_cpu_s": eff["mean"], "ops_per_cpu_s_cv": eff["cv"],
                "check": "ok" if all(r["check"] == "ok" for r in rs) else "violations",
                "columns": _extra_keys(rs)}
         for key in ("hit_rate", "contended_per_op", "spins_per_op", "shared_list_per_op",
-                    "other_cores"):
+                    "other_cores", "sim_seconds", "cycles_per_op", "transfers_per_op",
+                    "elapsed", "host_throughput"):
             row[key] = _mean(rs, key)
         for key, _ in _lock_time_keys(_lock_times_in(rs)):
             row[key] = _mean(rs, key)
@@ -212,30 +226,52 @@ def fmt_number(v):
     return "" if v is None else str(v)
 
 
-# The sweep table's columns: (key, heading, format). Lock times and the workloads' own columns
-# are inserted before "other load" when present.
-_SWEEP_HEAD = [("label", "variant", None), ("cpus", "CPUs", None), ("runs", "runs", None),
-               ("throughput", "ops/s", None), ("throughput_ci95", "95% CI", _pm),
-               ("throughput_cv", "CV", _pct), ("throughput_per_cpu", "ops/s per CPU", None),
-               ("speedup", "speed-up", None), ("ops_per_cpu_s", "ops per CPU-s", None),
-               ("ops_per_cpu_s_cv", "CV", _pct), ("hit_rate", "hit rate", None),
-               ("contended_per_op", "contended/op", None),
+# The sweep table's columns: (key, heading, format). The throughput's heading says its time;
+# in simulated time the cycles and transfers per operation follow it, and the host's numbers
+# move to the end. Lock times and the workloads' own columns come before the host's numbers.
+_SWEEP_LEAD = [("label", "variant", None), ("cpus", "CPUs", None), ("runs", "runs", None)]
+_SWEEP_RATE = [("throughput_ci95", "95% CI", _pm), ("throughput_cv", "CV", _pct),
+               ("throughput_per_cpu", "per CPU", None), ("speedup", "speed-up", None)]
+_SWEEP_SIM = [("cycles_per_op", "cycles/op", None), ("transfers_per_op", "transfers/op", None)]
+_SWEEP_HOST_EFF = [("ops_per_cpu_s", "ops per CPU-s (host)", None),
+                   ("ops_per_cpu_s_cv", "CV", _pct)]
+_SWEEP_MAGS = [("hit_rate", "hit rate", None), ("contended_per_op", "contended/op", None),
                ("shared_list_per_op", "shared list/op", None)]
+_SWEEP_HOST = [("elapsed", "host s", None), ("host_throughput", UNITS["host"], None),
+               ("ops_per_cpu_s", "ops per CPU-s (host)", None)]
 _SWEEP_TAIL = [("other_cores", "other load (cores)", None), ("check", "check", None)]
+
+
+def time_of_rows(rows):
+    """"host" or "simulated" when every row is in that time (rows without `time`: host), else
+    "mixed"."""
+    times = {r.get("time", "host") for r in rows}
+    return times.pop() if len(times) == 1 else ("mixed" if times else "host")
 
 
 def sweep_columns(rows):
     """[(key, heading, format)] of the sweep table for `rows`."""
+    time = time_of_rows(rows)
+    lead = _SWEEP_LEAD + ([("time", "time", None)] if time == "mixed" else [])
+    rate = [("throughput", UNITS.get(time, "ops/s (in its time)"), None)] + _SWEEP_RATE
     extra = [(k, h, None) for k, h in _lock_time_keys(_lock_times_in(rows))]
     extra += [(k, h, None) for k, h in _option_keys(rows)]
     extra += [(k, h, None) for k, h in _extra_keys(rows)]
-    return _SWEEP_HEAD + extra + _SWEEP_TAIL
+    if time == "host":
+        return lead + rate + _SWEEP_HOST_EFF + _SWEEP_MAGS + extra + _SWEEP_TAIL
+    return lead + rate + _SWEEP_SIM + extra + _SWEEP_MAGS + _SWEEP_HOST + _SWEEP_TAIL
 
 
 def sweep_csv_columns(rows):
-    """sweep.csv's columns: every key of the table, with sd and spins per op."""
-    keys = [c[0] for c in sweep_columns(rows)]
-    return keys[:5] + ["throughput_sd"] + keys[5:] + ["workload", "spins_per_op"]
+    """sweep.csv's columns: every key of the table, with the time, sd and spins per op (and in
+    simulated time the simulated seconds of a run)."""
+    keys = [c[0] for c in sweep_columns(rows) if c[0] != "time"]
+    i = keys.index("throughput")
+    out = keys[:i] + ["time", "throughput_unit"] + keys[i:i + 2] + ["throughput_sd"]
+    out += keys[i + 2:] + ["workload", "spins_per_op"]
+    if time_of_rows(rows) != "host":
+        out.append("sim_seconds")
+    return out
 
 
 def markdown_table(rows, columns):
@@ -262,10 +298,11 @@ def sweep_markdown(rows):
 LATENCY_CSV = ["kind", "path", "unit", "samples", "p50", "p99", "p99.9", "mean", "max"]
 LATENCY_TABLE_CSV = ["label", "cpus", "kind", "path", "runs", "unit", "samples", "p50",
                      "p50_cv", "p99", "p99_cv", "p99.9", "mean", "max"]
-_LATENCY_MD = [("label", "variant", None), ("cpus", "CPUs", None), ("kind", "operation", None),
-               ("path", "path", None), ("runs", "runs", None), ("samples", "samples", None),
-               ("p50", "p50", None), ("p50_cv", "CV", _pct), ("p99", "p99", None),
-               ("p99_cv", "CV", _pct), ("p99.9", "p99.9", None)]
+_LATENCY_LEAD = [("label", "variant", None), ("cpus", "CPUs", None),
+                 ("kind", "operation", None), ("path", "path", None), ("runs", "runs", None),
+                 ("samples", "samples", None)]
+# A latency's unit as the tables say it: a CPU's simulated cycles, or host nanoseconds.
+_UNIT_WORDS = {"cycles": "simulated cycles", "ns": "host ns"}
 
 
 def _split(key):
@@ -314,10 +351,17 @@ def latency_table(results):
 
 
 def latency_markdown(rows):
-    """The latency table in Markdown, its unit and sampling said in the heading."""
+    """The latency table in Markdown, its unit and sampling said in the heading and, with one
+    unit, in the percentiles' headings ("p50 (cycles)", "p50 (ns)")."""
     units = sorted({r["unit"] for r in rows})
-    return (f"## Latency ({', '.join(units)}; sampled operations)\n\n"
-            + markdown_table(rows, _LATENCY_MD))
+    unit = f" ({units[0]})" if len(units) == 1 else ""
+    cols = _LATENCY_LEAD + [("p50", f"p50{unit}", None), ("p50_cv", "CV", _pct),
+                            ("p99", f"p99{unit}", None), ("p99_cv", "CV", _pct),
+                            ("p99.9", f"p99.9{unit}", None)]
+    if not unit:
+        cols.insert(len(_LATENCY_LEAD), ("unit", "unit", None))
+    words = ", ".join(_UNIT_WORDS.get(u, u) for u in units)
+    return f"## Latency ({words}; sampled operations)\n\n" + markdown_table(rows, cols)
 
 
 def lock_columns(locks):

@@ -118,8 +118,8 @@ COLUMNS = [("option", "option"), ("variant", "variant"), ("counters", "counters"
 
 
 def table(rows):
-    from smpsim.experiment import report
-    return report.markdown_table(rows, COLUMNS)
+    from smpsim.experiment import tables
+    return tables.markdown_table(rows, COLUMNS)
 
 
 if __name__ == "__main__":

@@ -17,6 +17,9 @@ Every workload module offers the same surface, used by the experiment layer
     COLUMNS                       optional: [(key, heading)] of numbers the result tables show for
                                   this workload (a key of its result dicts, summed over the CPUs,
                                   or of the run's summary row such as reclaim_calls)
+    TIMES                         optional: the times it has a meaning in, ("host", "simulated")
+                                  when absent; floor's ("host",): plain Python has no cost in the
+                                  simulated machine, so a simulated-time scenario refuses it
 
 A workload is named in a scenario's `[workload] name` by
 
@@ -30,6 +33,9 @@ A workload is named in a scenario's `[workload] name` by
 The function defaults to `run`. `find()` returns a Workload, which the experiment layer uses
 whatever the kind: its parameters checked when it has PARAMS, its prepare and finish called when
 it has them, its `program` handed to Machine.run.
+
+A run's length, `seconds`, is measured in the machine's time (common.Budget): host seconds, or in
+simulated time simulated seconds (the CPU's cycles over k.hz).
 
 `run` is deterministic for a given `seed`: each CPU seeds its own generator from (seed, cpu id).
 Every object a bundled workload allocates is freed before `run` returns, so `Machine.check()`
@@ -145,6 +151,11 @@ class Workload:
         """Its COLUMNS as [(key, heading)], or None when it declares none."""
         cols = getattr(self.module, "COLUMNS", None)
         return None if cols is None else [tuple(c) for c in cols]
+
+    @property
+    def times(self):
+        """The times it has a meaning in: its TIMES, else ("host", "simulated")."""
+        return tuple(getattr(self.module, "TIMES", ("host", "simulated")))
 
     @property
     def doc(self):

@@ -32,7 +32,7 @@ def run(k, params=None, **overrides):
         heap.free(a)
     burst_ops = heap.ops
     k.barrier()
-    budget = Budget(p)
+    budget = Budget(k, p)
     rounds = 0
     while budget.more(heap.ops - burst_ops):
         n = p["batch"]

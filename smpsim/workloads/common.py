@@ -1,5 +1,6 @@
-"""What every workload shares: parameter declarations, per-CPU seeding, the length of a run, and
-a Heap that allocates, tags and frees objects while counting what it saw.
+"""What every workload shares: parameter declarations, per-CPU seeding, the length of a run (in
+the machine's time: host seconds, or simulated seconds in simulated time), and a Heap that
+allocates, tags and frees objects while counting what it saw.
 
 Objects are tagged: the first 8 bytes of every object a Heap allocates hold the allocating CPU's
 id plus one (0 for objects the parent allocated in `prepare`). A free reads the tag first, so a
@@ -29,8 +30,8 @@ import time
 import smpsim
 from smpsim.workloads.latency import Histogram, clock
 
-__all__ = ["Param", "COMMON", "LENGTH", "DEFAULT_OPS", "resolve", "cpu_rng", "Budget", "Heap",
-           "SharedBlock", "malloc_cache_name", "MALLOC_MAX", "spin_wait", "SAMPLE_EVERY"]
+__all__ = ["Param", "COMMON", "LENGTH", "DEFAULT_OPS", "resolve", "cpu_rng", "now", "Budget",
+           "Heap", "SharedBlock", "malloc_cache_name", "MALLOC_MAX", "spin_wait", "SAMPLE_EVERY"]
 
 log = logging.getLogger("smpsim.workloads")
 
@@ -113,7 +114,8 @@ COMMON = {
 LENGTH = {
     "ops": Param("int", 0, lo=0, hi=10**9,
                  doc="operations per CPU (allocations + frees); 0: 10000, or only `seconds`"),
-    "seconds": Param("float", 0.0, lo=0, hi=86400, doc="time limit per CPU; 0: none"),
+    "seconds": Param("float", 0.0, lo=0, hi=86400,
+                     doc="time limit per CPU (simulated seconds in simulated time); 0: none"),
 }
 
 
@@ -149,21 +151,48 @@ def malloc_cache_name(size):
     return "malloc-" + _NAMES[idx]
 
 
-class Budget:
-    """The length of a run on one CPU: `ops` operations, or `seconds`, whichever ends first."""
+def now(k):
+    """The time now in seconds in CPU `k`'s machine's time: host seconds (perf_counter), or in
+    simulated time the CPU's simulated clock (k.cycles / k.hz). Only differences mean anything."""
+    if k.time == "simulated":
+        return k.cycles / k.hz
+    return time.perf_counter()
 
-    def __init__(self, params):
+
+class Budget:
+    """The length of a run on CPU `k`: `ops` operations, or `seconds`, whichever ends first.
+    `seconds` are in the machine's time: host seconds, or in simulated time simulated seconds
+    (cycles of this CPU's clock over k.hz, counted from when the Budget was made)."""
+
+    def __init__(self, k, params=None):
+        if isinstance(k, dict) or params is None:
+            raise TypeError(f"Budget: expected the CPU's Kernel and the parameters, "
+                            f"Budget(k, params), got Budget({type(k).__name__}"
+                            f"{'' if params is None else ', ...'})")
         self.seconds = params.get("seconds", 0.0) or 0.0
         self.ops = params.get("ops", 0) or (0 if self.seconds else DEFAULT_OPS)
-        self.start = time.perf_counter()
+        self.simulated = k.time == "simulated"
+        if self.simulated:
+            self.k, self.hz = k, k.hz
+            self.start = k.cycles
+            self.limit = round(self.seconds * self.hz)        # cycles
+        else:
+            self.start = time.perf_counter()
 
     def more(self, ops_done):
         """True while the run should go on after `ops_done` operations."""
         if self.ops and ops_done >= self.ops:
             return False
-        return not (self.seconds and time.perf_counter() - self.start >= self.seconds)
+        if not self.seconds:
+            return True
+        if self.simulated:
+            return self.k.cycles - self.start < self.limit
+        return time.perf_counter() - self.start < self.seconds
 
     def elapsed(self):
+        """Seconds since the Budget was made, in the machine's time."""
+        if self.simulated:
+            return (self.k.cycles - self.start) / self.hz
         return time.perf_counter() - self.start
 
 

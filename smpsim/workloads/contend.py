@@ -59,7 +59,7 @@ def run(k, params=None, **overrides):
         raise ValueError("contend.run: no mailboxes; call contend.prepare in the parent first")
     rng = cpu_rng(p, k)
     heap = Heap(k, p["cache"], p["sample_every"])
-    budget = Budget(p)
+    budget = Budget(k, p)
     base, n = p["_block"][0], k.cpus
     mine, nxt = base + 8 * k.cpu_id, base + 8 * ((k.cpu_id + 1) % n)
     objs, reclaims, handed, steps = [], 0, 0, 0

@@ -55,7 +55,7 @@ def run(k, params=None, **overrides):
         raise ValueError("larson.run: no exchange area; call larson.prepare in the parent first")
     rng = cpu_rng(p, k)
     heap = Heap(k, p["cache"], p["sample_every"])
-    budget = Budget(p)
+    budget = Budget(k, p)
     base, slots, n = p["_block"][0], p["slots"], k.cpus
     lo, hi = p["min_size"], p["max_size"]
     mem = k.memory

@@ -12,11 +12,10 @@ Failed allocations are the expected outcome here and are reported in `failed`; t
 reclaim freed show in the run's statistics (`reclaim`). Allocations carry FRAME_ATOMIC, so the
 frame allocator reclaims before it gives up. Use a small machine (a few MiB): a fill touches all
 of memory. With `cache_b` the second phase allocates from that cache instead of kalloc(size_b).
+Its `seconds` are the run's length in the machine's time (simulated seconds in simulated time).
 """
 
-import time
-
-from smpsim.workloads.common import COMMON, Heap, Param, cpu_rng, resolve
+from smpsim.workloads.common import COMMON, Heap, Param, cpu_rng, now, resolve
 
 __all__ = ["PARAMS", "COLUMNS", "run"]
 
@@ -54,7 +53,7 @@ def run(k, params=None, **overrides):
     rng = cpu_rng(p, k)
     heap_a = Heap(k, p["cache"], p["sample_every"])
     heap_b = Heap(k, p["cache_b"], p["sample_every"])
-    start = time.perf_counter()
+    start = now(k)
     filled = refilled = 0
     for _ in range(p["rounds"]):
         a_objs = _fill(heap_a, p["size_a"], p["limit"])
@@ -76,5 +75,5 @@ def run(k, params=None, **overrides):
             heap_b.free(b)
         k.barrier()
     heap_a.absorb(heap_b)
-    return heap_a.result("pressure", time.perf_counter() - start, filled=filled,
+    return heap_a.result("pressure", now(k) - start, filled=filled,
                          refilled=refilled)

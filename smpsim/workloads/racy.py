@@ -11,9 +11,7 @@ store while another increments. With `atomic` true the increment is one atomic a
 program is correct.
 """
 
-import time
-
-from smpsim.workloads.common import LENGTH, Param, SharedBlock, log, resolve
+from smpsim.workloads.common import LENGTH, Param, SharedBlock, log, now, resolve
 
 __all__ = ["PARAMS", "COLUMNS", "prepare", "run", "finish"]
 
@@ -44,13 +42,13 @@ def run(k, params=None, **overrides):
     if "_block" not in p:
         raise ValueError("racy.run: no shared word; call racy.prepare in the parent first")
     word, n = p["_block"][0], _ops(p)
-    start = time.perf_counter()
+    start = now(k)
     for _ in range(n):
         if p["atomic"]:
             k.atomic_add(word, 1)
         else:
             k.atomic_store(word, k.atomic_load(word) + 1)     # the race: load, then store
-    seconds = time.perf_counter() - start
+    seconds = now(k) - start
     log.info("racy done: %d increments in %.3f s", n, seconds)
     return {"workload": "racy", "cpu": k.cpu_id, "ops": n, "allocs": 0, "frees": 0,
             "failed": 0, "remote_frees": 0, "corrupt": 0, "bytes": 0, "seconds": seconds}

@@ -68,7 +68,7 @@ def run(k, params=None, **overrides):
                 others.update(_lines(a, size))
         heap.free(handed[k.cpu_id])
     pattern = bytes([rng.randrange(256)]) * size
-    budget = Budget(p)
+    budget = Budget(k, p)
     mem, writes, shared, nwrites = k.memory, p["writes"], 0, 0
     while budget.more(heap.ops):
         a = heap.alloc(size)

@@ -26,7 +26,7 @@ def run(k, params=None, **overrides):
     p = resolve(PARAMS, params, overrides)
     rng = cpu_rng(p, k)
     heap = Heap(k, p["cache"], p["sample_every"])
-    budget = Budget(p)
+    budget = Budget(k, p)
     size, order, rounds = p["size"], p["order"], 0
     while budget.more(heap.ops):
         n = p["batch"]

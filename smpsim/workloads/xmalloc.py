@@ -121,7 +121,7 @@ def run(k, params=None, **overrides):
         raise ValueError("xmalloc.run: no queue; call xmalloc.prepare in the parent first")
     rng = cpu_rng(p, k)
     heap = Heap(k, p["cache"], p["sample_every"])
-    budget = Budget(p)
+    budget = Budget(k, p)
     base = p["_block"][0]
     q = Queue(k, base, p["capacity"])
     lo, hi, nprod = p["min_size"], p["max_size"], p["producers"]

@@ -517,7 +517,8 @@ class _StopView:
     def __init__(self):
         self.fired = False
 
-    def draw(self, *args, force=False):
+    def draw(self, *args, force=False, **frame):
+        """As LiveView.draw (the frame's keywords, e.g. sim_seconds, are not drawn)."""
         if force or self.fired:             # the last frame, drawn after the run: too late
             return
         if should_stop():

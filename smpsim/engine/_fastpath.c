@@ -189,6 +189,9 @@ in_memory(FastPath *fp, uint64_t addr, uint64_t n)
 }
 
 #define LD(addr) (*(uint64_t *)(fp->base + (addr)))
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define NOINLINE __attribute__((noinline))
 /* Plain fields written only by this CPU or under a lock it holds: RELAXED stores, whole words. */
 #define ST(addr, v) __atomic_store_n((uint64_t *)(fp->base + (addr)), (v), __ATOMIC_RELAXED)
 #define GRANULE(addr) ((uint16_t *)(fp->base + fp->object_table + ((addr) >> 2)))
@@ -239,6 +242,16 @@ unlock(FastPath *fp, uint64_t lock)
     __atomic_store_n((uint64_t *)(fp->base + lock + L.lock_holder), 0, __ATOMIC_RELEASE);
 }
 
+/* A counter's scheduling point and its charge (simulated time or the scheduler). */
+static NOINLINE int
+count_point(FastPath *fp, uint64_t addr)
+{
+    if (sim_point(&fp->sim, PT_ATOMIC, addr) < 0)
+        return -1;
+    charge(&fp->sim, addr, ACC_RMW);
+    return 0;
+}
+
 /* The seed's atomic_inc / atomic_dec of a counter (SEQ_CST), or this CPU's share of it; under
  * simulated time or the scheduler, after its scheduling point and charged. -1 with a Python
  * exception set when the point ended the run. */
@@ -247,11 +260,8 @@ count(FastPath *fp, uint64_t cache, uint64_t mags, Py_ssize_t shared, Py_ssize_t
       int64_t delta)
 {
     uint64_t addr = fp->percpu ? mags + percpu : cache + shared;
-    if (fp->simulated) {
-        if (sim_point(&fp->sim, PT_ATOMIC, addr) < 0)
-            return -1;
-        charge(&fp->sim, addr, ACC_RMW);
-    }
+    if (UNLIKELY(fp->simulated) && count_point(fp, addr) < 0)
+        return -1;
     __atomic_fetch_add((uint64_t *)(fp->base + addr), (uint64_t)delta, __ATOMIC_SEQ_CST);
     return 0;
 }
@@ -345,17 +355,62 @@ free_would_hit(FastPath *fp, uint64_t mags)
  * seed's accesses before it are charged first (`pre`: the malloc_caches[] entry kalloc reads,
  * or 0; then the cache's flags), then its scheduling point and an acquisition as the Python
  * path's (sim_lock). 1 taken, 0 not (the Python path takes over), -1 an exception set. */
-static inline int
-hit_lock(FastPath *fp, uint64_t cache, uint64_t lock, uint64_t pre)
+static NOINLINE int
+sim_hit_lock(FastPath *fp, uint64_t cache, uint64_t lock, uint64_t pre)
 {
-    if (!fp->simulated)
-        return take_lock(fp, lock);
     if (pre)
         CH(pre, ACC_READ);
     CH(cache + L.cache_flags, ACC_READ);
     long long r = sim_lock(&fp->sim, lock + L.lock_holder, lock + L.lock_acquisitions,
                            fp->owner, L.dead_holder_poll_ms / 1000.0, LOCK_KERNEL);
     return r >= 0 ? 1 : r == -1 ? 0 : -1;
+}
+
+static inline int
+hit_lock(FastPath *fp, uint64_t cache, uint64_t lock, uint64_t pre)
+{
+    if (LIKELY(!fp->simulated))
+        return take_lock(fp, lock);
+    return sim_hit_lock(fp, cache, lock, pre);
+}
+
+/* Simulated time: the accesses of an allocation's magazine hit, charged in the order the Python
+ * path makes them (slab.py, _magazine_obj_get), out of the host-time path's way. */
+static NOINLINE void
+charge_alloc_hit(FastPath *fp, uint64_t mags, uint64_t cmag, uint64_t lastmag, uint64_t mag,
+                 uint64_t slot)
+{
+    CH(mags + L.mags_current, ACC_READ);
+    CH(mags + L.mags_last, ACC_READ);
+    CH(cmag + L.mag_busy, ACC_READ);
+    if (mag != cmag) {
+        CH(lastmag + L.mag_busy, ACC_READ);
+        CH(mags + L.mags_current, ACC_WRITE);
+        CH(mags + L.mags_last, ACC_WRITE);
+    }
+    CH(mag + L.mag_busy, ACC_READ);
+    CH(mag + L.mag_busy, ACC_WRITE);
+    CH(slot, ACC_READ);
+}
+
+/* ... and of a free's (_magazine_obj_put). */
+static NOINLINE void
+charge_free_hit(FastPath *fp, uint64_t mags, uint64_t cmag, uint64_t lastmag, uint64_t mag,
+                uint64_t slot)
+{
+    CH(mags + L.mags_current, ACC_READ);
+    CH(mags + L.mags_last, ACC_READ);
+    CH(cmag + L.mag_busy, ACC_READ);
+    CH(cmag + L.mag_size, ACC_READ);
+    if (mag != cmag) {
+        CH(lastmag + L.mag_busy, ACC_READ);
+        CH(lastmag + L.mag_size, ACC_READ);
+        CH(mags + L.mags_last, ACC_WRITE);
+        CH(mags + L.mags_current, ACC_WRITE);
+    }
+    CH(mag + L.mag_busy, ACC_READ);
+    CH(slot, ACC_WRITE);
+    CH(mag + L.mag_busy, ACC_WRITE);
 }
 
 /* The magazine hit of an allocation from cache (a magazine cache): the object, 0 when it needs
@@ -368,7 +423,7 @@ alloc_hit(FastPath *fp, uint64_t cache, uint64_t op, uint64_t pre)
     uint64_t mags = cache + L.cache_mag_cache + fp->cpu * L.mags_sizeof;
     uint64_t lock = mags + L.mags_lock;
     uint64_t ink = fp->ctl + L.ctl_in_kernel;
-    if (fp->simulated && !alloc_would_hit(fp, mags))
+    if (UNLIKELY(fp->simulated) && !alloc_would_hit(fp, mags))
         return 0;
     ST(ink, op);
     int taken = hit_lock(fp, cache, lock, pre);
@@ -398,24 +453,15 @@ alloc_hit(FastPath *fp, uint64_t cache, uint64_t op, uint64_t pre)
         untake_lock(fp, lock);
         goto out;
     }
-    if (fp->simulated) {
-        CH(mags + L.mags_current, ACC_READ);
-        CH(mags + L.mags_last, ACC_READ);
-        CH(cmag + L.mag_busy, ACC_READ);
-        if (mag != cmag) {
-            CH(lastmag + L.mag_busy, ACC_READ);
-            CH(mags + L.mags_current, ACC_WRITE);
-            CH(mags + L.mags_last, ACC_WRITE);
-        }
-        CH(mag + L.mag_busy, ACC_READ);
-        CH(mag + L.mag_busy, ACC_WRITE);
-        CH(slot, ACC_READ);
-    }
+    if (UNLIKELY(fp->simulated))
+        charge_alloc_hit(fp, mags, cmag, lastmag, mag, slot);
     ST(mag + L.mag_busy, busy);
-    if (fp->simulated && sim_unlock(&fp->sim, lock + L.lock_holder, LOCK_KERNEL) < 0)
-        return HIT_ERROR;
-    if (!fp->simulated)
+    if (UNLIKELY(fp->simulated)) {
+        if (sim_unlock(&fp->sim, lock + L.lock_holder, LOCK_KERNEL) < 0)
+            return HIT_ERROR;
+    } else {
         unlock(fp, lock);
+    }
     if (count(fp, cache, mags, L.cache_cached_objs, L.mags_cached, -1) < 0 ||
         count(fp, cache, mags, L.cache_allocated_objs, L.mags_allocated, 1) < 0)
         return HIT_ERROR;
@@ -439,7 +485,7 @@ free_hit(FastPath *fp, uint64_t cache, uint64_t obj, uint64_t cid, uint64_t op, 
     uint64_t lock = mags + L.mags_lock;
     uint64_t ink = fp->ctl + L.ctl_in_kernel;
     uint16_t expected = (uint16_t)cid;
-    if (fp->simulated && !free_would_hit(fp, mags))
+    if (UNLIKELY(fp->simulated) && !free_would_hit(fp, mags))
         return 0;
     ST(ink, op);
     /* Claim the live object (Kernel._claim): SEQ_CST 16-bit CAS, so racing frees cannot both
@@ -473,31 +519,20 @@ free_hit(FastPath *fp, uint64_t cache, uint64_t obj, uint64_t cid, uint64_t op, 
         untake_lock(fp, lock);
         goto unclaim;
     }
-    if (fp->simulated) {
-        CH(mags + L.mags_current, ACC_READ);
-        CH(mags + L.mags_last, ACC_READ);
-        CH(cmag + L.mag_busy, ACC_READ);
-        CH(cmag + L.mag_size, ACC_READ);
-        if (mag != cmag) {
-            CH(lastmag + L.mag_busy, ACC_READ);
-            CH(lastmag + L.mag_size, ACC_READ);
-            CH(mags + L.mags_last, ACC_WRITE);
-            CH(mags + L.mags_current, ACC_WRITE);
-        }
-        CH(mag + L.mag_busy, ACC_READ);
-        CH(slot, ACC_WRITE);
-        CH(mag + L.mag_busy, ACC_WRITE);
-    }
+    if (UNLIKELY(fp->simulated))
+        charge_free_hit(fp, mags, cmag, lastmag, mag, slot);
     if (mag != cmag) {
         ST(mags + L.mags_last, cmag);
         ST(mags + L.mags_current, lastmag);
     }
     ST(slot, obj);
     ST(mag + L.mag_busy, busy + 1);
-    if (fp->simulated && sim_unlock(&fp->sim, lock + L.lock_holder, LOCK_KERNEL) < 0)
-        return -1;
-    if (!fp->simulated)
+    if (UNLIKELY(fp->simulated)) {
+        if (sim_unlock(&fp->sim, lock + L.lock_holder, LOCK_KERNEL) < 0)
+            return -1;
+    } else {
         unlock(fp, lock);
+    }
     if (count(fp, cache, mags, L.cache_cached_objs, L.mags_cached, 1) < 0 ||
         count(fp, cache, mags, L.cache_allocated_objs, L.mags_allocated, -1) < 0)
         return -1;

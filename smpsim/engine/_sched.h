@@ -527,7 +527,8 @@ sim_lock(struct simcpu *s, uint64_t word, uint64_t counters, uint64_t owner, dou
             if (spins < 0)
                 return spins;
         }
-        lax_taken(s, word);
+        if (!stat || __atomic_load_n(LS(s, stat, s_waiting), __ATOMIC_SEQ_CST))
+            lax_taken(s, word);         /* others are trying to take it */
     } else if (__atomic_load_n(holder, __ATOMIC_RELAXED) != 0 ||
                !__atomic_compare_exchange_n(holder, &expected, owner, 0, __ATOMIC_ACQUIRE,
                                             __ATOMIC_RELAXED)) {

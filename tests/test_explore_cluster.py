@@ -6,12 +6,14 @@ exit 2; ClusterRuns through a stand-in for cluster.map_tasks that hands the task
 reverse order gives search's own answer, stops at a schedule that raised, and hands over what
 came back after Ctrl-C. Marker `cluster` (also `slow`): `smpsim explore --cluster local:2`
 against the same explore here, on the lost update and on a variant that passes; Ctrl-C to a
-search on local:2; a worker of a real `dask scheduler` killed in the middle of a search.
+search on local:2; a worker of a real `dask scheduler` killed in the middle of a search
+(test_cluster.py's scheduler and workers, each in a process group the test kills at the end).
 """
 
 import functools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -22,6 +24,7 @@ import pytest
 
 from smpsim.experiment import cluster, explore, explore_cluster, scenario
 from smpsim.experiment.explore_cluster import ClusterRuns, TaskFailed, run_seeds
+from test_cluster import cpu_processes, dask_procs, two_workers  # noqa: F401 - a fixture
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -260,8 +263,10 @@ def test_explore_on_local_2_finds_what_explore_here_finds(tmp_path):
     assert (doc["seed"], doc["found"]["schedules"], doc["failure"]["kind"]) == \
         (29, 8, "finish:AssertionError")
     assert doc == explored(here)
-    for name in ("schedule.pkl", "trace.tsv", "failure.txt"):
+    for name in ("schedule.pkl", "trace.tsv"):
         assert read(os.path.join(there, name)) == read(os.path.join(here, name)), name
+    assert read(os.path.join(there, "failure.txt")).replace(there.encode(), b"OUT") == \
+        read(os.path.join(here, "failure.txt")).replace(here.encode(), b"OUT")
 
 
 @pytest.mark.slow
@@ -282,17 +287,13 @@ def test_a_search_without_failure_on_local_2_covers_what_it_covers_here(tmp_path
     assert q.stdout.splitlines()[1].split(" s (")[0].rsplit(",", 1)[0] == line
 
 
-def semaphores():
-    return {n for n in os.listdir("/dev/shm") if n.startswith("sem.mp-")}
-
-
 @pytest.mark.slow
 @pytest.mark.cluster
 def test_ctrl_c_on_local_2_reports_what_was_covered(tmp_path):
     """Ctrl-C to the process group: exit 130, the schedules covered (more than the first,
-    which runs here), no process, segment or semaphore left."""
+    which runs here), no process or segment left. (Dask's semaphores are test_cluster.py's
+    concern: other Dask clusters on the host make them too.)"""
     pytest.importorskip("distributed")
-    sems = semaphores()
     p = subprocess.Popen([sys.executable, "-m", "smpsim", "explore", atomic(tmp_path),
                           "--ops", "5", "--schedules", "100000", "--cluster", "local:2"],
                          cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -324,4 +325,61 @@ def test_ctrl_c_on_local_2_reports_what_was_covered(tmp_path):
                 and psutil.Process(q).status() != psutil.STATUS_ZOMBIE]
     assert not [n for n in os.listdir("/dev/shm") if n.startswith("smpsim_")
                 and int(n.split("_")[1]) in pids]
-    assert not semaphores() - sems
+
+
+@pytest.mark.slow
+@pytest.mark.cluster
+@pytest.mark.parametrize("allowed_failures", [None, 0])
+def test_a_worker_killed_mid_search(dask_procs, tmp_path, monkeypatch, allowed_failures):
+    """w1 (nanny, worker and the CPUs of its schedule) is killed while it runs a schedule.
+    By default the scheduler runs its task again on w2, and the search covers what it covers
+    here. With no failure allowed (the scheduler's allowed-failures 0) the task is lost: the
+    search stops at it in seed order, naming the seed and the dead worker, exit 1."""
+    if allowed_failures is not None:
+        monkeypatch.setenv("DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES",
+                           str(allowed_failures))
+    w1, w2 = two_workers(dask_procs)
+    args = [atomic(tmp_path), "--ops", "20", "--strategy", "random", "--schedules", "300"]
+    search = subprocess.Popen([sys.executable, "-m", "smpsim", "explore", *args, "--cluster",
+                               dask_procs.address, "-q"], cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not cpu_processes(w1):
+            time.sleep(0.01)
+        assert cpu_processes(w1), "w1 ran no schedule"
+        dead = {q.pid for q in dask_procs.group(w1)}
+        dask_procs.kill(w1)
+        stdout, stderr = search.communicate(timeout=100)
+    finally:
+        if search.poll() is None:
+            search.kill()
+            search.communicate()
+    if allowed_failures is None:
+        assert search.returncode == 0, stderr
+        here = smpsim("explore", *args, "-q")
+        assert here.returncode == 0, here.stderr
+        covered = stdout.splitlines()[1]
+        assert covered.startswith("lost_update base at 2 CPUs: 300 schedule(s) (random, seeds "
+                                  "0..299), ")
+        assert covered.split(" s (")[0].rsplit(",", 1)[0] == \
+            here.stdout.split(" s (")[0].rsplit(",", 1)[0]
+    else:
+        # The search stopped while w2 ran a schedule: it ends its task at the next seed. The
+        # dead w1's segment is left for the next machine on this host to remove, as here.
+        deadline, quiet = time.monotonic() + 30, time.monotonic()
+        while time.monotonic() < min(deadline, quiet + 2):      # 2 s without a schedule
+            if cpu_processes(w2):
+                quiet = time.monotonic()
+            time.sleep(0.02)
+        for name in os.listdir("/dev/shm"):
+            if name.startswith("smpsim_") and int(name.split("_")[1]) in dead:
+                os.unlink(os.path.join("/dev/shm", name))
+        assert search.returncode == 1, stderr
+        lines = stderr.splitlines()
+        assert re.fullmatch(r"smpsim: base at 2 CPUs: the schedule of seed \d+ failed to run "
+                            r"on tcp://127\.0\.0\.1:\d+: KilledWorker: every worker that ran "
+                            r"it died \(1 times; the last was tcp://127\.0\.0\.1:\d+\)",
+                            lines[0]), lines[0]
+        assert lines[1] == "smpsim: the search stopped there; covered so far:"
+        assert lines[2].startswith("  lost_update base at 2 CPUs: ") and len(lines) == 3

@@ -310,8 +310,11 @@ def replay_main(args):
     from smpsim.experiment.cli import time_sets
     try:
         _no_quantum(args)
+    except ValueError as e:
+        return _fail(str(e))
+    try:
         o, cfg, text = finding.replay(args.file, trace=args.trace, sets=time_sets(args))
-    except ValueError as e:              # --quantum, FindingError
+    except finding.FindingError as e:
         return _fail(str(e))
     if text and not args.quiet:
         print(text, end="")

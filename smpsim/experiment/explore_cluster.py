@@ -8,14 +8,14 @@ that the search finds what a search in this process finds.
         except KeyboardInterrupt:
             late = runs.interrupt()     # in the handler: what came back meanwhile
 
-After each point's first run (made in this process: it measures the run's bound and PCT's k), search hands
-the seeds over `batch` at a time. A batch is cut into tasks of CHUNK consecutive seeds, submitted
-together (earlier seeds first), and the Outcomes are yielded in seed order as the tasks come
-back: search counts every schedule before the first failing one and stops there, as it does
-here. A task runs its seeds one after another on its worker and stops at its first failing
-schedule (the later ones could not be the first failure), at a schedule that raised, or when the
-client asks the tasks to stop. When search returns (a failure found), the caller calls close(),
-which cancels the tasks still out; the schedules they were running end at their next seed.
+After each point's first run (made in this process: it measures the run's bound and PCT's k),
+search hands the seeds over `batch` at a time. A batch is cut into tasks of CHUNK consecutive
+seeds, submitted together (earlier seeds first), and the Outcomes are yielded in seed order as
+the tasks come back: search counts every schedule before the first failing one and stops there,
+as it does here. A task runs its seeds one after another on its worker and stops at its first
+failing schedule (the later ones could not be the first failure), at a schedule that raised, or
+when the client asks the tasks to stop. When search returns (a failure found), the caller calls
+close(), which cancels the tasks still out; a running one stops between two of its schedules.
 
 What is identical to a search in this process: the seeds run, the first failing seed, its
 Outcome and schedule, and the coverage counted up to it (schedules, scheduling points,

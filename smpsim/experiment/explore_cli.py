@@ -29,7 +29,6 @@ __all__ = ["add_parsers", "explore_main", "replay_main"]
 
 def add_parsers(sub):
     """Add the `explore` and `replay` subcommands to the subparsers `sub`."""
-    from smpsim.experiment.cli import time_options
     from smpsim.experiment.explore import DEFAULT_OPS, DEFAULT_SCHEDULES, STRATEGIES
     e = sub.add_parser("explore", help="search controlled schedules of a scenario for a "
                                        "failure; shrink and write the first one found")
@@ -48,7 +47,7 @@ def add_parsers(sub):
                    help=f"operations per CPU (default {DEFAULT_OPS})")
     e.add_argument("--memory", metavar="SIZE", help="the machine's memory, e.g. 8M (default: "
                                                     "the scenario's)")
-    time_options(e)
+    _time_options(e, "every schedule")
     e.add_argument("--cluster", metavar="ADDRESS",
                    help="run the schedules on the Dask scheduler at ADDRESS (tcp://host:8786), "
                         "or on a LocalCluster of N workers here (local:N); needs "
@@ -59,9 +58,20 @@ def add_parsers(sub):
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     r = sub.add_parser("replay", help="rerun a failing schedule that explore wrote")
     r.add_argument("file", metavar="FILE", help="the folder explore wrote, or its schedule.pkl")
-    time_options(r)
+    _time_options(r, "the schedule", "; default: the time explore ran it in")
     r.add_argument("--trace", action="store_true", help="print the run's trace")
     r.add_argument("-q", "--quiet", action="store_true", help="print only the outcome")
+
+
+def _time_options(parser, what, default=""):
+    """--time as run and sweep take it (cli.time_options); --quantum, which they take too, to be
+    refused (_no_quantum)."""
+    parser.add_argument("--time", metavar="host|simulated",
+                        help=f"run {what} in host time or in simulated time (sets "
+                             f"machine.time{default})")
+    parser.add_argument("--quantum", metavar="Q",
+                        help="refused: a controlled run passes one CPU at a time, so a quantum "
+                             "has no effect")
 
 
 def _fail(msg):

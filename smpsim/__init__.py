@@ -3,7 +3,8 @@
 Each simulated CPU is an OS process; all share one shared-memory segment holding the simulated
 physical memory, the frame table, every cache, slab and magazine, and the spinlocks. The public
 interface (docs/api.md): Machine, Kernel (from Machine.cpu), SlabCache, Schedule (a controlled
-run's decisions), the constants and errors.
+run's decisions), the constants and errors. The package ships type hints (py.typed), so type
+checkers read scripts against it.
 
     with smpsim.Machine(cpus=4, memory="64M") as m:
         k = m.cpu(0)
@@ -15,7 +16,7 @@ run's decisions), the constants and errors.
 
 # The one place the version is written: setuptools reads it from here for the package's
 # metadata (pyproject.toml, [tool.setuptools.dynamic]); `smpsim --version` prints it.
-__version__ = "0.1.0"
+__version__: str = "0.1.0"
 
 from .engine.errors import (BadArgument, CacheNotEmpty, CPUError, DebugError, InvalidCache, InvalidFree,
                      InvariantError, LockOrderError, LockTimeout, OutOfMemory, SmpsimError)

@@ -81,6 +81,20 @@ get_u64(PyObject *arg, uint64_t *out)
     return 0;
 }
 
+/* A value for a 4-byte word: 0..2**32-1, else OverflowError. */
+static inline int
+get_u32(PyObject *arg, uint32_t *out)
+{
+    unsigned long v = PyLong_AsUnsignedLong(arg);
+    if (v == (unsigned long)-1 && PyErr_Occurred())
+        return -1;
+    if (v > 0xFFFFFFFFul) {
+        PyErr_SetString(PyExc_OverflowError, "value does not fit a 4-byte word");
+        return -1;
+    }
+    *out = (uint32_t)v;
+    return 0;
+}
 
 #define NARGS(n)                                                                  \
     if (nargs != (n)) {                                                           \
@@ -193,17 +207,10 @@ static PyObject *
 Arena_put32(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     NARGS(2);
-    uint32_t *w = (uint32_t *)word_at(self, args[0], 4);
-    if (!w)
+    uint32_t v, *w = (uint32_t *)word_at(self, args[0], 4);
+    if (!w || get_u32(args[1], &v) < 0)
         return NULL;
-    unsigned long v = PyLong_AsUnsignedLong(args[1]);
-    if (v == (unsigned long)-1 && PyErr_Occurred())
-        return NULL;
-    if (v > 0xFFFFFFFFul) {
-        PyErr_SetString(PyExc_OverflowError, "value does not fit a 4-byte word");
-        return NULL;
-    }
-    __atomic_store_n(w, (uint32_t)v, __ATOMIC_RELAXED);
+    __atomic_store_n(w, v, __ATOMIC_RELAXED);
     Py_RETURN_NONE;
 }
 
@@ -355,32 +362,8 @@ Arena_configure_sim(ArenaObject *self, PyObject *args)
         PyErr_SetString(PyExc_ValueError, "configure_sim: regions outside the arena");
         return NULL;
     }
-    struct simcpu *m = &self->sim;
-    memset(m, 0, sizeof *m);
-    m->tracer = self->tracer;
-    m->base = self->base;
-    m->len = self->len;
-    m->cpu = cpu;
-    m->ncpus = ncpus;
-    m->hdr = hdr;
-    m->ctl0 = ctl0;
-    m->tags = tags;
-    m->tag_lines = tag_lines;
-    m->tag_words = tag_words;
-    m->locktab = locktab;
-    m->locktab_mask = locktab_size - 1;
-    m->log = log;
-    m->spin_token = spin_token;
-    m->timed = ld_relaxed(HW(m, h_time_mode)) != 0;
-    m->sched = (int)ld_relaxed(HW(m, h_sched_mode));
-    m->data_points = m->sched == SCHED_TOKEN &&
-                     ld_relaxed(HW(m, h_strategy)) != STRATEGY_CLOCK;
-    m->hit = ld_relaxed(HW(m, h_cost_hit));
-    m->transfer = ld_relaxed(HW(m, h_cost_transfer));
-    m->atomic = ld_relaxed(HW(m, h_cost_atomic));
-    m->quantum = ld_relaxed(HW(m, h_quantum));
-    sim_bind(m);
-    m->on = 1;
+    sim_init(&self->sim, self->base, (uint64_t)self->len, cpu, ncpus, hdr, ctl0, tags, tag_lines,
+             tag_words, locktab, locktab_size, log, spin_token, self->tracer);
     Py_RETURN_NONE;
 }
 
@@ -434,19 +417,11 @@ static PyObject *
 Arena_tput32(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     NARGS(2);
-    uint32_t *w = (uint32_t *)word_at(self, args[0], 4);
-    if (!w)
+    uint32_t v, *w = (uint32_t *)word_at(self, args[0], 4);
+    if (!w || get_u32(args[1], &v) < 0 ||
+        sim_access(&self->sim, (char *)w - self->base, ACC_WRITE) < 0)
         return NULL;
-    unsigned long v = PyLong_AsUnsignedLong(args[1]);
-    if (v == (unsigned long)-1 && PyErr_Occurred())
-        return NULL;
-    if (v > 0xFFFFFFFFul) {
-        PyErr_SetString(PyExc_OverflowError, "value does not fit a 4-byte word");
-        return NULL;
-    }
-    if (sim_access(&self->sim, (char *)w - self->base, ACC_WRITE) < 0)
-        return NULL;
-    __atomic_store_n(w, (uint32_t)v, __ATOMIC_RELAXED);
+    __atomic_store_n(w, v, __ATOMIC_RELAXED);
     Py_RETURN_NONE;
 }
 

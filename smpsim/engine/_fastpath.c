@@ -702,30 +702,8 @@ FastPath_configure_sim(FastPath *fp, PyObject *args)
         return NULL;
     }
     struct simcpu *m = &fp->sim;
-    memset(m, 0, sizeof *m);
-    m->base = fp->base;
-    m->len = fp->seglen;
-    m->cpu = cpu;
-    m->ncpus = ncpus;
-    m->hdr = hdr;
-    m->ctl0 = ctl0;
-    m->tags = tags;
-    m->tag_lines = tag_lines;
-    m->tag_words = tag_words;
-    m->locktab = locktab;
-    m->locktab_mask = locktab_size - 1;
-    m->log = log;
-    m->spin_token = spin_token;
-    m->timed = ld_relaxed(HW(m, h_time_mode)) != 0;
-    m->sched = (int)ld_relaxed(HW(m, h_sched_mode));
-    m->data_points = m->sched == SCHED_TOKEN &&
-                     ld_relaxed(HW(m, h_strategy)) != STRATEGY_CLOCK;
-    m->hit = ld_relaxed(HW(m, h_cost_hit));
-    m->transfer = ld_relaxed(HW(m, h_cost_transfer));
-    m->atomic = ld_relaxed(HW(m, h_cost_atomic));
-    m->quantum = ld_relaxed(HW(m, h_quantum));
-    sim_bind(m);
-    m->on = 1;
+    sim_init(m, fp->base, fp->seglen, cpu, ncpus, hdr, ctl0, tags, tag_lines, tag_words, locktab,
+             locktab_size, log, spin_token, NULL);
     if (m->data_points) {
         PyErr_SetString(PyExc_ValueError, "FastPath: a controlled run takes the Python path");
         return NULL;

@@ -54,6 +54,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
@@ -207,6 +208,41 @@ sim_bind(struct simcpu *s)
 static inline uint64_t ld_relaxed(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void st_relaxed(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline uint64_t umax(uint64_t a, uint64_t b) { return a > b ? a : b; }
+
+/* Set up one CPU's view of a machine whose segment is at base (len bytes): the regions the
+ * Python side computed (layout.py), then the modes and the cost model from its HEADER. Both
+ * extensions' configure_sim() call it. */
+static void
+sim_init(struct simcpu *m, char *base, uint64_t len, uint32_t cpu, uint32_t ncpus, uint64_t hdr,
+         uint64_t ctl0, uint64_t tags, uint64_t tag_lines, uint64_t tag_words, uint64_t locktab,
+         uint64_t locktab_size, uint64_t log, int spin_token, PyObject *tracer)
+{
+    memset(m, 0, sizeof *m);
+    m->tracer = tracer;
+    m->base = base;
+    m->len = len;
+    m->cpu = cpu;
+    m->ncpus = ncpus;
+    m->hdr = hdr;
+    m->ctl0 = ctl0;
+    m->tags = tags;
+    m->tag_lines = tag_lines;
+    m->tag_words = tag_words;
+    m->locktab = locktab;
+    m->locktab_mask = locktab_size - 1;
+    m->log = log;
+    m->spin_token = spin_token;
+    m->timed = ld_relaxed(HW(m, h_time_mode)) != 0;
+    m->sched = (int)ld_relaxed(HW(m, h_sched_mode));
+    m->data_points = m->sched == SCHED_TOKEN &&
+                     ld_relaxed(HW(m, h_strategy)) != STRATEGY_CLOCK;
+    m->hit = ld_relaxed(HW(m, h_cost_hit));
+    m->transfer = ld_relaxed(HW(m, h_cost_transfer));
+    m->atomic = ld_relaxed(HW(m, h_cost_atomic));
+    m->quantum = ld_relaxed(HW(m, h_quantum));
+    sim_bind(m);
+    m->on = 1;
+}
 
 static long
 futex(uint64_t *word, int op, uint32_t val, long ns)

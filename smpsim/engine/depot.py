@@ -131,39 +131,32 @@ class DepotOptions:
         self.st(ext + CACHE_EXT.empty_counter, self.ld(ext + CACHE_EXT.empty_counter) + 1)
         self.unlock(lock)
 
+    def _empty_take(self, cache, end):
+        """Take a magazine off cache's empty list under its lock, from the head (`end` LINK.next)
+        or the tail (LINK.prev), or 0 when the list is empty."""
+        ext = self._ext(cache)
+        lock, head = ext + CACHE_EXT.emptylock, ext + CACHE_EXT.empty
+        self.lock(lock)
+        mag = 0
+        if not self.list_empty(head):
+            mag = self.ld(head + end) - MAGAZINE.link
+            self.list_remove(mag + MAGAZINE.link)
+            self.st(ext + CACHE_EXT.empty_counter, self.ld(ext + CACHE_EXT.empty_counter) - 1)
+        self.unlock(lock)
+        return mag
+
     def _empty_get(self, cache, size):
         """An empty magazine of `size` objects from cache's empty list, or 0. One of another
         size (left from before a resize) is freed instead, and the next one tried."""
-        ext = self._ext(cache)
-        lock, head = ext + CACHE_EXT.emptylock, ext + CACHE_EXT.empty
         while True:
-            self.lock(lock)
-            mag = 0
-            if not self.list_empty(head):
-                mag = self.ld(head + LINK.next) - MAGAZINE.link
-                self.list_remove(mag + MAGAZINE.link)
-                self.st(ext + CACHE_EXT.empty_counter,
-                        self.ld(ext + CACHE_EXT.empty_counter) - 1)
-            self.unlock(lock)
+            mag = self._empty_take(cache, LINK.next)
             if not mag or self.ld(mag + MAGAZINE.size) == size:
                 return mag
             self._magazine_free(mag)
 
     def _empty_drain(self, cache):
         """Free every magazine on cache's empty list (reclaim)."""
-        ext = self._ext(cache)
-        lock, head = ext + CACHE_EXT.emptylock, ext + CACHE_EXT.empty
-        while True:
-            self.lock(lock)
-            mag = 0
-            if not self.list_empty(head):
-                mag = self.ld(head + LINK.prev) - MAGAZINE.link
-                self.list_remove(mag + MAGAZINE.link)
-                self.st(ext + CACHE_EXT.empty_counter,
-                        self.ld(ext + CACHE_EXT.empty_counter) - 1)
-            self.unlock(lock)
-            if not mag:
-                return
+        while mag := self._empty_take(cache, LINK.prev):
             self._magazine_free(mag)
 
     # --- new magazines and retired ones (the seed's magazine allocation, with the options) --

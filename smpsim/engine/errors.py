@@ -1,6 +1,10 @@
 """smpsim's errors. Every error of smpsim's own derives from SmpsimError; a caller's bad argument
 is a ValueError (BadArgument derives from both), as docs/api.md says."""
 
+from __future__ import annotations
+
+from typing import Any, Iterable, Sequence
+
 __all__ = ["SmpsimError", "BadArgument", "OutOfMemory", "InvalidFree", "InvalidCache",
            "CacheNotEmpty", "InvariantError", "CPUError", "LockTimeout", "LockOrderError",
            "DebugError"]
@@ -34,12 +38,14 @@ class CacheNotEmpty(SmpsimError):
 class InvariantError(SmpsimError):
     """Machine.check found violations; the message lists every one, `violations` holds them."""
 
-    def __init__(self, violations):
+    violations: list[str]
+
+    def __init__(self, violations: Iterable[str]) -> None:
         self.violations = list(violations)
         super().__init__(f"{len(self.violations)} invariant violation(s):\n"
                          + "\n".join(f"  - {v}" for v in self.violations))
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (InvariantError, (self.violations,))
 
 
@@ -48,14 +54,20 @@ class LockTimeout(SmpsimError):
     holder is a CPU whose process died (`dead` true: it will never be released), or the CPU
     waiting is its holder (a CPU process of a run and a Kernel of the caller used one CPU id)."""
 
-    def __init__(self, lock, holder, seconds, why=""):
+    lock: str
+    holder: int | None
+    seconds: float
+    why: str
+    dead: bool
+
+    def __init__(self, lock: str, holder: int | None, seconds: float, why: str = "") -> None:
         self.lock, self.holder, self.seconds, self.why = lock, holder, seconds, why
         self.dead = "died" in why
         who = "nobody (it was released as we gave up)" if holder is None else f"CPU {holder}"
         super().__init__(f"lock {lock} not acquired within {seconds:g} s: held by {who}"
                          + (f", {why}" if why else ""))
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (LockTimeout, (self.lock, self.holder, self.seconds, self.why))
 
 
@@ -68,11 +80,19 @@ class DebugError(SmpsimError):
     `obj` is the object's address, `cache` its cache's name, `offset` the first byte found
     wrong, `cpu` the CPU that freed it last (write after free) or allocated it (overrun)."""
 
-    def __init__(self, message, *, kind=None, obj=None, cache=None, cpu=None, offset=None):
+    kind: str | None
+    obj: int | None
+    cache: str | None
+    cpu: int | None
+    offset: int | None
+
+    def __init__(self, message: str, *, kind: str | None = None, obj: int | None = None,
+                 cache: str | None = None, cpu: int | None = None,
+                 offset: int | None = None) -> None:
         super().__init__(message)
         self.kind, self.obj, self.cache, self.cpu, self.offset = kind, obj, cache, cpu, offset
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_debug_error, (self.args[0], self.kind, self.obj, self.cache, self.cpu,
                                        self.offset))
 
@@ -89,9 +109,15 @@ class CPUError(SmpsimError):
     code, `locks` names the locks it held (from the holder ids in the lock words), `traceback`
     is the remote traceback text when it raised."""
 
-    others = ()
+    cpu: int
+    reason: str
+    traceback: str | None
+    inside: bool
+    locks: list[str]
+    others: Sequence[CPUError] = ()
 
-    def __init__(self, cpu, reason, detail="", *, traceback=None, inside=False, locks=()):
+    def __init__(self, cpu: int, reason: str, detail: str = "", *, traceback: str | None = None,
+                 inside: bool = False, locks: Iterable[str] = ()) -> None:
         self.cpu, self.reason, self.traceback = cpu, reason, traceback
         self.inside, self.locks = bool(inside), list(locks)
         self.others = []
@@ -104,7 +130,7 @@ class CPUError(SmpsimError):
             msg += " (m.check() reports what its unfinished operation left)"
         super().__init__(msg)
 
-    def add_other(self, cpu, detail, *, inside, locks):
+    def add_other(self, cpu: int, detail: str, *, inside: bool, locks: Iterable[str]) -> None:
         """Record another CPU that the stop left inside allocator code: it could not finish
         its operation (e.g. it waited for a lock the failed CPU held) and was ended there.
         `others` holds one CPUError ("died") per such CPU; the message names each."""
@@ -114,7 +140,7 @@ class CPUError(SmpsimError):
         self.args = (f"{self.args[0]}; the stop left CPU {cpu} inside allocator code, {held} "
                      f"({detail})",)
 
-    def __reduce__(self):
+    def __reduce__(self) -> tuple[Any, ...]:
         return (_rebuild_cpu_error, (self.cpu, self.reason, self.args[0], self.traceback,
                                      self.inside, self.locks, self.others))
 

@@ -21,6 +21,8 @@ returns 0). FRAME_NO_RECLAIM skips both; the magazine path relies on that, becau
 while holding a CPU magazine lock and reclaim takes every one of them.
 """
 
+from typing import Final
+
 from .layout import FRAME, HEADER, LINK, MAX_ORDER, PAGE_WIDTH
 from .memory import Memory
 
@@ -29,8 +31,8 @@ __all__ = ["FrameAllocator", "FRAME_ATOMIC", "FRAME_NO_RECLAIM", "FRAME_FREE", "
 
 # Allocation flags (HelenOS mm/frame.h values). FRAME_ATOMIC: fail instead of waiting, so
 # slab_alloc returns None instead of raising OutOfMemory. FRAME_NO_RECLAIM: never call reclaim.
-FRAME_ATOMIC = 0x2
-FRAME_NO_RECLAIM = 0x4
+FRAME_ATOMIC: Final[int] = 0x2
+FRAME_NO_RECLAIM: Final[int] = 0x4
 
 ORDER_MASK = 0xFF
 FRAME_FREE = 0x100

@@ -21,8 +21,11 @@ interior, wrong-cache and out-of-range frees; a compare-and-swap claims the entr
 freeing one object at once cannot both succeed.
 """
 
+from __future__ import annotations
+
 import os
 import time
+from typing import Any, Literal
 
 from .errors import BadArgument, CacheNotEmpty, InvalidCache, InvalidFree, OutOfMemory, SmpsimError
 from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM
@@ -57,18 +60,24 @@ class SlabCache:
     """
 
     __slots__ = ("name", "size", "order", "objects", "flags", "_addr", "_gen")
+    name: str
+    size: int
+    order: int
+    objects: int
+    flags: int
 
-    def __init__(self, name, size, order, objects, flags, addr, gen):
+    def __init__(self, name: str, size: int, order: int, objects: int, flags: int, addr: int,
+                 gen: int) -> None:
         self.name, self.size, self.order, self.objects, self.flags = name, size, order, objects, flags
         self._addr, self._gen = addr, gen
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, SlabCache) and (self._addr, self._gen) == (other._addr, other._gen)
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash((self._addr, self._gen))
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"<SlabCache {self.name!r} size={self.size} order={self.order} "
                 f"objects={self.objects} flags={self.flags}>")
 
@@ -88,8 +97,12 @@ class Kernel:
     _fast = None             # the magazine-hit accelerator (smpsim/engine/fastpath.py), if any
     _malloc_ids = None       # malloc cache id -> descriptor, for kfree
     _debug = None            # debugging mode's Debugger (smpsim/engine/debug.py)
+    cpu_id: int
+    cpus: int
+    memory: memoryview
 
-    def __init__(self, allocator, *, accel="off"):
+    # `allocator`: the CPU's SlabAllocator (smpsim/engine/slab.py), which help() leaves out.
+    def __init__(self, allocator: Any, *, accel: str = "off") -> None:
         sa = self._sa = allocator
         sa._kernel = self                     # what constructors and destructors are given
         self._reap_period = sa._reap_period_ns
@@ -118,7 +131,7 @@ class Kernel:
                 sa.release()
                 raise
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return f"<Kernel cpu {self.cpu_id} of {self.cpus}>"
 
     def _release(self):
@@ -172,7 +185,7 @@ class Kernel:
         q[ctl["path"]] = path
 
     @property
-    def last_path(self):
+    def last_path(self) -> Literal["hit", "depot", "slab", "frames"] | None:
         """How deep this CPU's last allocation or free went: "hit" (its own magazines),
         "depot" (a magazine exchanged with the shared list, or a new one), "slab" (a slab's
         free list) or "frames" (the frame allocator); None before the first."""
@@ -247,7 +260,8 @@ class Kernel:
 
     # --- caches -------------------------------------------------------------------------------
 
-    def slab_cache_create(self, name, size, align=0, flags=0, *, ctor=None, dtor=None):
+    def slab_cache_create(self, name: str, size: int, align: int = 0, flags: int = 0, *,
+                          ctor: str | None = None, dtor: str | None = None) -> SlabCache:
         """A new cache (the seed's slab_cache_create) and its handle. BadArgument for a bad
         argument or a name already used; OutOfMemory when its descriptor cannot be allocated.
 
@@ -292,7 +306,7 @@ class Kernel:
                          pk(cache + CACHE.order), pk(cache + CACHE.objects),
                          pk(cache + CACHE.flags), cache, pk(cache + CACHE.gen))
 
-    def cache(self, name):
+    def cache(self, name: str) -> SlabCache:
         """The handle of the live cache called name, boot caches included; KeyError if none."""
         sa = self._sa
         self._enter("cache")
@@ -310,7 +324,7 @@ class Kernel:
         return {sa.mag_cache, sa.slab_cache_cache, sa.slab_extern, *self._malloc_caches(),
                 *sa.magazine_caches()}
 
-    def slab_cache_destroy(self, cache):
+    def slab_cache_destroy(self, cache: SlabCache) -> None:
         """Remove a cache: CacheNotEmpty (nothing changed) while it has allocated objects;
         otherwise reclaims everything it holds first."""
         c = self._desc(cache, "slab_cache_destroy")
@@ -378,14 +392,14 @@ class Kernel:
         self._counted(False)
         self._leave()
 
-    def slab_alloc(self, cache, flags=0):
+    def slab_alloc(self, cache: SlabCache, flags: int = 0) -> int | None:
         """An object of cache (an int address). Out of memory: None with FRAME_ATOMIC, else
         OutOfMemory; FRAME_NO_RECLAIM: no reclaim is tried first."""
         c = self._desc(cache, "slab_alloc")
         self._check_flags(flags, ALLOC_FLAGS, "slab_alloc", "FRAME_ATOMIC | FRAME_NO_RECLAIM")
         return self._alloc_object(c, flags, "slab_alloc", f"an object of {cache.name!r}")
 
-    def slab_free(self, cache, addr):
+    def slab_free(self, cache: SlabCache, addr: int) -> None:
         """Free a live object of cache; InvalidFree (nothing changed) for anything else."""
         c = self._desc(cache, "slab_free")
         self._check_addr(addr, "slab_free")
@@ -395,7 +409,7 @@ class Kernel:
         pk = self._sa.peek
         return [pk(KERNEL.malloc_caches + i * WORD) for i in range(len(MALLOC_NAMES))]
 
-    def kalloc(self, size, flags=0):
+    def kalloc(self, size: int, flags: int = 0) -> int | None:
         """An object of at least size bytes (1..131072) from the malloc caches."""
         if type(size) is not int or not 1 <= size <= KALLOC_MAX:
             raise BadArgument(f"kalloc: 'size' must be an int from 1 to {KALLOC_MAX}, got {size!r}")
@@ -404,7 +418,7 @@ class Kernel:
         c = self._sa.ld(KERNEL.malloc_caches + idx * WORD)
         return self._alloc_object(c, flags, "kalloc", f"{size} bytes")
 
-    def kfree(self, addr):
+    def kfree(self, addr: int | None) -> None:
         """Free what kalloc returned; 0 and None do nothing; InvalidFree for anything else."""
         if addr is None or addr == 0:
             return
@@ -422,7 +436,7 @@ class Kernel:
 
     # --- reclaim and the table ------------------------------------------------------------
 
-    def slab_reclaim(self, flags=0):
+    def slab_reclaim(self, flags: int = 0) -> int:
         """The seed's reclaim over all caches; returns the frames freed as the seed counts them
         (frames of slabs emptied by destroying magazines). SLAB_RECLAIM_ALL also empties every
         CPU's magazines."""
@@ -432,7 +446,7 @@ class Kernel:
         self._leave()
         return frames
 
-    def slab_reap(self):
+    def slab_reap(self) -> int:
         """Working-set reaping (Machine(reap_every=...)): destroys, in every cache, the full
         magazines of its shared list beyond its working set (as many as the list never went
         below since the previous reap); returns the frames freed, counted as slab_reclaim
@@ -448,7 +462,7 @@ class Kernel:
         self._leave()
         return frames
 
-    def slab_print_list(self):
+    def slab_print_list(self) -> str:
         """The seed's table of caches, tab separated, header first."""
         sa = self._sa
         self._enter("slab_print_list")
@@ -467,7 +481,7 @@ class Kernel:
 
     # --- inside Machine.run: the barrier, atomics on simulated memory -------------------------
 
-    def barrier(self):
+    def barrier(self) -> None:
         """Inside Machine.run: wait until every CPU of the run has reached this barrier."""
         if not self._in_run:
             raise SmpsimError("barrier: only CPUs inside Machine.run can wait at a barrier")
@@ -505,28 +519,28 @@ class Kernel:
                               f"got {value!r}")
         return value
 
-    def atomic_load(self, addr):
+    def atomic_load(self, addr: int) -> int:
         """The word at addr of simulated memory (an acquire load)."""
         return self._atomics[0](self._word(addr, "atomic_load"))
 
-    def atomic_store(self, addr, value):
+    def atomic_store(self, addr: int, value: int) -> None:
         """Store value (0 .. 2**64-1) in the word at addr (a release store)."""
         self._atomics[1](self._word(addr, "atomic_store"),
                          self._value(value, "atomic_store", "value"))
 
-    def atomic_add(self, addr, delta):
+    def atomic_add(self, addr: int, delta: int) -> int:
         """Fetch-and-add on the word at addr (modulo 2**64; delta may be negative); returns
         the old value."""
         return self._atomics[2](self._word(addr, "atomic_add"),
                                 self._value(delta, "atomic_add", "delta", signed=True))
 
-    def atomic_cas(self, addr, old, new):
+    def atomic_cas(self, addr: int, old: int, new: int) -> bool:
         """Compare-and-swap on the word at addr; True when it swapped."""
         return self._atomics[3](self._word(addr, "atomic_cas"),
                                 self._value(old, "atomic_cas", "old"),
                                 self._value(new, "atomic_cas", "new"))
 
-    def spin_lock(self, addr):
+    def spin_lock(self, addr: int) -> None:
         """Take the simulator's spinlock on the 8-byte word at addr of simulated memory (0 when
         free; the holder's CPU id + 1 while held), for workloads that build their own shared
         structures. Counted in Machine.stats()["locks"] as "user@<addr>". Waits as long as
@@ -537,7 +551,7 @@ class Kernel:
         if sa.arena.ulock(addr, sa.owner, sa._poll) < 0:
             sa._lock_slow(addr, sa.arena.ulock)
 
-    def spin_unlock(self, addr):
+    def spin_unlock(self, addr: int) -> None:
         """Release the spinlock at addr, which this CPU must hold (ValueError otherwise)."""
         sa = self._sa
         self._word(addr, "spin_unlock")
@@ -550,21 +564,21 @@ class Kernel:
     # --- simulated time -------------------------------------------------------------------
 
     @property
-    def time(self):
+    def time(self) -> Literal["host", "simulated"]:
         """The machine's time: "host" or "simulated" (then `cycles` is this CPU's clock)."""
         return "simulated" if self._sa.timed else "host"
 
     @property
-    def hz(self):
+    def hz(self) -> int:
         """The simulated clock's rate, cycles per simulated second (the cost model's "hz")."""
         return self._sa.peek(self._sa.regions.header + HEADER.hz)
 
     @property
-    def cycles(self):
+    def cycles(self) -> int:
         """This CPU's simulated clock, in cycles (0 when the machine runs in host time)."""
         return self._sa.arena.clock() if self._sa.timed else 0
 
-    def compute(self, cycles):
+    def compute(self, cycles: int) -> None:
         """Charge `cycles` of private work (the application's own, between allocations) to
         this CPU's clock; nothing in host time. ValueError unless an int >= 0."""
         if type(cycles) is not int or cycles < 0:
@@ -572,7 +586,7 @@ class Kernel:
         self._sa.arena.compute(cycles)
 
 
-def boot(k: Kernel, magazine_size):
+def boot(k: Kernel, magazine_size: int) -> None:
     """The seed's slab_cache_init, run once by CPU 0 on a machine whose frames are booted."""
     sa = k._sa
     k._enter("boot")

@@ -28,6 +28,8 @@ Code reads and writes fields as `base + STRUCT.field`; no literal offsets appear
 Per-CPU data sits on its own 64-byte line (LINE) so that CPUs do not share cache lines.
 """
 
+from typing import Final
+
 __all__ = ["WORD", "LINE", "PAGE_SIZE", "PAGE_WIDTH", "MAX_ORDER", "Struct", "SPINLOCK", "LINK",
            "SLAB", "MAGAZINE", "CPU_MAGS", "CACHE", "KERNEL", "HEADER", "CPU_CTL", "FRAME",
            "LOCKSTAT", "LOCKTAB_SIZE", "PCT_MAX", "CACHE_EXT", "CACHE_STATS", "OPTIONS",
@@ -36,7 +38,7 @@ __all__ = ["WORD", "LINE", "PAGE_SIZE", "PAGE_WIDTH", "MAX_ORDER", "Struct", "SP
 WORD = 8
 LINE = 64
 PAGE_WIDTH = 12
-PAGE_SIZE = 1 << PAGE_WIDTH
+PAGE_SIZE: Final[int] = 1 << PAGE_WIDTH
 # Largest buddy block: 2**MAX_ORDER frames (4 MiB), as Linux's default MAX_ORDER.
 MAX_ORDER = 10
 # Live caches at once; ids index the cache-id table and fill the object table (uint16).

@@ -8,11 +8,14 @@ every view, closes and unlinks the segment, and is safe to repeat. A finalizer u
 segment if the Machine is dropped without close().
 """
 
+from __future__ import annotations
+
 import os
 import re
 import secrets
 import weakref
 from multiprocessing import resource_tracker, shared_memory
+from typing import Any, Callable, Iterable, Literal, TypeVar, overload
 
 from . import cpu as _cpu
 from .check import check_machine
@@ -23,7 +26,7 @@ from .kernel import Kernel, boot
 from .layout import (CACHE, CACHE_EXT, CACHE_STATS, CPU_CTL, HEADER, KERNEL, LOCKSTAT, OPTIONS,
                      PAGE_SIZE, SPINLOCK, Regions)
 from .options import RESIZE_PERIOD, RESIZE_THRESHOLD, Options, clock_ns
-from .sched import PCT_FIRST_STEPS, resolve_modes
+from .sched import PCT_FIRST_STEPS, Schedule, resolve_modes
 from .slab import SLAB_CACHE_SLINSIDE, SlabAllocator
 
 __all__ = ["Machine", "parse_memory", "sweep_stale_segments"]
@@ -33,9 +36,11 @@ SHM_DIR = "/dev/shm"
 MAGIC = 0x534D5053494D3031      # "SMPSIM01"
 OPT_DEBUG, OPT_PERCPU = 1, 2
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}
+_T = TypeVar("_T")
+_M = TypeVar("_M", bound="Machine")
 
 
-def parse_memory(memory):
+def parse_memory(memory: int | str) -> int:
     """Bytes from an int or a string with a K/M/G suffix (binary units): "64M" -> 67108864."""
     if isinstance(memory, str):
         m = re.fullmatch(r"\s*(\d+)\s*([KMG]?)(?:i?B)?\s*", memory, re.IGNORECASE)
@@ -51,7 +56,7 @@ def parse_memory(memory):
     return memory
 
 
-def sweep_stale_segments():
+def sweep_stale_segments() -> list[str]:
     """Unlink smpsim segments whose creating process no longer exists; returns their names."""
     swept = []
     try:
@@ -109,15 +114,40 @@ class Machine:
     _shm = None
     _kernels = None
     _running = False
-    last_run = None
-    last_schedule = None
+    last_run: dict[str, Any] | None = None
+    last_schedule: Schedule | None = None
+    cpus: int
+    memory: int
+    magazine_size: int
+    debug: bool
+    counters: Literal["shared", "percpu"]
+    lock_timeout: float | None
+    accel: Literal["c", "python", "off"]
+    time: Literal["host", "simulated"]
+    quantum: int | None
+    cost: dict[str, int]
+    schedule: Literal["random", "pct"] | Schedule | None
+    seed: int
+    depth: int
+    trace: str | None
+    options: Options
+    regions: Regions
+    name: str
 
-    def __init__(self, cpus, memory="64M", *, magazine_size=4, debug=False, counters="shared",
-                 lock_timeout=None, accel="c", time="host", quantum=None, cost=None,
-                 schedule=None, seed=0, depth=3, kill=None, max_steps=None, replay="exact",
-                 trace=None, resize_magazines=False, colour=False, empty_magazines=False,
-                 cpu_magazine_cache=False, slab_locks=False, reap_every=None,
-                 resize_threshold=RESIZE_THRESHOLD, resize_period=RESIZE_PERIOD):
+    def __init__(self, cpus: int, memory: int | str = "64M", *, magazine_size: int = 4,
+                 debug: bool = False, counters: Literal["shared", "percpu"] = "shared",
+                 lock_timeout: float | None = None,
+                 accel: Literal["c", "python", "off"] | bool = "c",
+                 time: Literal["host", "simulated"] = "host", quantum: int | None = None,
+                 cost: dict[str, int] | None = None,
+                 schedule: Literal["random", "pct"] | Schedule | None = None, seed: int = 0,
+                 depth: int = 3, kill: tuple[int, int] | None = None,
+                 max_steps: int | None = None, replay: Literal["exact", "lenient"] = "exact",
+                 trace: str | os.PathLike[str] | None = None, resize_magazines: bool = False,
+                 colour: bool = False, empty_magazines: bool = False,
+                 cpu_magazine_cache: bool = False, slab_locks: bool = False,
+                 reap_every: float | None = None, resize_threshold: int = RESIZE_THRESHOLD,
+                 resize_period: float = RESIZE_PERIOD) -> None:
         if type(cpus) is not int or not 1 <= cpus <= 256:
             raise BadArgument(f"Machine: 'cpus' must be an int from 1 to 256, got {cpus!r}")
         memory = parse_memory(memory)
@@ -180,7 +210,7 @@ class Machine:
             self.close()
             raise
 
-    def _boot(self):
+    def _boot(self) -> None:
         # The header first: every CPU's views are made after it (they read its modes).
         words = self._shm.buf.cast("Q")
         try:
@@ -227,7 +257,7 @@ class Machine:
         checker, lock names): CPU 0's, reading with bookkeeping accesses only."""
         return self.cpu(0)._sa
 
-    def cpu(self, i):
+    def cpu(self, i: int) -> Kernel:
         """A Kernel for CPU i, usable in the calling process."""
         self._check_open()
         if type(i) is not int or not 0 <= i < self.cpus:
@@ -244,8 +274,20 @@ class Machine:
 
     # --- runs, checks, statistics -----------------------------------------------------------
 
-    def run(self, program, *args, cpus=None, timeout=None, monitor=None, interval=0.25,
-            pin=False):
+    @overload
+    def run(self, program: Callable[..., _T], *args: Any, cpus: Iterable[int] | None = None,
+            timeout: float | None = None, monitor: Callable[[Machine], object] | None = None,
+            interval: float = 0.25, pin: bool = False) -> list[_T]: ...
+
+    @overload
+    def run(self, program: str, *args: Any, cpus: Iterable[int] | None = None,
+            timeout: float | None = None, monitor: Callable[[Machine], object] | None = None,
+            interval: float = 0.25, pin: bool = False) -> list[Any]: ...
+
+    def run(self, program: Callable[..., Any] | str, *args: Any,
+            cpus: Iterable[int] | None = None, timeout: float | None = None,
+            monitor: Callable[[Machine], object] | None = None, interval: float = 0.25,
+            pin: bool = False) -> list[Any]:
         """Run program(kernel, *args) on CPUs as processes; their return values, in order."""
         self._check_open()
         if self._running:
@@ -257,7 +299,7 @@ class Machine:
         finally:
             self._running = False
 
-    def check(self):
+    def check(self) -> None:
         """Walk all shared state; raise InvariantError listing every violation."""
         self._check_open()
         if self._running and not _cpu.all_stopped(self):
@@ -266,7 +308,7 @@ class Machine:
         if violations:
             raise InvariantError(violations)
 
-    def stats(self):
+    def stats(self) -> dict[str, Any]:
         """Counters of frames, caches and locks (docs/api.md); racy while CPUs run."""
         self._check_open()
         k = self._observer()
@@ -316,7 +358,7 @@ class Machine:
                          "cycles": [k.peek(self.regions.cpu(i) + CPU_CTL.clock) if timed else 0
                                     for i in range(self.cpus)]}}
 
-    def cpu_stats(self):
+    def cpu_stats(self) -> list[dict[str, int]]:
         """Per CPU: operations, allocations, frees, magazine hits and misses since boot, and the
         misses by the deepest layer they reached (depot, slab, frames); in simulated time also
         its clock ("cycles") and the lines it took from other CPUs' caches ("transfers")."""
@@ -336,19 +378,19 @@ class Machine:
 
     # --- lifecycle ------------------------------------------------------------------------------
 
-    def close(self):
+    def close(self) -> None:
         """Drop every view, close and unlink the segment. Safe to call twice."""
         if self._shm is None:
             return
         self._shm = None
         self._finalizer()        # runs _teardown once
 
-    def __enter__(self):
+    def __enter__(self: _M) -> _M:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         state = "closed" if self._shm is None else self.name
         return f"<Machine cpus={self.cpus} memory={self.memory} {state}>"

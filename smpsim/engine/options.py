@@ -33,10 +33,13 @@ read from clock_ns(), the one place that says what a second is: simulated second
 in simulated time (Machine(time="simulated")), else host time.
 """
 
+from __future__ import annotations
+
 import importlib
 import math
 import re
 import time
+from typing import Any, ClassVar
 
 from .errors import BadArgument
 from .layout import FN_MAX, HEADER, MAGAZINE_SIZES
@@ -92,12 +95,23 @@ class Options:
     __slots__ = ("resize_magazines", "colour", "empty_magazines", "cpu_magazine_cache",
                  "slab_locks", "reap_every", "resize_threshold", "resize_period", "magazine_size")
 
-    FLAGS = ("resize_magazines", "colour", "empty_magazines", "cpu_magazine_cache", "slab_locks")
+    FLAGS: ClassVar[tuple[str, ...]] = ("resize_magazines", "colour", "empty_magazines",
+                                        "cpu_magazine_cache", "slab_locks")
+    resize_magazines: bool
+    colour: bool
+    empty_magazines: bool
+    cpu_magazine_cache: bool
+    slab_locks: bool
+    reap_every: float | None
+    resize_threshold: int
+    resize_period: float
+    magazine_size: int
 
-    def __init__(self, *, resize_magazines=False, colour=False, empty_magazines=False,
-                 cpu_magazine_cache=False, slab_locks=False, reap_every=None,
-                 resize_threshold=RESIZE_THRESHOLD, resize_period=RESIZE_PERIOD,
-                 magazine_size=4):
+    def __init__(self, *, resize_magazines: bool = False, colour: bool = False,
+                 empty_magazines: bool = False, cpu_magazine_cache: bool = False,
+                 slab_locks: bool = False, reap_every: float | None = None,
+                 resize_threshold: int = RESIZE_THRESHOLD, resize_period: float = RESIZE_PERIOD,
+                 magazine_size: int = 4) -> None:
         given = dict(resize_magazines=resize_magazines, colour=colour,
                      empty_magazines=empty_magazines, cpu_magazine_cache=cpu_magazine_cache,
                      slab_locks=slab_locks)
@@ -119,7 +133,7 @@ class Options:
         self.magazine_size = magazine_size
 
     @property
-    def bits(self):
+    def bits(self) -> int:
         """The options as HEADER.options bits (without debug and per-CPU counters)."""
         return ((OPT_RESIZE if self.resize_magazines else 0) | (OPT_COLOUR if self.colour else 0)
                 | (OPT_EMPTY if self.empty_magazines else 0)
@@ -128,28 +142,28 @@ class Options:
                 | (OPT_REAP if self.reap_every is not None else 0))
 
     @property
-    def any(self):
+    def any(self) -> bool:
         """True when some option is on (False: the seed's allocator, exactly)."""
         return bool(self.bits)
 
     @property
-    def reap_period_ns(self):
+    def reap_period_ns(self) -> int | None:
         """Nanoseconds between periodic reaps, or None (no periodic reaps)."""
         if self.reap_every is None or math.isinf(self.reap_every):
             return None
         return max(1, int(self.reap_every * 1e9))
 
     @property
-    def sized_magazines(self):
+    def sized_magazines(self) -> tuple[int, ...]:
         """The magazine sizes resizing may step to: Solaris's, above the machine's own."""
         if not self.resize_magazines:
             return ()
         return tuple(s for s in MAGAZINE_SIZES if s > self.magazine_size)
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return {name: getattr(self, name) for name in self.__slots__}
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         on = [n for n in self.FLAGS if getattr(self, n)]
         if self.reap_every is not None:
             on.append(f"reap_every={self.reap_every}")

@@ -24,9 +24,12 @@ Modes (the header's sched_mode), fixed when the Machine is made:
                                       one CPU runs between points, the strategy picks which
 """
 
+from __future__ import annotations
+
 import os
 import pickle
 import random
+from typing import Any, Iterable, TypeVar
 
 from .layout import PCT_MAX
 
@@ -44,6 +47,8 @@ CPU_IDLE, CPU_RUNNABLE, CPU_BLOCKED, CPU_BARRIER, CPU_DONE = 0, 1, 2, 3, 4
 FAIL_NONE, FAIL_DEADLOCK, FAIL_MISMATCH, FAIL_LOG_FULL = 0, 1, 2, 3
 LOCK_KERNEL, LOCK_USER = 1, 2
 STRATEGIES = {"random": STRATEGY_RANDOM, "pct": STRATEGY_PCT}
+
+_S = TypeVar("_S", bound="Schedule")
 
 # The cost model's defaults, in cycles of the simulated machine's clock, from published
 # measurements of one real SMP: an Intel Xeon E7-8867L (Westmere-EX, 2.13 GHz), as measured by
@@ -163,41 +168,50 @@ class Schedule:
 
     __slots__ = ("decisions", "preemptions", "steps", "cpus", "strategy", "seed", "depth",
                  "meta")
+    decisions: bytes
+    preemptions: int
+    steps: int
+    cpus: int
+    strategy: str
+    seed: int | None
+    depth: int | None
+    meta: dict[str, Any]
 
-    def __init__(self, decisions, *, preemptions=0, steps=0, cpus=0, strategy="", seed=None,
-                 depth=None, meta=None):
+    def __init__(self, decisions: Iterable[int], *, preemptions: int = 0, steps: int = 0,
+                 cpus: int = 0, strategy: str = "", seed: int | None = None,
+                 depth: int | None = None, meta: dict[str, Any] | None = None) -> None:
         self.decisions = bytes(decisions)
         self.preemptions, self.steps, self.cpus = preemptions, steps, cpus
         self.strategy, self.seed, self.depth = strategy, seed, depth
         self.meta = dict(meta or {})
 
-    def __len__(self):
+    def __len__(self) -> int:
         return len(self.decisions)
 
-    def __eq__(self, other):
+    def __eq__(self, other: object) -> bool:
         return isinstance(other, Schedule) and self.decisions == other.decisions
 
-    def __hash__(self):
+    def __hash__(self) -> int:
         return hash(self.decisions)
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         return (f"<Schedule {len(self)} decisions, {self.preemptions} preemptions, "
                 f"{self.steps} steps, {self.cpus} CPUs, {self.strategy}>")
 
-    def __getstate__(self):
+    def __getstate__(self) -> dict[str, Any]:
         return {k: getattr(self, k) for k in self.__slots__}
 
-    def __setstate__(self, state):
+    def __setstate__(self, state: dict[str, Any]) -> None:
         for k in self.__slots__:
             setattr(self, k, state.get(k))
 
-    def save(self, path):
+    def save(self, path: str | os.PathLike[str]) -> None:
         """Write this schedule to the file `path` (a pickle of it)."""
         with open(os.fspath(path), "wb") as f:
             pickle.dump(self, f, protocol=4)
 
     @classmethod
-    def load(cls, path):
+    def load(cls: type[_S], path: str | os.PathLike[str]) -> _S:
         """The schedule saved in `path`; BadArgument naming the file when it holds none."""
         from .errors import BadArgument
         file = os.fspath(path)

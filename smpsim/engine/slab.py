@@ -31,6 +31,8 @@ dies there holds no lock and still leaves counters or a slab half done, which th
 Sections follow the seed: slab space, slab objects, CPU magazines, caches, reclaim.
 """
 
+from typing import Final
+
 from .debug import UNTRAILERED, debug_size
 from .depot import DepotOptions
 from .errors import BadArgument
@@ -48,9 +50,9 @@ __all__ = ["SlabAllocator", "geometry", "fnzb", "SLAB_CACHE_NOMAGAZINE", "SLAB_C
            "SLAB_RECLAIM_ALL", "SLAB_MIN_MALLOC_W", "SLAB_MAX_MALLOC_W", "MALLOC_NAMES", "PATHS",
            "PATH_HIT", "PATH_DEPOT", "PATH_SLAB", "PATH_FRAMES"]
 
-SLAB_CACHE_NOMAGAZINE = 1
-SLAB_CACHE_SLINSIDE = 2
-SLAB_RECLAIM_ALL = 1
+SLAB_CACHE_NOMAGAZINE: Final[int] = 1
+SLAB_CACHE_SLINSIDE: Final[int] = 2
+SLAB_RECLAIM_ALL: Final[int] = 1
 SLAB_INSIDE_SIZE = PAGE_SIZE >> 3
 SLAB_MIN_MALLOC_W = 3
 SLAB_MAX_MALLOC_W = 17
@@ -90,7 +92,7 @@ def _badness(size, order, flags):
     return space - _comp_objects(size, order, flags) * size
 
 
-def geometry(size, align=0, flags=0):
+def geometry(size: int, align: int = 0, flags: int = 0) -> tuple[int, int, int, int]:
     """The seed's slab geometry: (size, order, objects, flags) of a cache created with this
     size, alignment and flags (BadArgument for arguments slab_cache_create would refuse)."""
     _check_geometry_args("geometry", size, align, flags)

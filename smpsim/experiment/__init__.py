@@ -9,10 +9,15 @@ workloads (smpsim.workloads) or a user's own on the simulated CPUs.
 so importing this package imports neither the cluster module nor Dask.
 """
 
+import typing
+
+if typing.TYPE_CHECKING:        # what type checkers see of the name looked up below
+    from smpsim.experiment.cluster import sweep_on_cluster
+
 __all__ = ["sweep_on_cluster"]
 
 
-def __getattr__(name):
+def __getattr__(name: str) -> typing.Any:
     if name == "sweep_on_cluster":
         from smpsim.experiment.cluster import sweep_on_cluster
         return sweep_on_cluster

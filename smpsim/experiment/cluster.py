@@ -64,6 +64,8 @@ sweep_on_cluster() is the entry point for Python scenario scripts. Every result'
 names the host (`name`) and the Dask worker (`worker`) it ran on.
 """
 
+from __future__ import annotations
+
 import asyncio
 import json
 import logging
@@ -76,8 +78,11 @@ import threading
 import time
 import traceback
 import uuid
+from types import ModuleType
+from typing import Any, Callable, Iterable, Sequence
 
 from smpsim.engine.errors import SmpsimError
+from smpsim.experiment.scenario import Point, Scenario
 
 __all__ = ["ClusterError", "DaskMissing", "Connection", "Outcome", "Failure", "TaskMap",
            "connect", "map_tasks", "should_stop", "run_points", "sweep_on_cluster",
@@ -85,8 +90,8 @@ __all__ = ["ClusterError", "DaskMissing", "Connection", "Outcome", "Failure", "T
 
 log = logging.getLogger("smpsim.experiment.cluster")
 
-INSTALL = "pip install 'smpsim[cluster]'"
-STOP_WAIT = 15.0        # seconds running tasks get to come back after Ctrl-C
+INSTALL: str = "pip install 'smpsim[cluster]'"
+STOP_WAIT: float = 15.0  # seconds running tasks get to come back after Ctrl-C
 CONNECT_TIMEOUT = 10.0  # seconds to reach a scheduler
 STOP_POLL = 1.0         # seconds between a task's looks at the stop event
 WORKER_SETUP = ("start workers with DASK_DISTRIBUTED__WORKER__DAEMON=False dask worker "
@@ -102,7 +107,7 @@ class DaskMissing(ClusterError, ImportError):
     """Dask is not installed (the optional extra smpsim[cluster])."""
 
 
-def require_dask():
+def require_dask() -> ModuleType:
     """Imports distributed; DaskMissing saying how to install it when it is not there."""
     try:
         import distributed
@@ -111,7 +116,7 @@ def require_dask():
     return distributed
 
 
-def parse_address(address):
+def parse_address(address: str) -> tuple[str, Any]:
     """("local", N) for "local:N" (N 1..256), else ("remote", "scheme://host:port"); a bare
     "host:port" means tcp. ClusterError naming the address otherwise."""
     text = str(address).strip()
@@ -134,14 +139,16 @@ def parse_address(address):
 class Connection:
     """A Dask client, and the LocalCluster behind it for "local:N". close() is safe twice."""
 
-    client = None
-    cluster = None
-    local = False
-    workers = None
+    client: Any = None          # a distributed.Client (Dask is optional: not named here)
+    cluster: Any = None         # its distributed.LocalCluster for "local:N"
+    local: bool = False
+    workers: dict[str, dict[str, Any]] | None = None
+    address: str
     _config = None
     _sighup = None
 
-    def __init__(self, address, *, echo=print, timeout=CONNECT_TIMEOUT):
+    def __init__(self, address: str, *, echo: Callable[[str], object] | None = print,
+                 timeout: float = CONNECT_TIMEOUT) -> None:
         distributed = require_dask()
         kind, where = parse_address(address)
         self.address, self.local = address, kind == "local"
@@ -187,7 +194,7 @@ class Connection:
             self.close()
             raise
 
-    def close(self):
+    def close(self) -> None:
         """Closes the client and, for "local:N", the cluster; removes segments of CPU machines
         whose worker died on this host."""
         client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
@@ -205,10 +212,10 @@ class Connection:
             from smpsim.engine.machine import sweep_stale_segments
             sweep_stale_segments()
 
-    def __enter__(self):
+    def __enter__(self) -> Connection:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
@@ -216,7 +223,8 @@ def _hangup(signum, frame):
     raise KeyboardInterrupt("hangup")
 
 
-def connect(address, *, echo=print, timeout=CONNECT_TIMEOUT):
+def connect(address: str, *, echo: Callable[[str], object] | None = print,
+            timeout: float = CONNECT_TIMEOUT) -> Connection:
     """A Connection to the scheduler at `address` ("tcp://host:port", "host:port") or to a new
     LocalCluster of N single-threaded, non-daemonic process workers ("local:N"). `echo` (None:
     silent) gets one line naming the scheduler and its dashboard. ClusterError (DaskMissing
@@ -266,7 +274,7 @@ def _takes_n_workers(client):
 
 # --- the worker side --------------------------------------------------------------------------
 
-def dask_setup(worker):
+def dask_setup(worker: Any) -> None:
     """Dask's preload hook, run by each LocalCluster worker of connect("local:N") as it starts:
     the worker ignores Ctrl-C and the terminal's hangup, which reach every process of the
     terminal's process group; the client stops the points (map_tasks) and closes the cluster."""
@@ -289,7 +297,7 @@ class RemoteError(Exception):
         return self.error
 
 
-def should_stop():
+def should_stop() -> bool:
     """Inside a task of map_tasks: True once the client asked the tasks to stop (Ctrl-C). Looks
     at the scheduler at most once every STOP_POLL seconds; False outside a task."""
     st = getattr(_task_state, "stop", None)
@@ -342,15 +350,25 @@ def _task(fn, item, stop_name, forks):
 class Outcome:
     """What became of one task of map_tasks (see the module docstring)."""
 
-    def __init__(self, index, item, *, value=None, error=None, tb=None, host=None, worker=None):
+    index: int
+    item: Any
+    value: Any
+    error: str | None
+    traceback: str | None
+    host: str | None
+    worker: str | None
+
+    def __init__(self, index: int, item: Any, *, value: Any = None, error: str | None = None,
+                 tb: str | None = None, host: str | None = None,
+                 worker: str | None = None) -> None:
         self.index, self.item, self.value = index, item, value
         self.error, self.traceback, self.host, self.worker = error, tb, host, worker
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return self.error is None
 
-    def __repr__(self):
+    def __repr__(self) -> str:
         what = "ok" if self.ok else f"error={self.error!r}"
         return f"Outcome({self.index}, {what}, host={self.host!r})"
 
@@ -383,8 +401,17 @@ class TaskMap:
     """The tasks of one map_tasks call: an iterator of Outcomes as tasks finish; interrupt()
     stops the rest; close() (or leaving a `with` block) cancels what is left."""
 
-    def __init__(self, client, fn, items, names, retries, desc, unit, progress, forks,
-                 stop_wait):
+    client: Any
+    items: list[Any]
+    stop_wait: float
+    stop: Any                   # the distributed.Event that asks the tasks to stop
+    index: dict[Any, int]
+    pending: set[Any]
+    bar: Any
+
+    def __init__(self, client: Any, fn: Callable[[Any], Any], items: list[Any],
+                 names: Sequence[str] | None, retries: int, desc: str, unit: str,
+                 progress: bool, forks: bool, stop_wait: float) -> None:
         from distributed import Event, as_completed
         from tqdm import tqdm
         self.client, self.items, self.stop_wait = client, items, stop_wait
@@ -408,10 +435,10 @@ class TaskMap:
             raise
         self._done = as_completed(list(self.index))
 
-    def __iter__(self):
+    def __iter__(self) -> TaskMap:
         return self
 
-    def __next__(self):
+    def __next__(self) -> Outcome:
         while True:
             try:
                 f = next(self._done)
@@ -428,7 +455,7 @@ class TaskMap:
         i = self.index[f]
         return _outcome(f, i, self.items[i])
 
-    def interrupt(self):
+    def interrupt(self) -> list[Outcome]:
         """After Ctrl-C: asks every task out to stop (should_stop(): a running one ends early,
         one not yet started returns at once without running) and returns the outcomes of the
         tasks that ran, finished or stopped, within stop_wait seconds (a second Ctrl-C ends
@@ -449,7 +476,7 @@ class TaskMap:
                 outcomes.append(o)
         return outcomes
 
-    def close(self):
+    def close(self) -> None:
         """Cancels the tasks not yet back (asking running ones to stop); safe twice."""
         self.bar.close()
         if self.pending:
@@ -460,15 +487,17 @@ class TaskMap:
                 log.warning("could not cancel the remaining tasks: %s", e)
             self.pending = set()
 
-    def __enter__(self):
+    def __enter__(self) -> TaskMap:
         return self
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
 
-def map_tasks(client, fn, items, *, names=None, retries=1, desc="tasks", unit="task",
-              progress=True, forks=True, stop_wait=STOP_WAIT):
+def map_tasks(client: Any, fn: Callable[[Any], Any], items: Iterable[Any], *,
+              names: Sequence[str] | None = None, retries: int = 1, desc: str = "tasks",
+              unit: str = "task", progress: bool = True, forks: bool = True,
+              stop_wait: float = STOP_WAIT) -> TaskMap:
     """Submits fn(item) for every item to the cluster of `client`; returns the TaskMap that
     yields an Outcome for each as it finishes (see the module docstring). `names` (one per
     item) name the tasks on the dashboard; `forks` (the default) refuses to run on a daemonic
@@ -492,7 +521,8 @@ class _StopView:
     def __init__(self):
         self.fired = False
 
-    def draw(self, *args, force=False):
+    def draw(self, *args, force=False, **frame):
+        """As LiveView.draw (the frame's keywords, e.g. sim_seconds, are not drawn)."""
         if force or self.fired:             # the last frame, drawn after the run: too late
             return
         if should_stop():
@@ -500,7 +530,7 @@ class _StopView:
             raise KeyboardInterrupt
 
 
-def run_one(point_and_pin):
+def run_one(point_and_pin: tuple[Point, bool]) -> dict[str, Any]:
     """The task of a sweep point on a worker: runner.run_point, the result with the worker's
     address; a run stopped by the client comes back as the local Ctrl-C keeps it."""
     from smpsim.experiment import runner
@@ -517,17 +547,27 @@ def run_one(point_and_pin):
 class Failure:
     """A point that produced no result: it raised, or every worker running it died."""
 
-    def __init__(self, point, error, tb, host, worker):
+    point: Point
+    error: str
+    traceback: str | None
+    host: str | None
+    worker: str | None
+
+    def __init__(self, point: Point, error: str, tb: str | None, host: str | None,
+                 worker: str | None) -> None:
         self.point, self.error, self.traceback = point, error, tb
         self.host, self.worker = host, worker
 
-    def as_dict(self):
+    def as_dict(self) -> dict[str, Any]:
         return {"point": self.point.as_dict(), "error": self.error, "traceback": self.traceback,
                 "host": self.host, "worker": self.worker}
 
 
-def run_points(client, scenario, points, out, *, pin=False, retries=1, progress=True,
-               command="", on_result=None, claimed=False):
+def run_points(client: Any, scenario: Scenario, points: Sequence[Point], out: str, *,
+               pin: bool = False, retries: int = 1, progress: bool = True, command: str = "",
+               on_result: Callable[[dict[str, Any]], object] | None = None,
+               claimed: bool = False
+               ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[Failure]]:
     """Runs `points` on the cluster of `client`, writing OUT as runner.run_points does (see the
     module docstring). Returns (results, sweep rows, failures), both lists in point order.
     Unless `claimed` (the caller has claimed `out` with folder.claim), `out` is claimed here: a
@@ -596,17 +636,25 @@ class SweepResult:
     """What sweep_on_cluster did: the result folder, the results (point order), the sweep
     table's rows and the failures."""
 
-    def __init__(self, out, results, sweep, failures):
+    out: str
+    results: list[dict[str, Any]]
+    sweep: list[dict[str, Any]]
+    failures: list[Failure]
+
+    def __init__(self, out: str, results: list[dict[str, Any]], sweep: list[dict[str, Any]],
+                 failures: list[Failure]) -> None:
         self.out, self.results, self.sweep, self.failures = out, results, sweep, failures
 
     @property
-    def ok(self):
+    def ok(self) -> bool:
         return not self.failures and all(r["error"] is None and r["check"] == "ok"
                                          for r in self.results)
 
 
-def sweep_on_cluster(scenario, cluster, out=None, *, cpus=None, repeat=None, pin=None,
-                     retries=1, progress=True, plots=True):
+def sweep_on_cluster(scenario: Scenario | str | os.PathLike[str], cluster: Any,
+                     out: str | None = None, *, cpus: Sequence[int] | None = None,
+                     repeat: int | None = None, pin: bool | None = None, retries: int = 1,
+                     progress: bool = True, plots: bool = True) -> SweepResult:
     """Sweeps `scenario` (a Scenario or the path of a TOML scenario) on `cluster`: a
     distributed.Client, or an address for connect() (then connected and closed here). `cpus`
     and `repeat` default to the scenario's [sweep]; `out` to results/NAME-TIME. Writes the

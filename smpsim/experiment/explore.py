@@ -50,7 +50,8 @@ import time
 import smpsim
 from smpsim import workloads
 from smpsim.engine.sched import Schedule
-from smpsim.experiment.scenario import FLAG_NAMES, Point, ScenarioError
+from smpsim.experiment import runner
+from smpsim.experiment.scenario import Point, ScenarioError
 
 __all__ = ["Outcome", "Coverage", "configure", "workload_of", "run_schedule", "search", "shrink",
            "Shrunk", "headline", "STRATEGIES", "DEFAULT_SCHEDULES", "DEFAULT_OPS",
@@ -144,19 +145,6 @@ def _machine(point, **sched):
         raise ScenarioError(point.scenario.path, "", f"its machine cannot boot: {e}") from None
 
 
-def _set_up(point, k, wl, params):
-    """The scenario's caches and the workload's shared structures, on CPU 0 in this process;
-    (caches, params). ScenarioError when they do not fit the machine."""
-    try:
-        caches = [k.slab_cache_create(c["name"], c["size"], c["align"],
-                                      sum(FLAG_NAMES[f] for f in c["flags"]))
-                  for c in point.caches]
-        return caches, wl.prepare(k, params, point.cpus)
-    except (ValueError, smpsim.OutOfMemory) as e:
-        raise ScenarioError(point.scenario.path, "", f"cannot be set up on {point.cpus} "
-                            f"CPUs: {e}") from None
-
-
 # --- one schedule -------------------------------------------------------------------------
 
 def _kind_of(e):
@@ -201,7 +189,7 @@ def run_schedule(point, strategy, seed=0, *, depth=3, pct_steps=None, max_steps=
             # controlled run; this Machine has had none, so it is given the measured one.
             m._pct_steps = pct_steps
         k = m.cpu(0)
-        caches, params = _set_up(point, k, wl, params)
+        caches, params = runner._set_up(point, m, wl, params)  # as a plain run of the point
         try:
             m.run(wl.program, params, timeout=timeout)
         except smpsim.CPUError as e:

@@ -34,18 +34,21 @@ run with error "interrupted", the summary is marked partial, and the KeyboardInt
 to the caller.
 """
 
+from __future__ import annotations
+
 import datetime
 import json
 import logging
 import os
 import time
+from typing import Any, Callable, Sequence
 
 import smpsim
 from smpsim import workloads
 from smpsim.workloads.common import DEFAULT_OPS
 from smpsim.experiment import folder, host, report, tables
 from smpsim.experiment.collect import annotate, collect
-from smpsim.experiment.scenario import FLAG_NAMES, ScenarioError
+from smpsim.experiment.scenario import FLAG_NAMES, Point, Scenario, ScenarioError
 
 __all__ = ["run_point", "run_points", "check_setup", "write_run", "write_summary",
            "scenario_text", "result_dir", "Sampler", "Interrupted"]
@@ -181,7 +184,9 @@ def check_setup(points):
                                     f"{point.cpus} CPUs: its clean-up failed: {e}") from None
 
 
-def run_point(point, *, pin=False, interval=0.25, timeout=600.0, bar_factory=None, view=None):
+def run_point(point: Point, *, pin: bool = False, interval: float = 0.25,
+              timeout: float = 600.0, bar_factory: Callable[[int | None, str], Any] | None = None,
+              view: Any = None) -> dict[str, Any]:
     """Runs one point; returns its result dict (with `error` set when the run failed). Ctrl-C
     during the run raises Interrupted carrying the result so far, after the machine is torn
     down; a machine that cannot boot or a workload that cannot be set up on it (memory too
@@ -314,8 +319,10 @@ def scenario_text(scenario):
     return f"# run with: {' '.join(scenario.overrides)}\n{scenario.text}"
 
 
-def run_points(scenario, points, out, *, pin=False, bar_factory=None, view=None, command="",
-               on_result=None, claimed=False):
+def run_points(scenario: Scenario, points: Sequence[Point], out: str, *, pin: bool = False,
+               bar_factory: Callable[[int | None, str], Any] | None = None, view: Any = None,
+               command: str = "", on_result: Callable[[dict[str, Any]], object] | None = None,
+               claimed: bool = False) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Runs `points` one after another, writing each run's folder and the summary after every
     run. Returns (results, sweep rows). Unless `claimed` (the caller has claimed `out` with
     folder.claim), every point's setup is checked first and `out` claimed: a folder with content

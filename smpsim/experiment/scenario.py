@@ -68,6 +68,7 @@ and what was expected; nothing is run before the whole file (every variant inclu
 
 import os
 import re
+from typing import Iterable
 try:
     import tomllib
 except ImportError:              # Python 3.10: the same parser, as a package
@@ -537,7 +538,8 @@ def _set_length(doc, ops, seconds, seed):
             t["seed"] = seed
 
 
-def load(path, *, sets=(), ops=None, seconds=None, seed=None):
+def load(path: str | os.PathLike[str], *, sets: Iterable[str] = (), ops: int | None = None,
+         seconds: float | None = None, seed: int | None = None) -> Scenario:
     """The checked Scenario in TOML file `path`; ScenarioError naming the file, key and what was
     expected when it cannot be run. `sets` are overrides "KEY=VALUE" (parse_set); `ops`,
     `seconds` and `seed` set the run length and seed of every workload (`ops` alone clears a

@@ -4,7 +4,7 @@ smpsim.workloads.WORKLOADS): `program` picks what every CPU runs.
     spin       CPU 0 waits for a flag that CPU 1 sets after `ops` increments of its own:
                under PCT, CPU 0 spinning at a higher priority never lets CPU 1 run
     inversion  CPU 0 takes lock a then b, CPU 1 b then a, `ops` times: a deadlock
-    raise      CPU 1 raises RuntimeError after `ops` atomic adds
+    raise      CPU 1 raises RuntimeError after `ops` atomic adds, naming the machine's time
     fine       every CPU adds one to a shared word `ops` times with an atomic add
 """
 
@@ -50,7 +50,7 @@ def run(k, params):
         for _ in range(n):
             k.atomic_add(word, 1)
         if p["program"] == "raise" and k.cpu_id == 1:
-            raise RuntimeError("planted")
+            raise RuntimeError(f"planted in {k.time} time")
     return {"workload": "explore_programs", "cpu": k.cpu_id, "ops": n, "allocs": 0,
             "frees": 0, "failed": 0, "remote_frees": 0, "corrupt": 0, "bytes": 0,
             "seconds": 0.0}

@@ -262,6 +262,8 @@ def test_replay_of_a_changed_program_exits_2(tmp_path, capsys, lost_found):
     (["explore", "{lost}", "--ops", "0"], "--ops: expected 1..1000000000, got 0"),
     (["explore", "{lost}", "--cpus", "2,x"], "--cpus: expected CPU counts 1..256 like 2,3"),
     (["explore", "{lost}", "--memory", "12"], "--memory: expected a size like 8M"),
+    (["explore", "{lost}", "--time", "later"], "key 'machine.time': expected one of 'host', "
+                                               "'simulated', got 'later'"),
     (["explore", "{bad}"], "key 'workload.name'"),
     (["replay", "{tmp}/nothing"], "nothing: no such folder or schedule file"),
     (["replay", "{tmp}"], "no explore.json there (not a folder smpsim explore wrote)"),
@@ -282,6 +284,42 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert message in err and err.startswith("smpsim: ") and err.count("\n") == 1
     assert "Traceback" not in err
+
+
+def test_time_reaches_the_machine_in_explore_and_replay(tmp_path, capsys, programs):
+    """--time simulated: every schedule runs on a Machine in simulated time (the program's
+    exception names the time its CPU sees), explore.json records it, replay runs in it, and
+    replay's own --time overrides it."""
+    path = _scenario(tmp_path, 'name = "explore_programs"\nprogram = "raise"')
+    out, host = str(tmp_path / "sim"), str(tmp_path / "host")
+    argv = ["explore", path, "--ops", "2", "--schedules", "3", "-q"]
+    assert cli.main(argv + ["--time", "simulated", "--out", out]) == 1
+    doc = _json(out)
+    assert doc["time"] == "simulated"
+    assert "RuntimeError: planted in simulated time" in doc["failure"]["message"]
+    capsys.readouterr()
+    assert cli.main(["replay", out]) == 1
+    text = capsys.readouterr().out
+    assert "2 operations per CPU, in simulated time:" in text
+    assert "reproduced: exception:RuntimeError" in text and "planted in simulated time" in text
+    assert cli.main(["replay", out, "--time", "host"]) == 1
+    assert "planted in host time" in capsys.readouterr().out
+    assert cli.main(argv + ["--out", host]) == 1
+    assert "planted in host time" in _json(host)["failure"]["message"]
+
+
+@pytest.mark.parametrize("command", ["explore", "replay"])
+def test_quantum_is_refused_in_one_line(tmp_path, capsys, lost_found, command):
+    """A controlled run passes one CPU at a time whatever the quantum: --quantum is refused
+    rather than ignored."""
+    out = tmp_path / "o"
+    argv = ([command, LOST, "--out", str(out)] if command == "explore" else
+            [command, lost_found])
+    assert cli.main(argv + ["--quantum", "1000"]) == 2
+    assert capsys.readouterr().err == (
+        f"smpsim: --quantum: a controlled run passes one CPU at a time, the one its schedule "
+        f"picks, so a quantum has no effect on {command}; leave it out\n")
+    assert not out.exists()
 
 
 def test_a_full_out_folder_is_refused_unless_replaced(tmp_path, capsys):

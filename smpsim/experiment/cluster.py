@@ -156,9 +156,13 @@ class Connection:
             if self.local:
                 import dask
                 # Read by each nanny when it starts a worker process, restarts included: workers
-                # that may fork, and that leave Ctrl-C to this process (dask_setup below).
+                # that may fork, and that leave Ctrl-C to this process (dask_setup below); no
+                # statistical profiler, whose thread holds the task's frames for a moment every
+                # 10 ms: a Machine closed then finds a view of its segment still alive in them,
+                # and the segment's SharedMemory prints a BufferError when it is collected.
                 self._config = dask.config.set({"distributed.worker.daemon": False,
-                                                "distributed.worker.preload": [__name__]})
+                                                "distributed.worker.preload": [__name__],
+                                                "distributed.worker.profile.enabled": False})
                 self._config.__enter__()
                 if threading.current_thread() is threading.main_thread():
                     # A closed terminal ends the sweep as Ctrl-C does, so that the cluster is

@@ -1,8 +1,9 @@
 """The command line of schedule search: `smpsim explore` and `smpsim replay`.
 
     smpsim explore SCENARIO [--schedules N] [--seed S] [--strategy random|pct] [--depth d]
-                            [--cpus 2,3] [--ops K] [--memory SIZE] [--out DIR] [--replace] [-q]
-    smpsim replay FILE [--trace] [-q]
+                            [--cpus 2,3] [--ops K] [--memory SIZE] [--time host|simulated]
+                            [--cluster ADDRESS|local:N] [--out DIR] [--replace] [-q]
+    smpsim replay FILE [--time host|simulated] [--trace] [-q]
 
 explore runs the scenario's small configuration (each variant at each CPU count of --cpus,
 --ops operations per CPU) under N controlled schedules (smpsim/experiment/explore.py); at the
@@ -12,6 +13,12 @@ exactly: exit 1 when the failure reproduces, 0 when the run passes. Both: 2 on b
 line on stderr), 130 on Ctrl-C. Result folders follow folder.py: --out must be new or empty
 unless --replace, which removes its content once a failure is to be written; the default is a
 new results/explore-NAME-TIME, made only then.
+
+--time sets the scenario's machine.time for every schedule (explore.json records it, and replay
+runs in it unless given its own --time). --quantum, which run and sweep take, is refused in one
+line: a controlled run passes one CPU at a time, the one its schedule picks, so the skew a
+quantum allows never arises. --cluster runs the schedules on a Dask cluster
+(explore_cluster.py) and finds what the search here finds; shrinking stays here.
 """
 
 import os
@@ -40,14 +47,31 @@ def add_parsers(sub):
                    help=f"operations per CPU (default {DEFAULT_OPS})")
     e.add_argument("--memory", metavar="SIZE", help="the machine's memory, e.g. 8M (default: "
                                                     "the scenario's)")
+    _time_options(e, "every schedule")
+    e.add_argument("--cluster", metavar="ADDRESS",
+                   help="run the schedules on the Dask scheduler at ADDRESS (tcp://host:8786), "
+                        "or on a LocalCluster of N workers here (local:N); needs "
+                        "smpsim[cluster]")
     e.add_argument("--out", metavar="DIR", help="where a failure is written (default "
                                                 "results/explore-NAME-TIME)")
     e.add_argument("--replace", action="store_true", help="replace --out's content")
     e.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     r = sub.add_parser("replay", help="rerun a failing schedule that explore wrote")
     r.add_argument("file", metavar="FILE", help="the folder explore wrote, or its schedule.pkl")
+    _time_options(r, "the schedule", "; default: the time explore ran it in")
     r.add_argument("--trace", action="store_true", help="print the run's trace")
     r.add_argument("-q", "--quiet", action="store_true", help="print only the outcome")
+
+
+def _time_options(parser, what, default=""):
+    """--time as run and sweep take it (cli.time_options); --quantum, which they take too, to be
+    refused (_no_quantum)."""
+    parser.add_argument("--time", metavar="host|simulated",
+                        help=f"run {what} in host time or in simulated time (sets "
+                             f"machine.time{default})")
+    parser.add_argument("--quantum", metavar="Q",
+                        help="refused: a controlled run passes one CPU at a time, so a quantum "
+                             "has no effect")
 
 
 def _fail(msg):
@@ -65,8 +89,17 @@ def _cpus(text):
     return cpus
 
 
+def _no_quantum(args):
+    """ValueError when --quantum was given: it has no effect on a controlled run."""
+    if getattr(args, "quantum", None) is not None:
+        raise ValueError(f"--quantum: a controlled run passes one CPU at a time, the one its "
+                         f"schedule picks, so a quantum has no effect on {args.command}; "
+                         f"leave it out")
+
+
 def _options(args):
     """The checked options of explore: (cpus, memory); ValueError naming the bad one."""
+    _no_quantum(args)
     from smpsim.engine.machine import parse_memory
     from smpsim.engine.sched import PCT_DEPTH_MAX
     from smpsim.experiment import folder
@@ -112,19 +145,13 @@ def _covered(c, strategy, seed):
     return text
 
 
-def explore_main(args):
-    """`smpsim explore`: the exit status."""
-    from smpsim.experiment import explore, finding, folder, scenario
-    if not os.path.isfile(args.scenario):
-        return _fail(f"{args.scenario}: no such scenario file")
-    if not args.scenario.endswith(".toml"):
-        return _fail(f"{args.scenario}: explore needs a scenario .toml file")
-    try:
-        cpus, memory = _options(args)
-        scn = scenario.load(args.scenario)
-        points = explore.configure(scn, cpus, args.ops, memory)
-    except ValueError as e:              # the options, ScenarioError
-        return _fail(str(e))
+def _search(args, points, conn):
+    """explore.search of `points`, here or on the cluster of `conn`, with the progress bars;
+    (exit status, None) when it did not end (Ctrl-C: 130, what was covered printed; a variant
+    the machine cannot hold: 2; a schedule that failed to run on the cluster: 1), else (None,
+    the Coverage list)."""
+    import time
+    from smpsim.experiment import explore
     bars = _bars(args.quiet)
     state = {"bar": None, "point": None, "coverage": []}
 
@@ -146,19 +173,95 @@ def explore_main(args):
             state["bar"].close()
             state["bar"] = None
 
-    try:
-        coverage = explore.search(points, schedules=args.schedules, seed=args.seed,
-                                  strategy=args.strategy, depth=args.depth, progress=progress)
-    except KeyboardInterrupt:
-        close_bar()
-        print("\nsmpsim: interrupted; covered so far:", file=sys.stderr)
+    def covered(title):
+        print(f"smpsim: {title}; covered so far:", file=sys.stderr)
         for c in state["coverage"]:
             print("  " + _covered(c, args.strategy, args.seed), file=sys.stderr)
-        return 130
+
+    from smpsim.experiment.explore_cluster import ClusterRuns, TaskFailed
+    runs, more = None, {}
+    if conn is not None:
+        runs = ClusterRuns(conn.client, workers=len(conn.workers))
+        more = {"map_runs": runs, "batch": runs.batch}
+    t0 = time.perf_counter()
+    try:
+        try:
+            coverage = explore.search(points, schedules=args.schedules, seed=args.seed,
+                                      strategy=args.strategy, depth=args.depth,
+                                      progress=progress, **more)
+        finally:
+            close_bar()
+    except KeyboardInterrupt:
+        late = runs.interrupt() if runs is not None else []
+        print(file=sys.stderr)
+        _late(state["coverage"], runs, late)
+        covered("interrupted")
+        return 130, None
+    except TaskFailed as e:
+        cov = next((c for c in state["coverage"] if c.point is runs.point), None)
+        where = f"{cov.point.label} at {cov.point.cpus} CPUs: " if cov else ""
+        print(f"smpsim: {where}{e}", file=sys.stderr)
+        if e.traceback:
+            print(e.traceback.rstrip(), file=sys.stderr)
+        covered("the search stopped there")
+        return 1, None
     except ValueError as e:              # a variant the machine cannot hold
-        close_bar()
+        return _fail(str(e)), None
+    finally:
+        if runs is not None:
+            runs.close()
+    if conn is not None:
+        n = sum(c.schedules for c in coverage)
+        print(f"on {args.cluster}: {n} schedule(s) in {time.perf_counter() - t0:.1f} s of wall "
+              f"time" + ("" if coverage[-1].found else " (the seconds below are the "
+                                                       "schedules' own, summed)"))
+    return None, coverage
+
+
+def _late(coverage, runs, late):
+    """Counts the schedules that came back from the cluster after Ctrl-C (in seed order, no
+    gap) in the coverage of their point; says so when the last of them failed."""
+    cov = next((c for c in coverage if runs is not None and c.point is runs.point), None)
+    if cov is None or not late:
+        return
+    from smpsim.experiment import explore
+    for o in late:
+        cov.add(o)
+    o = late[-1]
+    if o.failed:
+        print(f"smpsim: schedule {cov.schedules} ({o.strategy} seed {o.seed}) failed with "
+              f"{o.kind} as the search was interrupted (not shrunk, not written): "
+              f"{explore.headline(o)}", file=sys.stderr)
+
+
+def explore_main(args):
+    """`smpsim explore`: the exit status."""
+    from smpsim.experiment import explore, finding, folder, scenario
+    from smpsim.experiment.cli import time_sets
+    if not os.path.isfile(args.scenario):
+        return _fail(f"{args.scenario}: no such scenario file")
+    if not args.scenario.endswith(".toml"):
+        return _fail(f"{args.scenario}: explore needs a scenario .toml file")
+    try:
+        cpus, memory = _options(args)
+        scn = scenario.load(args.scenario, sets=time_sets(args))
+        points = explore.configure(scn, cpus, args.ops, memory)
+    except ValueError as e:              # the options, ScenarioError
         return _fail(str(e))
-    close_bar()
+    conn = None
+    if args.cluster:
+        from smpsim.experiment import cluster
+        try:
+            conn = cluster.connect(args.cluster, echo=None if args.quiet else print)
+        except cluster.ClusterError as e:
+            return _fail(f"--cluster: {e}")
+    try:
+        rc, coverage = _search(args, points, conn)
+    finally:
+        if conn is not None:             # shrinking runs here: the cluster's work is done
+            conn.close()
+    if rc is not None:
+        return rc
     last = coverage[-1] if coverage else None
     if last is None or last.found is None:
         for c in coverage:
@@ -169,6 +272,7 @@ def explore_main(args):
           f"{found.seed}) of {point.label} at {point.cpus} CPUs, {found.preemptions} "
           f"preemption(s): {explore.headline(found)}")
     shrunk, interrupted = None, False
+    bars = _bars(args.quiet)
     sbar = bars(explore.SHRINK_RUNS, "shrinking", "run") if bars else None
     box = {}
 
@@ -213,16 +317,21 @@ def explore_main(args):
 def replay_main(args):
     """`smpsim replay`: the exit status."""
     from smpsim.experiment import finding
+    from smpsim.experiment.cli import time_sets
     try:
-        o, cfg, text = finding.replay(args.file, trace=args.trace)
+        _no_quantum(args)
+    except ValueError as e:
+        return _fail(str(e))
+    try:
+        o, cfg, text = finding.replay(args.file, trace=args.trace, sets=time_sets(args))
     except finding.FindingError as e:
         return _fail(str(e))
     if text and not args.quiet:
         print(text, end="")
     if not args.quiet:
         print(f"replayed {cfg['scenario'].get('name', '?')} {cfg['variant']} at {cfg['cpus']} "
-              f"CPUs, {cfg['ops']} operations per CPU: {o.decisions} decisions, "
-              f"{o.preemptions} preemption(s), {o.steps} scheduling points")
+              f"CPUs, {cfg['ops']} operations per CPU, in {cfg['time']} time: {o.decisions} "
+              f"decisions, {o.preemptions} preemption(s), {o.steps} scheduling points")
     if not o.failed:
         print(f"the run passed (it failed with {cfg['failure']['kind']} when it was found)"
               if o.kind is None else f"the run did not end: {o.message}")

@@ -3,7 +3,7 @@ failure, and what `smpsim replay` reads.
 
     OUT/schedule.pkl     the shrunk schedule (Schedule.save), replayed exactly
     OUT/scenario.toml    the scenario as explored
-    OUT/explore.json     the exact configuration (variant, cpus, ops, memory, strategy, seed,
+    OUT/explore.json     the exact configuration (variant, cpus, ops, memory, time, strategy, seed,
                          depth, PCT's k, the step bound), the failure, what shrinking did and
                          what the search covered
     OUT/failure.txt      the failure in words: the message, the checker's violations, the
@@ -115,7 +115,8 @@ def write(out, point, config, found, shrunk, coverage, command=""):
         "scenario": {"name": point.scenario.name, "file": point.scenario.path,
                      "copy": SCENARIO},
         "variant": point.label, "cpus": point.cpus, "ops": config.get("ops"),
-        "memory": point.machine["memory"], "strategy": found.strategy, "seed": found.seed,
+        "memory": point.machine["memory"], "time": point.machine["time"],
+        "strategy": found.strategy, "seed": found.seed,
         "base_seed": config.get("seed"), "depth": config.get("depth"),
         "pct_steps": cov.pct_steps if cov else None,
         "max_steps": cov.max_steps if cov else None,
@@ -147,9 +148,11 @@ def write(out, point, config, found, shrunk, coverage, command=""):
 
 # --- reading and replaying --------------------------------------------------------------------
 
-def load(path):
+def load(path, sets=()):
     """(folder, explore.json's dict, Schedule, Point) of a folder `explore` wrote, or of the
-    schedule file inside it; FindingError naming the path and what is missing."""
+    schedule file inside it; FindingError naming the path and what is missing. The point runs
+    in the time explore ran in (explore.json's "time"), unless `sets` (scenario.load's
+    overrides, e.g. "machine.time=host") say otherwise; the dict's "time" is the point's."""
     p = os.fspath(path)
     if os.path.isdir(p):
         folder = p
@@ -173,8 +176,10 @@ def load(path):
         missing = [k for k in keys if k not in cfg]
         if missing:
             raise FindingError(f"{cfg_path}: missing {', '.join(missing)}")
+        explored = [f"machine.time={cfg['time']}"] if cfg.get("time") else []
         scn = scenario.load(os.path.join(folder, cfg.get("scenario", {}).get("copy",
-                                                                            SCENARIO)))
+                                                                            SCENARIO)),
+                            sets=explored + list(sets))
         points = [pt for pt in explore.configure(scn, [cfg["cpus"]], cfg["ops"], cfg["memory"])
                   if pt.label == cfg["variant"]]
     except ValueError as e:              # BadArgument, ScenarioError
@@ -184,14 +189,15 @@ def load(path):
     if schedule.cpus != cfg["cpus"]:
         raise FindingError(f"{sched_file}: recorded on {schedule.cpus} CPUs, the configuration "
                            f"has {cfg['cpus']}")
-    return folder, cfg, schedule, points[0]
+    return folder, dict(cfg, time=points[0].machine["time"]), schedule, points[0]
 
 
-def replay(path, *, trace=False):
+def replay(path, *, trace=False, sets=()):
     """Replay the failing schedule at `path` (a folder explore wrote, or its schedule file)
-    exactly; (Outcome, explore.json's dict, trace text or None). FindingError when the path
-    holds none, or when its schedule no longer matches the program."""
-    folder, cfg, schedule, point = load(path)
+    exactly; (Outcome, explore.json's dict, trace text or None). `sets` as for load().
+    FindingError when the path holds none, or when its schedule no longer matches the
+    program."""
+    folder, cfg, schedule, point = load(path, sets)
     if trace:
         o, tsv = trace_of(point, schedule, cfg["seed"])
         text = format_trace(tsv, [f"replay of {folder}"])

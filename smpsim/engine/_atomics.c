@@ -358,7 +358,7 @@ Arena_configure_sim(ArenaObject *self, PyObject *args)
         return NULL;
     }
     if (!self->has_view || cpu >= ncpus || locktab_size & (locktab_size - 1) ||
-        tags + tag_lines * tag_words * 8 > (uint64_t)self->len) {
+        tags + tag_lines * tag_stride(tag_words) * 8 > (uint64_t)self->len) {
         PyErr_SetString(PyExc_ValueError, "configure_sim: regions outside the arena");
         return NULL;
     }

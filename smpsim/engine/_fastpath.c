@@ -731,7 +731,7 @@ FastPath_configure_sim(FastPath *fp, PyObject *args)
                           &tag_words, &locktab, &locktab_size, &log, &spin_token, &ft))
         return NULL;
     if (!SL.ready || !fp->has_view || cpu != fp->cpu || cpu >= ncpus ||
-        locktab_size & (locktab_size - 1) || tags + tag_lines * tag_words * 8 > fp->seglen ||
+        locktab_size & (locktab_size - 1) || tags + tag_lines * tag_stride(tag_words) * 8 > fp->seglen ||
         hdr > fp->seglen || ft > fp->seglen) {
         PyErr_SetString(PyExc_ValueError, "FastPath.configure_sim: bad regions");
         return NULL;

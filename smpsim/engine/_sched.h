@@ -163,7 +163,7 @@ wait_token(struct simcpu *s)
         for (int i = 0; i < TOKEN_SPINS; i++) {
             if (__atomic_load_n(token, __ATOMIC_ACQUIRE) == s->cpu)
                 goto mine;
-            __builtin_ia32_pause();
+            cpu_relax();
         }
         for (int i = 0; i < TOKEN_YIELDS; i++) {
             if (__atomic_load_n(token, __ATOMIC_ACQUIRE) == s->cpu)
@@ -447,7 +447,7 @@ lax_acquire_loop(struct simcpu *s, uint64_t word, uint64_t owner, double timeout
         if (h == 0) {
             uint64_t line = word >> 6, e = 0, *tag = NULL;
             if (s->timed && line < s->tag_lines) {
-                tag = s->tagbase + line * s->tag_words;
+                tag = s->tagbase + line * s->tag_stride;
                 e = ld_relaxed(tag);
             }
             uint64_t t = take_time(s, s->cpu, word, ld_relaxed(MYCLOCK(s)));
@@ -557,14 +557,12 @@ sim_unlock(struct simcpu *s, uint64_t word, int kind)
     /* The release's time goes on the lock's line before the word is free: the next holder,
      * whoever it is, then pays the transfer from this release. */
     sim_released(s, word, kind);
-    __atomic_store_n((uint64_t *)(s->base + word), 0, __ATOMIC_RELEASE);
-    if (s->sched == SCHED_LAX)              /* wake the CPUs sleeping on the lock (lax_acquire) */
-        for (uint32_t i = 0; i < s->ncpus; i++)
-            if (ld_relaxed(CW(s, i, c_wants)) == word &&
-                ld_relaxed(CW(s, i, c_state)) == CPU_BLOCKED) {
-                futex_wake_all((uint64_t *)(s->base + word));
-                break;
-            }
+    __atomic_store_n((uint64_t *)(s->base + word), 0, __ATOMIC_SEQ_CST);
+    if (s->sched == SCHED_LAX) {            /* wake the CPUs sleeping on the lock (lax_acquire) */
+        uint64_t stat = s->timed ? lockstat(s, word, kind) : 0;
+        if (!stat || __atomic_load_n(LS(s, stat, s_waiting), __ATOMIC_SEQ_CST))
+            futex_wake_all((uint64_t *)(s->base + word));
+    }
     return 0;
 }
 

@@ -59,6 +59,15 @@
 #include <time.h>
 #include <unistd.h>
 
+/* The spin-wait hint: PAUSE on x86, YIELD on Arm, a compiler barrier elsewhere. */
+#if defined(__x86_64__) || defined(__i386__)
+#define cpu_relax() __builtin_ia32_pause()
+#elif defined(__aarch64__) || defined(__arm__)
+#define cpu_relax() __asm__ __volatile__("yield" ::: "memory")
+#else
+#define cpu_relax() __asm__ __volatile__("" ::: "memory")
+#endif
+
 enum { SCHED_FREE = 0, SCHED_LAX = 1, SCHED_TOKEN = 2 };
 enum { STRATEGY_CLOCK = 0, STRATEGY_RANDOM = 1, STRATEGY_PCT = 2, STRATEGY_REPLAY = 3 };
 enum { CPU_IDLE = 0, CPU_RUNNABLE = 1, CPU_BLOCKED = 2, CPU_BARRIER = 3, CPU_DONE = 4 };
@@ -86,6 +95,8 @@ enum { PT_START = 0, PT_END, PT_LOCK, PT_UNLOCK, PT_TRYLOCK, PT_ATOMIC, PT_LOAD,
 #define TOKEN_YIELDS 10        /* sched_yield()s before sleeping on the futex */
 #define WAIT_SLICE_NS 20000000  /* a futex sleep is cut into slices this long (signals, deaths) */
 #define SKEW_YIELDS 3          /* bounded skew: sched_yield()s before sleeping for a laggard */
+#define SKEW_SPIN_MIN 512      /* ... and the fewest and most polls of its clock before them, */
+#define SKEW_SPIN_MAX 16384     /* with a host core per CPU (lax_catch_up) */
 
 /* --- the layout: offsets from smpsim/engine/layout.py, set once by sim_configure() ---------- */
 
@@ -164,12 +175,13 @@ struct simcpu {
     int data_points;        /* a controlled run: data accesses are scheduling points too */
     uint32_t cpu, ncpus;
     uint64_t hdr, ctl0;     /* HEADER, CPU_CTL of CPU 0 */
-    uint64_t tags, tag_lines, tag_words;
+    uint64_t tags, tag_lines, tag_words, tag_stride;
     uint64_t locktab, locktab_mask;
     uint64_t log;           /* the schedule log, one byte per decision */
     uint64_t hit, transfer, atomic, quantum;   /* the cost model, copied at configure */
     uint64_t horizon;       /* SCHED_LAX: the end of the slowest running CPU's epoch */
     uint64_t reads_in_row;  /* PCT: points in a row at which this CPU only read (spinning) */
+    uint32_t spin_budget;   /* SCHED_LAX: polls of a laggard's clock before yielding (adaptive) */
     uint64_t recent;        /* SCHED_LAX: RECENT_QUANTA * quantum (0 in the other modes) */
     int spin_token;         /* poll the token before sleeping (few CPUs per host core) */
     uint64_t lk_word[16], lk_entry[16];   /* lockstat()'s last answers, by lock line */
@@ -200,6 +212,7 @@ sim_bind(struct simcpu *s)
     s->tagbase = (uint64_t *)(s->base + s->tags);
     s->me_tag = (uint64_t)(s->cpu + 1) << OWNER_SHIFT;
     s->bit = UINT64_C(1) << (s->cpu & 63);
+    s->spin_budget = 1024;
     s->recent = s->sched != SCHED_LAX ? 0
                 : RECENT_QUANTA * s->quantum < RECENT_MAX ? RECENT_QUANTA * s->quantum
                                                           : RECENT_MAX;
@@ -208,6 +221,9 @@ sim_bind(struct simcpu *s)
 static inline uint64_t ld_relaxed(uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
 static inline void st_relaxed(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
 static inline uint64_t umax(uint64_t a, uint64_t b) { return a > b ? a : b; }
+
+/* Words from one coherence tag to the next: a host cache line each (Regions.tag_stride). */
+static inline uint64_t tag_stride(uint64_t tag_words) { return umax(tag_words, 8); }
 
 /* Set up one CPU's view of a machine whose segment is at base (len bytes): the regions the
  * Python side computed (layout.py), then the modes and the cost model from its HEADER. Both
@@ -228,6 +244,7 @@ sim_init(struct simcpu *m, char *base, uint64_t len, uint32_t cpu, uint32_t ncpu
     m->tags = tags;
     m->tag_lines = tag_lines;
     m->tag_words = tag_words;
+    m->tag_stride = tag_stride(tag_words);
     m->locktab = locktab;
     m->locktab_mask = locktab_size - 1;
     m->log = log;
@@ -331,7 +348,7 @@ line_private(struct simcpu *s, uint64_t addr)
     uint64_t line = addr >> 6;
     if (!s->timed || line >= s->tag_lines)
         return 0;
-    uint64_t *tag = s->tagbase + line * s->tag_words;
+    uint64_t *tag = s->tagbase + line * s->tag_stride;
     if ((ld_relaxed(tag) & OWNER_MASK) != s->me_tag ||
         recently_moved(s, tag, ld_relaxed(s->clock)))
         return 0;
@@ -348,7 +365,7 @@ line_time(struct simcpu *s, uint64_t addr)
     uint64_t line = addr >> 6;
     if (!s->timed || line >= s->tag_lines)
         return 0;
-    return ld_relaxed((uint64_t *)(s->base + s->tags) + line * s->tag_words) & TIME_MASK;
+    return ld_relaxed((uint64_t *)(s->base + s->tags) + line * s->tag_stride) & TIME_MASK;
 }
 
 /* Where CPU i's clock stands for the skew bound, or UINT64_MAX when it does not hold the others
@@ -364,7 +381,7 @@ take_time(struct simcpu *s, uint32_t i, uint64_t lock, uint64_t c)
     uint64_t line = lock >> 6;
     if (!s->timed || line >= s->tag_lines)
         return c;
-    uint64_t *tag = s->tagbase + line * s->tag_words, e = ld_relaxed(tag);
+    uint64_t *tag = s->tagbase + line * s->tag_stride, e = ld_relaxed(tag);
     int alone = (e & OWNER_MASK) == (uint64_t)(i + 1) << OWNER_SHIFT;
     for (uint64_t w = 0; alone && w + TAG_COPIES < s->tag_words; w++)
         if (ld_relaxed(tag + TAG_COPIES + w) & ~(w == (i >> 6) ? UINT64_C(1) << (i & 63) : 0))
@@ -387,12 +404,27 @@ lax_clock(struct simcpu *s, uint32_t i)
     return UINT64_MAX;
 }
 
-/* Before sleeping for CPU i to reach `need`: yield the host core a few times first (the
- * laggard may be waiting for it; a sleep and a wake cost more than that). Whether it got
- * there. (Polling instead, even with a host core per CPU, measured slower on a busy host.) */
+/* Before sleeping for CPU i to reach `need`. With a host core per CPU, poll its clock for up to
+ * s->spin_budget reads: a sleep and a wake cost microseconds (tens on a virtual machine whose
+ * idle cores halt), and a laggard running on another core often gets there sooner. The budget
+ * adapts as glibc's adaptive mutexes do: doubled after a poll that got there, halved after one
+ * that did not, so that on a busy host (where the laggard waits for a core, and polling only
+ * delays it) polling fades. Then yield the core a few times (the laggard may be waiting for
+ * it). Whether it got there. */
 static int
 lax_catch_up(struct simcpu *s, uint32_t i, uint64_t need)
 {
+    if (s->spin_token) {
+        for (uint32_t n = 0; n < s->spin_budget; n++) {
+            if (lax_clock(s, i) >= need) {
+                s->spin_budget = s->spin_budget * 2 > SKEW_SPIN_MAX ? SKEW_SPIN_MAX
+                                                                     : s->spin_budget * 2;
+                return 1;
+            }
+            cpu_relax();
+        }
+        s->spin_budget = s->spin_budget / 2 > SKEW_SPIN_MIN ? s->spin_budget / 2 : SKEW_SPIN_MIN;
+    }
     for (int n = 0; n < SKEW_YIELDS; n++) {
         if (lax_clock(s, i) >= need)
             return 1;
@@ -583,7 +615,7 @@ charge(struct simcpu *s, uint64_t addr, int kind)
     uint64_t line = addr >> 6;
     if (line >= s->tag_lines)
         return;
-    uint64_t *tag = s->tagbase + line * s->tag_words;
+    uint64_t *tag = s->tagbase + line * s->tag_stride;
     uint64_t e = ld_relaxed(tag), now = ld_relaxed(s->clock);
     if ((e & OWNER_MASK) == s->me_tag && s->tag_words == TAG_COPIES + 1 &&   /* <= 64 CPUs */
         (kind == ACC_READ || !(ld_relaxed(tag + TAG_COPIES) & ~s->bit)) &&

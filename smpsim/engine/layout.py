@@ -340,10 +340,14 @@ class Regions:
         off += LOCKSTAT.sizeof * LOCKTAB_SIZE
         # Coherence tags cover every line before the object table: simulated memory and the
         # frame allocator's state (the bookkeeping in between is never charged).
+        # Each tag takes a whole host cache line (tag_stride words): the tags of neighbouring
+        # lines, such as two CPUs' magazine pairs, would otherwise share one, and every charged
+        # access would move it between host cores. Pages of tags no access touches stay unbacked.
         self.tag_words = 2 + (cpus + 63) // 64
+        self.tag_stride = max(LINE // WORD, self.tag_words)
         self.tag_lines = self.object_table // LINE if timed else 0
         self.tags = off
-        off += WORD * self.tag_words * self.tag_lines
+        off += WORD * self.tag_stride * self.tag_lines
         self.log = off                       # one byte per decision: the CPU chosen
         self.log_cap = log_cap
         off += log_cap

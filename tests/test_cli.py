@@ -497,3 +497,36 @@ def test_a_script_that_does_not_compile(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f'  File "{script}", line 2') and "SyntaxError" in err
     assert "Traceback" not in err
+
+
+def test_sigterm_stops_a_sweep_as_ctrl_c_does(tmp_path):
+    """`kill` (or a batch system's time limit) in the middle of a sweep: exit 143, the finished
+    points kept, the CPU processes and the machine's segment gone."""
+    import signal
+    import time
+
+    import psutil
+    from smpsim.engine.machine import SHM_DIR
+    out = tmp_path / "out"
+    p = subprocess.Popen([sys.executable, "-m", "smpsim", "sweep", "scenarios/threadtest.toml",
+                          "--cpus", "1,2", "--seconds", "20", "--out", str(out)],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        deadline = time.monotonic() + 60
+        segments = []
+        while not segments and time.monotonic() < deadline:
+            segments = [s for s in os.listdir(SHM_DIR) if s.startswith(f"smpsim_{p.pid}_")]
+            time.sleep(0.05)
+        assert segments, "the sweep never made its machine"
+        time.sleep(0.5)                                  # its CPUs are running
+        cpus = psutil.Process(p.pid).children(recursive=True)
+        p.send_signal(signal.SIGTERM)
+        _, err = p.communicate(timeout=60)
+    finally:
+        p.kill()
+        p.wait()
+    assert p.returncode == 143, err
+    assert "smpsim: terminated" in err and "Traceback" not in err
+    assert cpus and not any(c.is_running() and c.status() != psutil.STATUS_ZOMBIE for c in cpus)
+    assert not [s for s in os.listdir(SHM_DIR) if s.startswith(f"smpsim_{p.pid}_")]
+    assert (out / "scenario.toml").exists()

@@ -110,6 +110,7 @@ def _cpu_main(machine, cpu, program, args, conn, gate_r, gate_w, pin, parent):
         os._exit(1)
     os.close(gate_w)
     signal.signal(signal.SIGINT, signal.SIG_IGN)   # Ctrl-C is the supervisor's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a fault, whatever the parent does with it
     k = machine._new_kernel(cpu)
     k._in_run = True
     signal.signal(STOP_SIGNAL, k._on_stop_signal)
@@ -439,10 +440,10 @@ def _pass_token(machine, procs):
 def _stop(machine, procs):
     """Stop every CPU process: STOP_SIGNAL, then SIGKILL for those still there after GRACE.
 
-    Ctrl-C is held back while this runs (a second one would otherwise leave CPU processes
+    Ctrl-C (and SIGTERM) is held back while this runs (a second one would otherwise leave CPU processes
     behind) and delivered when it returns; whatever happens, no CPU process outlives it.
     """
-    masked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    masked = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
     try:
         alive = [p for p in procs.values() if p.exitcode is None]
         if alive:

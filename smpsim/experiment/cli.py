@@ -18,7 +18,7 @@ is a new results/NAME-TIME; --out DIR must be empty or new unless --replace, whi
 content only once every point of the new run could be set up (folder.py). Exit status: 0 on
 success, 1 when a run failed or Machine.check() found violations (or a script raised), 2 on bad
 input (one line naming the file, the key and what was expected; no traceback), 130 on Ctrl-C
-(what finished is written, marked partial). Log records of every CPU process go to OUT/run.log
+and 143 on SIGTERM (what finished is written, marked partial). Log records of every CPU process go to OUT/run.log
 tagged with the CPU (multiprocessing-logging), warnings also to stderr.
 """
 
@@ -26,7 +26,9 @@ import argparse
 import json
 import logging
 import os
+import signal
 import sys
+import threading
 
 __all__ = ["main"]
 
@@ -346,10 +348,10 @@ def _run_experiment(args, scn, points, conn):
                 scn, points, out, pin=args.pin or scn.run["pin"], bar_factory=bars, view=view,
                 command=command, claimed=True,
                 on_result=(lambda r: outer.update(1)) if outer else None)
-    except KeyboardInterrupt:
-        print(f"\nsmpsim: interrupted; what finished is in {out} (marked partial)",
-              file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        how, status = _stop(e)
+        print(f"\nsmpsim: {how}; what finished is in {out} (marked partial)", file=sys.stderr)
+        return status
     except scenario.ScenarioError as e:
         raise _Bad(str(e)) from None
     finally:
@@ -493,9 +495,30 @@ def _main(argv):
     return _delegate(args.command, args.args)
 
 
+def _terminated(signum, frame):
+    raise KeyboardInterrupt("terminated")
+
+
+def _stop(e):
+    """What stopped a command (a KeyboardInterrupt) and its exit status: Ctrl-C 130, SIGTERM
+    143 (128 + the signal, as a shell reports it)."""
+    return ("terminated", 143) if e.args == ("terminated",) else ("interrupted", 130)
+
+
+def _on_sigterm():
+    """SIGTERM (kill, a batch system's time limit) stops a command as Ctrl-C does: finished sweep
+    points stay, machines close and their segments go. Only where nobody else handles it; the
+    handler it replaced (to restore), or None."""
+    if (threading.current_thread() is threading.main_thread() and
+            signal.getsignal(signal.SIGTERM) is signal.SIG_DFL):
+        return signal.signal(signal.SIGTERM, _terminated)
+    return None
+
+
 def main(argv=None):
     """Runs the command line; returns the exit status (the console script exits with it)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    previous = _on_sigterm()
     try:
         rc = _main(argv)
         sys.stdout.flush()                   # a closed pipe shows here, not at exit
@@ -503,10 +526,14 @@ def main(argv=None):
     except _Bad as e:
         print(f"smpsim: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("\nsmpsim: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as e:
+        how, status = _stop(e)
+        print(f"\nsmpsim: {how}", file=sys.stderr)
+        return status
     except BrokenPipeError:                   # `smpsim demo | head`: the reader left
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -59,10 +59,11 @@ result_dir = folder.result_dir
 
 
 class Interrupted(KeyboardInterrupt):
-    """A run stopped by Ctrl-C; `result` holds what it had done (error "interrupted")."""
+    """A run stopped by Ctrl-C (or SIGTERM: `how` is then the interrupt's own "terminated");
+    `result` holds what it had done (error "interrupted")."""
 
-    def __init__(self, result):
-        super().__init__("interrupted")
+    def __init__(self, result, how="interrupted"):
+        super().__init__(how)
         self.result = result
 
 
@@ -213,8 +214,8 @@ def run_point(point: Point, *, pin: bool = False, interval: float = 0.25,
         try:
             outcome = m.run(wl.program, params, timeout=timeout, monitor=sampler,
                             interval=interval, pin=pin)
-        except KeyboardInterrupt:
-            interrupted = True
+        except KeyboardInterrupt as e:
+            interrupted = e.args[0] if e.args else "interrupted"
             result["error"] = "interrupted"
         except smpsim.CPUError as e:
             result["error"] = str(e)
@@ -243,7 +244,7 @@ def run_point(point: Point, *, pin: bool = False, interval: float = 0.25,
                       sim_seconds=result.get("sim_seconds"))
         result["check"] = _clean_up(m, k, wl, params, caches, result["error"])
     if interrupted:
-        raise Interrupted(result)
+        raise Interrupted(result, interrupted)
     return result
 
 

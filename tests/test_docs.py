@@ -110,3 +110,30 @@ def test_the_repository_stands_alone():
             if OUTSIDE.search(line) and path != os.path.join("tests", "test_docs.py"):
                 found.append(f"{path}:{n}: {line.strip()}")
     assert not found, "references outside the repository:\n" + "\n".join(found)
+
+
+def _table_after(text, heading):
+    """The rows (lists of cells) of the first Markdown table after `heading`."""
+    lines = text[text.index(heading):].splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("|"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append([c.strip() for c in line.strip("|").split("|")])
+    return rows
+
+
+def test_the_readmes_benchmark_table_is_the_run_in_docs_bench():
+    """Every figure of the README's benchmark table is a target value of the run docs/bench.md
+    shows, at the README's precision (the two once disagreed: 99 vs 97 ns)."""
+    bench = [float(r[1]) for r in _table_after(read(os.path.join("docs", "bench.md")), "#### Targets")]
+    readme = _table_after(read("README.md"), "## Benchmark")
+    assert len(readme) >= 8
+    for row in readme:
+        for figure in row[1].split(", "):
+            places = len(figure.split(".")[1]) if "." in figure else 0
+            assert any(round(v, places) == float(figure) for v in bench), (row[0], figure)
+        ns = re.search(r"\((\d+) ns / (\d+) ns\)", row[0])
+        if ns:
+            assert ns.group(1) in read(os.path.join("docs", "bench.md"))

@@ -231,3 +231,26 @@ def test_floor_has_no_meaning_in_simulated_time():
             floor.run(m.cpu(0), {"ops": 1000})
     assert workloads.find("floor").times == ("host",)
     assert workloads.find("threadtest").times == ("host", "simulated")
+
+
+@pytest.mark.parametrize("returns, says", [
+    ("7", "run() returned int on CPU 0; expected a dict with at least 'ops' and 'seconds' "
+          "(numbers)"),
+    ("{'ops': 3}", "run() returned a dict without a number under 'seconds' on CPU 0 (got None); "
+                   "expected at least 'ops' and 'seconds'"),
+])
+def test_a_workload_that_returns_the_wrong_thing_is_named(tmp_path, returns, says):
+    """A user's run() that breaks the contract (a dict with `ops` and `seconds`): the run fails
+    with a message naming the workload and what it returned, not a traceback from the
+    collector, and the machine is left clean."""
+    from smpsim.experiment import runner, scenario
+    (tmp_path / "mine.py").write_text(
+        "def run(k, p):\n    c = k.cache('obj')\n    k.slab_free(c, k.slab_alloc(c))\n"
+        f"    return {returns}\n")
+    path = tmp_path / "s.toml"
+    path.write_text('[machine]\ncpus = 2\nmemory = "8M"\n[[caches]]\nname = "obj"\nsize = 64\n'
+                    '[workload]\nname = "mine.py"\n')
+    [point] = scenario.load(str(path)).points()
+    r = runner.run_point(point)
+    assert r["error"] == f"workload {tmp_path}/mine.py:run: {says}"
+    assert r["check"] == "ok"

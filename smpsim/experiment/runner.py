@@ -228,6 +228,12 @@ def run_point(point: Point, *, pin: bool = False, interval: float = 0.25,
                                - bar.n))
                 bar.close()
                 sampler.bar = None
+        if outcome is not None and result["error"] is None:
+            bad = _bad_outcome(outcome)
+            if bad:
+                result["error"] = f"workload {wl.ref}: {bad}"
+                log.error("%s: %s", point.id, result["error"])
+                outcome = None
         last = getattr(m, "last_run", None) or {}
         result["host"]["interference"] = interference.stop(
             sum((c.get("user") or 0) + (c.get("system") or 0) for c in last.get("cpus", [])))
@@ -246,6 +252,21 @@ def run_point(point: Point, *, pin: bool = False, interval: float = 0.25,
     if interrupted:
         raise Interrupted(result, interrupted)
     return result
+
+
+def _bad_outcome(outcome):
+    """What is wrong with the values a workload's run() returned on the CPUs (a dict with at
+    least the numbers `ops` and `seconds` each), or None."""
+    for cpu, w in enumerate(outcome):
+        if not isinstance(w, dict):
+            return (f"run() returned {type(w).__name__} on CPU {cpu}; expected a dict with at "
+                    f"least 'ops' and 'seconds' (numbers)")
+        for key in ("ops", "seconds"):
+            v = w.get(key)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                return (f"run() returned a dict without a number under {key!r} on CPU {cpu} "
+                        f"(got {v!r}); expected at least 'ops' and 'seconds'")
+    return None
 
 
 def _clean_up(m, k, wl, params, caches, error):

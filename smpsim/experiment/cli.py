@@ -18,8 +18,8 @@ is a new results/NAME-TIME; --out DIR must be empty or new unless --replace, whi
 content only once every point of the new run could be set up (folder.py). Exit status: 0 on
 success, 1 when a run failed or Machine.check() found violations (or a script raised), 2 on bad
 input (one line naming the file, the key and what was expected; no traceback), 130 on Ctrl-C
-and 143 on SIGTERM (what finished is written, marked partial). Log records of every CPU process go to OUT/run.log
-tagged with the CPU (multiprocessing-logging), warnings also to stderr.
+and 143 on SIGTERM (what finished is written, marked partial). Log records of every CPU process
+go to OUT/run.log tagged with the CPU (multiprocessing-logging), warnings also to stderr.
 """
 
 import argparse
@@ -349,7 +349,7 @@ def _run_experiment(args, scn, points, conn):
                 command=command, claimed=True,
                 on_result=(lambda r: outer.update(1)) if outer else None)
     except KeyboardInterrupt as e:
-        how, status = _stop(e)
+        how, status = stopped(e)
         print(f"\nsmpsim: {how}; what finished is in {out} (marked partial)", file=sys.stderr)
         return status
     except scenario.ScenarioError as e:
@@ -499,7 +499,7 @@ def _terminated(signum, frame):
     raise KeyboardInterrupt("terminated")
 
 
-def _stop(e):
+def stopped(e):
     """What stopped a command (a KeyboardInterrupt) and its exit status: Ctrl-C 130, SIGTERM
     143 (128 + the signal, as a shell reports it)."""
     return ("terminated", 143) if e.args == ("terminated",) else ("interrupted", 130)
@@ -527,7 +527,7 @@ def main(argv=None):
         print(f"smpsim: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as e:
-        how, status = _stop(e)
+        how, status = stopped(e)
         print(f"\nsmpsim: {how}", file=sys.stderr)
         return status
     except BrokenPipeError:                   # `smpsim demo | head`: the reader left

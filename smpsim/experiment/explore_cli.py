@@ -10,9 +10,9 @@ explore runs the scenario's small configuration (each variant at each CPU count 
 first failure it shrinks the schedule, writes it with its trace (smpsim/experiment/finding.py)
 and exits 1; with none it prints what it covered and exits 0. replay reruns a written failure
 exactly: exit 1 when the failure reproduces, 0 when the run passes. Both: 2 on bad input (one
-line on stderr), 130 on Ctrl-C. Result folders follow folder.py: --out must be new or empty
-unless --replace, which removes its content once a failure is to be written; the default is a
-new results/explore-NAME-TIME, made only then.
+line on stderr), 130 on Ctrl-C (143 on SIGTERM). Result folders follow folder.py: --out must be
+new or empty unless --replace, which removes its content once a failure is to be written; the
+default is a new results/explore-NAME-TIME, made only then.
 
 --time sets the scenario's machine.time for every schedule (explore.json records it, and replay
 runs in it unless given its own --time). --quantum, which run and sweep take, is refused in one
@@ -147,9 +147,9 @@ def _covered(c, strategy, seed):
 
 def _search(args, points, conn):
     """explore.search of `points`, here or on the cluster of `conn`, with the progress bars;
-    (exit status, None) when it did not end (Ctrl-C: 130, what was covered printed; a variant
-    the machine cannot hold: 2; a schedule that failed to run on the cluster: 1), else (None,
-    the Coverage list)."""
+    (exit status, None) when it did not end (Ctrl-C: 130, SIGTERM: 143, what was covered
+    printed; a variant the machine cannot hold: 2; a schedule that failed to run on the
+    cluster: 1), else (None, the Coverage list)."""
     import time
     from smpsim.experiment import explore
     bars = _bars(args.quiet)
@@ -191,12 +191,14 @@ def _search(args, points, conn):
                                       progress=progress, **more)
         finally:
             close_bar()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as e:
+        from smpsim.experiment.cli import stopped
+        how, status = stopped(e)
         late = runs.interrupt() if runs is not None else []
         print(file=sys.stderr)
         _late(state["coverage"], runs, late)
-        covered("interrupted")
-        return 130, None
+        covered(how)
+        return status, None
     except TaskFailed as e:
         cov = next((c for c in state["coverage"] if c.point is runs.point), None)
         where = f"{cov.point.label} at {cov.point.cpus} CPUs: " if cov else ""
@@ -283,8 +285,9 @@ def explore_main(args):
             sbar.set_postfix(preemptions=s.schedule.preemptions)
     try:
         shrunk = explore.shrink(point, found, progress=shrink_progress)
-    except KeyboardInterrupt:
-        interrupted = True
+    except KeyboardInterrupt as e:
+        from smpsim.experiment.cli import stopped
+        interrupted = stopped(e)
     finally:
         if sbar is not None:
             sbar.close()
@@ -294,14 +297,14 @@ def explore_main(args):
     config = {"ops": args.ops, "seed": args.seed, "depth": args.depth}
     command = " ".join(["smpsim"] + sys.argv[1:])
     if interrupted:
-        print("\nsmpsim: interrupted while shrinking; writing the schedule as found",
+        print(f"\nsmpsim: {interrupted[0]} while shrinking; writing the schedule as found",
               file=sys.stderr)
         try:
             finding.write(out, point, config, found, None, coverage, command)
         except folder.FolderError as e:
             return _fail(str(e))
         print(f"written to {out} (smpsim replay {out})", file=sys.stderr)
-        return 130
+        return interrupted[1]
     print(f"shrunk: {found.preemptions} -> {shrunk.schedule.preemptions} preemption(s), "
           f"{len(found.schedule)} -> {len(shrunk.schedule)} decisions in {shrunk.runs} runs"
           + ("" if shrunk.verified else " (the shrunk schedule did not replay the same way: "

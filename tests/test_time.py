@@ -121,6 +121,28 @@ def test_a_line_written_by_another_cpu_costs_a_transfer_after_that_write():
     assert transfers[1] >= 1 and transfers[0] >= 1
 
 
+def test_each_coherence_tag_has_a_host_line_of_its_own():
+    """Two CPUs write neighbouring lines: each line's tag, a host cache line apart from the
+    next, names its own writer (packed tags would put both CPUs' writes in one host line,
+    and every charged access would move it between the host's cores)."""
+    def program(k, base):
+        k.atomic_store(base + 64 * k.cpu_id, 1)
+        return k.cycles
+    with Machine(2, "4M", time="simulated", quantum=0) as m:
+        k = m.cpu(0)
+        base = k.kalloc(128)
+        assert base % 64 == 0
+        m.run(program, base)
+        m.check()
+        r = m.regions
+        assert r.tag_stride * 8 == 64
+        owners = []
+        for cpu in (0, 1):
+            at = r.tags + ((base >> 6) + cpu) * r.tag_stride * 8
+            owners.append(int.from_bytes(m._shm.buf[at:at + 8], "little") >> 55)
+    assert owners == [1, 2]                  # the writer's id + 1
+
+
 def test_clocks_start_equal_and_compute_advances_only_its_own():
     def program(k, n):
         start = k.cycles

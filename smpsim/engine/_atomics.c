@@ -81,6 +81,18 @@ get_u64(PyObject *arg, uint64_t *out)
     return 0;
 }
 
+/* A value for an 8-byte word stored as it is: 0..2**64-1, else OverflowError (as a memoryview
+ * would); get_u64 wraps instead, for the atomics' deltas. */
+static inline int
+get_word(PyObject *arg, uint64_t *out)
+{
+    unsigned long long v = PyLong_AsUnsignedLongLong(arg);
+    if (v == (unsigned long long)-1 && PyErr_Occurred())
+        return -1;
+    *out = v;
+    return 0;
+}
+
 /* A value for a 4-byte word: 0..2**32-1, else OverflowError. */
 static inline int
 get_u32(PyObject *arg, uint32_t *out)
@@ -181,11 +193,8 @@ static PyObject *
 Arena_put(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     NARGS(2);
-    uint64_t *w = word_at(self, args[0], 8);
-    if (!w)
-        return NULL;
-    unsigned long long v = PyLong_AsUnsignedLongLong(args[1]);
-    if (v == (unsigned long long)-1 && PyErr_Occurred())
+    uint64_t v, *w = word_at(self, args[0], 8);
+    if (!w || get_word(args[1], &v) < 0)
         return NULL;
     __atomic_store_n(w, v, __ATOMIC_RELAXED);
     Py_RETURN_NONE;
@@ -392,13 +401,9 @@ static PyObject *
 Arena_tput(ArenaObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
     NARGS(2);
-    uint64_t *w = word_at(self, args[0], 8);
-    if (!w)
-        return NULL;
-    unsigned long long v = PyLong_AsUnsignedLongLong(args[1]);
-    if (v == (unsigned long long)-1 && PyErr_Occurred())
-        return NULL;
-    if (sim_access(&self->sim, (char *)w - self->base, ACC_WRITE) < 0)
+    uint64_t v, *w = word_at(self, args[0], 8);
+    if (!w || get_word(args[1], &v) < 0 ||
+        sim_access(&self->sim, (char *)w - self->base, ACC_WRITE) < 0)
         return NULL;
     __atomic_store_n(w, v, __ATOMIC_RELAXED);
     Py_RETURN_NONE;
@@ -541,8 +546,8 @@ Arena_clock(ArenaObject *self, PyObject *unused)
 static PyObject *
 Arena_compute(ArenaObject *self, PyObject *arg)
 {
-    unsigned long long c = PyLong_AsUnsignedLongLong(arg);
-    if ((c == (unsigned long long)-1 && PyErr_Occurred()) || !sim_ready(self))
+    uint64_t c;
+    if (get_word(arg, &c) < 0 || !sim_ready(self))
         return NULL;
     if (self->sim.timed) {
         st_relaxed(MYCLOCK(&self->sim), ld_relaxed(MYCLOCK(&self->sim)) + c);

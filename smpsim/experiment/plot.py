@@ -88,6 +88,15 @@ def _axes(ax, counts, title, ylabel, key):
     ax.legend(fontsize=8)
 
 
+def _save(plt, fig, path):
+    """Lays out fig, writes it to path (making its folder) and closes it; returns path."""
+    fig.tight_layout()
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 def _cost_plot(plt, groups, counts, title, path):
     """cycles/op (lock wait cycles/op dashed) above, transfers/op below."""
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(6.4, 6.4), dpi=100, sharex=True)
@@ -112,9 +121,7 @@ def _cost_plot(plt, groups, counts, title, path):
     top.set_title(f"{title}: cycles and line transfers per operation" if title
                   else "cycles and line transfers per operation", fontsize=10)
     _axes(bottom, counts, None, "cache-line transfers per operation", "transfers_per_op")
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(plt, fig, path)
 
 
 def sweep_plots(rows, out_dir, title=""):
@@ -168,9 +175,7 @@ def sweep_plots(rows, out_dir, title=""):
                 ax.text(counts[0], cores, f" {cores} host cores", va="bottom", fontsize=8,
                         color="grey")
         _axes(ax, counts, f"{head}: {ylabel}", ylabel, key)
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
+        _save(plt, fig, path)
     return paths
 
 
@@ -192,11 +197,7 @@ def timeseries_plot(series, path, title=""):
     bottom.grid(True, alpha=0.3)
     if title:
         top.set_title(title, fontsize=10)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def _throughput_panel(ax, rows, time):
@@ -231,11 +232,7 @@ def twin_plot(sim_rows, host_rows, path, title=""):
     _throughput_panel(right, host_rows, "host")
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def main(argv=None):

@@ -172,6 +172,25 @@ def test_host_time_has_no_clock_and_compute_is_harmless():
         m.check()
 
 
+@pytest.mark.parametrize("time", ["host", "simulated"])
+def test_compute_past_the_clocks_range_is_refused_by_name(time):
+    """A clock keeps 55 bits of cycles; more is refused by name (it was an OverflowError from
+    the C conversion, naming nothing), and the clock stays as it was."""
+    from smpsim.engine.sched import CLOCK_MAX
+    with Machine(1, "4M", time=time) as m:
+        k = m.cpu(0)
+        k.compute(1000)
+        before = k.cycles
+        with pytest.raises(smpsim.BadArgument, match=r"^compute: 'cycles' 18446744073709551616 "
+                           r"would take this CPU's clock past 36028797018963967 cycles, the "
+                           r"model's largest time$"):
+            k.compute(2 ** 64)
+        assert k.cycles == before
+        k.compute(CLOCK_MAX - before)           # the last cycle there is
+        assert k.cycles == (CLOCK_MAX if time == "simulated" else 0)
+        m.check()
+
+
 def test_simulated_stats_have_time_and_lock_cycles():
     def program(k, lock):
         for _ in range(20):

@@ -32,6 +32,7 @@ from .frames import FRAME_ATOMIC, FRAME_NO_RECLAIM
 from .layout import (CACHE, CPU_CTL, CPU_MAGS, FRAME, HEADER, KERNEL, LINE, MAGAZINE,
                      MAGAZINE_SIZES, OBJ_INTERNAL, PAGE_SIZE, SLAB, WORD)
 from .options import SLAB_CACHE_MAGCACHE, check_function
+from .sched import CLOCK_MAX
 from .slab import (MALLOC_NAMES, PATH_HIT, PATHS, SLAB_CACHE_NOMAGAZINE, SLAB_CACHE_SLINSIDE,
                    SLAB_MAX_MALLOC_W, SLAB_MIN_MALLOC_W, SLAB_RECLAIM_ALL, check_cache_args,
                    fnzb)
@@ -580,9 +581,13 @@ class Kernel:
 
     def compute(self, cycles: int) -> None:
         """Charge `cycles` of private work (the application's own, between allocations) to
-        this CPU's clock; nothing in host time. ValueError unless an int >= 0."""
+        this CPU's clock; nothing in host time. ValueError unless an int >= 0 that keeps the
+        clock within CLOCK_MAX."""
         if type(cycles) is not int or cycles < 0:
             raise BadArgument(f"compute: 'cycles' must be an int >= 0, got {cycles!r}")
+        if cycles > CLOCK_MAX - self.cycles:
+            raise BadArgument(f"compute: 'cycles' {cycles} would take this CPU's clock past "
+                              f"{CLOCK_MAX} cycles, the model's largest time")
         self._sa.arena.compute(cycles)
 
 

@@ -33,7 +33,7 @@ from typing import Any, Iterable, TypeVar
 
 from .layout import PCT_MAX
 
-__all__ = ["Schedule", "COST", "DEFAULT_QUANTUM", "SCHED_FREE", "SCHED_LAX", "SCHED_TOKEN",
+__all__ = ["Schedule", "COST", "CLOCK_MAX", "DEFAULT_QUANTUM", "SCHED_FREE", "SCHED_LAX", "SCHED_TOKEN",
            "STRATEGY_CLOCK", "STRATEGY_RANDOM", "STRATEGY_PCT", "STRATEGY_REPLAY", "CPU_IDLE",
            "CPU_RUNNABLE", "CPU_BLOCKED", "CPU_BARRIER", "CPU_DONE", "FAIL_NONE",
            "FAIL_DEADLOCK", "FAIL_MISMATCH", "FAIL_LOG_FULL", "LOCK_KERNEL", "LOCK_USER",
@@ -62,6 +62,9 @@ _S = TypeVar("_S", bound="Schedule")
 #             tables for Nehalem/Westmere), on top of the transfer when it does not;
 #   hz        that machine's clock rate, turning cycles into simulated seconds.
 COST = {"hit": 5, "transfer": 110, "atomic": 20, "hz": 2_130_000_000}
+
+# A clock's largest value: the coherence tags keep times in 55 bits (TIME_MASK in _sim.h).
+CLOCK_MAX = (1 << 55) - 1
 
 # The default largest skew between running CPUs' clocks, in cycles: about ten magazine hits
 # (docs/time.md: what it costs in accuracy and in host time).

@@ -24,7 +24,8 @@ import pytest
 
 from smpsim.experiment import cluster, explore, explore_cluster, scenario
 from smpsim.experiment.explore_cluster import ClusterRuns, TaskFailed, run_seeds
-from test_cluster import cpu_processes, dask_procs, two_workers  # noqa: F401 - a fixture
+from test_cluster import (  # noqa: F401 - two_workers is a fixture
+    INSTALL_LINE, cpu_processes, dask_procs, no_dask, two_workers)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -51,29 +52,11 @@ def point(ops=3, path=LOST):
 
 # --- without Dask -------------------------------------------------------------------------
 
-NO_DASK = """
-import sys
-class NoDask:
-    def find_spec(self, name, path=None, target=None):
-        if name.partition(".")[0] in ("dask", "distributed"):
-            raise ModuleNotFoundError(f"No module named {name!r}")
-sys.meta_path.insert(0, NoDask())
-from smpsim.experiment.cli import main
-rc = main(sys.argv[1:])
-print("dask modules:", sorted(m for m in sys.modules if m.partition(".")[0] in ("dask",
-      "distributed")), file=sys.stderr)
-sys.exit(rc)
-"""
-
-
 def test_without_dask_explore_cluster_is_one_line_and_exit_2(tmp_path):
     out = tmp_path / "o"
-    p = subprocess.run([sys.executable, "-c", NO_DASK, "explore", LOST, "--ops", "3",
-                        "--cluster", "local:2", "--out", str(out)], capture_output=True,
-                       text=True, cwd=ROOT, timeout=100)
+    p = no_dask("explore", LOST, "--ops", "3", "--cluster", "local:2", "--out", str(out))
     assert p.returncode == 2
-    assert p.stderr == ("smpsim: --cluster: Dask is not installed; install it with: "
-                        "pip install 'smpsim[cluster]'\ndask modules: []\n")
+    assert p.stderr == INSTALL_LINE + "dask modules: []\n"
     assert p.stdout == "" and not out.exists()
 
 

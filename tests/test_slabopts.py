@@ -12,6 +12,7 @@ from smpsim import FRAME_ATOMIC, SLAB_CACHE_NOMAGAZINE, SLAB_RECLAIM_ALL, Machin
 from smpsim.engine.layout import CACHE, CACHE_EXT, FN_MAX, PAGE_SIZE, SLAB
 
 import option_helpers
+from test_faults import churn
 
 H = "option_helpers"
 _Q = struct.Struct("<Q")
@@ -391,20 +392,6 @@ def test_debugging_mode_checks_the_slab_locks_place_in_the_order():
                                 f"smpsim/engine/locks.py")
         k.slab_free(c, a)
         m.check()
-
-
-def churn(k, name, n, seed):
-    c = k.cache(name)
-    rnd = random.Random(seed * 100 + k.cpu_id)
-    live = []
-    for _ in range(n):
-        if live and rnd.random() < 0.5:
-            k.slab_free(c, live.pop(rnd.randrange(len(live))))
-        else:
-            live.append(k.slab_alloc(c))
-    for a in live:
-        k.slab_free(c, a)
-    return n
 
 
 @pytest.mark.parametrize("cpus,debug", [(2, False), (4, True), (8, False)])

@@ -396,18 +396,20 @@ sim_acquired(struct simcpu *s, uint64_t word, uint64_t before, int kind)
     }
 }
 
-/* Simulated time of a lock just released: a write of its line; the hold to its statistics. */
-static inline void
+/* Simulated time of a lock just released: a write of its line; the hold to its statistics.
+ * The lock's statistics entry (0: none, or host time). */
+static inline uint64_t
 sim_released(struct simcpu *s, uint64_t word, int kind)
 {
     if (!s->timed)
-        return;
+        return 0;
     charge(s, word, ACC_WRITE);
     uint64_t e = lockstat(s, word, kind);
     if (e)
         st_relaxed(LS(s, e, s_hold_cycles), ld_relaxed(LS(s, e, s_hold_cycles)) +
                                                 (ld_relaxed(MYCLOCK(s)) -
                                                  ld_relaxed(LS(s, e, s_acquired_at))));
+    return e;
 }
 
 /*
@@ -556,13 +558,13 @@ sim_unlock(struct simcpu *s, uint64_t word, int kind)
         return -1;
     /* The release's time goes on the lock's line before the word is free: the next holder,
      * whoever it is, then pays the transfer from this release. */
-    sim_released(s, word, kind);
+    uint64_t stat = sim_released(s, word, kind);
     __atomic_store_n((uint64_t *)(s->base + word), 0, __ATOMIC_SEQ_CST);
-    if (s->sched == SCHED_LAX) {            /* wake the CPUs sleeping on the lock (lax_acquire) */
-        uint64_t stat = s->timed ? lockstat(s, word, kind) : 0;
-        if (!stat || __atomic_load_n(LS(s, stat, s_waiting), __ATOMIC_SEQ_CST))
-            futex_wake_all((uint64_t *)(s->base + word));
-    }
+    /* Wake the CPUs sleeping on the lock (lax_acquire); with its statistics, only when some
+     * CPU is taking it. */
+    if (s->sched == SCHED_LAX &&
+        (!stat || __atomic_load_n(LS(s, stat, s_waiting), __ATOMIC_SEQ_CST)))
+        futex_wake_all((uint64_t *)(s->base + word));
     return 0;
 }
 

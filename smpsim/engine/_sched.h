@@ -45,6 +45,15 @@ effective_clock(struct simcpu *s, uint32_t i)
     return c;
 }
 
+/* The run ends at this step for `why` (FAIL_*): -1, as choose() returns it. */
+static inline int
+sched_fail(struct simcpu *s, uint64_t why)
+{
+    st_relaxed(HW(s, h_failure), why);
+    st_relaxed(HW(s, h_failure_step), ld_relaxed(HW(s, h_step)));
+    return -1;
+}
+
 /* Choose who passes the next point; `me` is the CPU deciding (the token holder, or ncpus when
  * the Machine decides after the holder died). Returns the CPU, or -1 when none is runnable
  * (HEADER.failure says why). Records or replays the decision when two or more could run. */
@@ -60,11 +69,8 @@ choose(struct simcpu *s, uint32_t me)
     if (count == 0) {
         for (uint32_t i = 0; i < n; i++) {
             uint64_t st = ld_relaxed(CW(s, i, c_state));
-            if (st == CPU_BLOCKED || st == CPU_BARRIER || st == CPU_RUNNABLE) {
-                st_relaxed(HW(s, h_failure), FAIL_DEADLOCK);
-                st_relaxed(HW(s, h_failure_step), ld_relaxed(HW(s, h_step)));
-                return -1;
-            }
+            if (st == CPU_BLOCKED || st == CPU_BARRIER || st == CPU_RUNNABLE)
+                return sched_fail(s, FAIL_DEADLOCK);
         }
         return -1;                          /* every CPU has finished */
     }
@@ -102,11 +108,8 @@ choose(struct simcpu *s, uint32_t me)
             int lenient = (int)ld_relaxed(HW(s, h_replay_lenient));
             chosen = d < ld_relaxed(HW(s, h_log_len)) ? (unsigned char)s->base[s->log + d] : -1;
             if (chosen < 0 || chosen >= (int)n || !runnable(s, (uint32_t)chosen)) {
-                if (!lenient) {
-                    st_relaxed(HW(s, h_failure), FAIL_MISMATCH);
-                    st_relaxed(HW(s, h_failure_step), ld_relaxed(HW(s, h_step)));
-                    return -1;
-                }
+                if (!lenient)
+                    return sched_fail(s, FAIL_MISMATCH);
                 /* Lenient (shrinking a schedule): where the schedule names a CPU that cannot
                  * run, or has ended, go on without a preemption: the deciding CPU if it can,
                  * else the lowest runnable id. */
@@ -118,22 +121,15 @@ choose(struct simcpu *s, uint32_t me)
                     }
             }
         }
-        if (strategy == STRATEGY_REPLAY && ld_relaxed(HW(s, h_replay_lenient))) {
-            if (d >= ld_relaxed(HW(s, h_log_cap))) {
-                st_relaxed(HW(s, h_failure), FAIL_LOG_FULL);
-                st_relaxed(HW(s, h_failure_step), ld_relaxed(HW(s, h_step)));
-                return -1;
-            }
-            s->base[s->log + d] = (char)chosen;           /* what actually ran */
-        }
-        if (strategy != STRATEGY_REPLAY && strategy != STRATEGY_CLOCK) {
-            if (d >= ld_relaxed(HW(s, h_log_cap))) {
-                st_relaxed(HW(s, h_failure), FAIL_LOG_FULL);
-                st_relaxed(HW(s, h_failure_step), ld_relaxed(HW(s, h_step)));
-                return -1;
-            }
+        /* The log records what actually ran: every decision of a strategy that draws, and
+         * a lenient replay's over the schedule it follows. */
+        if (strategy == STRATEGY_REPLAY ? ld_relaxed(HW(s, h_replay_lenient)) != 0
+                                        : strategy != STRATEGY_CLOCK) {
+            if (d >= ld_relaxed(HW(s, h_log_cap)))
+                return sched_fail(s, FAIL_LOG_FULL);
             s->base[s->log + d] = (char)chosen;
-            st_relaxed(HW(s, h_log_len), d + 1);
+            if (strategy != STRATEGY_REPLAY)
+                st_relaxed(HW(s, h_log_len), d + 1);
         }
         if (strategy != STRATEGY_CLOCK) {
             st_relaxed(dec, d + 1);

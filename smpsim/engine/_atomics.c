@@ -564,12 +564,8 @@ Arena_sched_begin(ArenaObject *self, PyObject *unused)
     if (!sim_ready(self))
         return NULL;
     struct simcpu *m = &self->sim;
-    if (m->sched == SCHED_TOKEN && ld_relaxed(HW(m, h_run_active))) {
-        if (wait_token(m) < 0)
-            return NULL;
-        if (ld_relaxed(HW(m, h_failure)) != FAIL_NONE)
-            return schedule_stop(m), NULL;
-    }
+    if (m->sched == SCHED_TOKEN && ld_relaxed(HW(m, h_run_active)) && await_token(m) < 0)
+        return NULL;
     Py_RETURN_NONE;
 }
 

@@ -210,6 +210,24 @@ pct_spinning(struct simcpu *s, int kind)
     st_relaxed(CW(s, s->cpu, c_prio), (uint64_t)(-(int64_t)n));
 }
 
+/* Token mode: wait for the token; -1 with a Python exception set when it came because the run
+ * must end (or a signal handler raised). */
+static int
+await_token(struct simcpu *s)
+{
+    if (wait_token(s) < 0)
+        return -1;
+    return ld_relaxed(HW(s, h_failure)) != FAIL_NONE ? schedule_stop(s) : 0;
+}
+
+/* ... after handing it to `next`, unless this CPU has finished. */
+static int
+pass_token(struct simcpu *s, uint32_t next)
+{
+    hand_token(s, next);
+    return ld_relaxed(CW(s, s->cpu, c_state)) == CPU_DONE ? 0 : await_token(s);
+}
+
 /* Token mode: the holder passes a point. Runs the kill and PCT bookkeeping, chooses who goes
  * next, hands over and waits for the token to come back (unless this CPU is done). -1 with a
  * Python exception set when the run must end here. */
@@ -254,16 +272,7 @@ token_pass(struct simcpu *s, int kind, uint64_t addr)
             return 0;                       /* the last CPU finished */
         return schedule_stop(s);
     }
-    if ((uint32_t)next == s->cpu)
-        return 0;
-    hand_token(s, (uint32_t)next);
-    if (ld_relaxed(CW(s, s->cpu, c_state)) == CPU_DONE)
-        return 0;
-    if (wait_token(s) < 0)
-        return -1;
-    if (ld_relaxed(HW(s, h_failure)) != FAIL_NONE)
-        return schedule_stop(s);
-    return 0;
+    return (uint32_t)next == s->cpu ? 0 : pass_token(s, (uint32_t)next);
 }
 
 /* A scheduling point before an action. 0 to go on; -1 with a Python exception set. */
@@ -296,14 +305,7 @@ token_block(struct simcpu *s)
     int next = choose(s, s->cpu);
     if (next < 0)
         return schedule_stop(s);
-    if ((uint32_t)next != s->cpu) {
-        hand_token(s, (uint32_t)next);
-        if (wait_token(s) < 0)
-            return -1;
-        if (ld_relaxed(HW(s, h_failure)) != FAIL_NONE)
-            return schedule_stop(s);
-    }
-    return 0;
+    return (uint32_t)next == s->cpu ? 0 : pass_token(s, (uint32_t)next);
 }
 
 /* --- locks --------------------------------------------------------------------------------- */

@@ -374,6 +374,18 @@ hit_lock(FastPath *fp, uint64_t cache, uint64_t lock, uint64_t pre)
     return sim_hit_lock(fp, cache, lock, pre);
 }
 
+/* Release it: unlock, or under simulated time or the scheduler sim_unlock (its scheduling point
+ * and charge). 0, or -1 with an exception set. */
+static inline int
+hit_unlock(FastPath *fp, uint64_t lock)
+{
+    if (LIKELY(!fp->simulated)) {
+        unlock(fp, lock);
+        return 0;
+    }
+    return sim_unlock(&fp->sim, lock + L.lock_holder, LOCK_KERNEL);
+}
+
 /* Simulated time: the accesses of an allocation's magazine hit, charged in the order the Python
  * path makes them (slab.py, _magazine_obj_get), out of the host-time path's way. */
 static NOINLINE void
@@ -456,12 +468,8 @@ alloc_hit(FastPath *fp, uint64_t cache, uint64_t op, uint64_t pre)
     if (UNLIKELY(fp->simulated))
         charge_alloc_hit(fp, mags, cmag, lastmag, mag, slot);
     ST(mag + L.mag_busy, busy);
-    if (UNLIKELY(fp->simulated)) {
-        if (sim_unlock(&fp->sim, lock + L.lock_holder, LOCK_KERNEL) < 0)
-            return HIT_ERROR;
-    } else {
-        unlock(fp, lock);
-    }
+    if (hit_unlock(fp, lock) < 0)
+        return HIT_ERROR;
     if (count(fp, cache, mags, L.cache_cached_objs, L.mags_cached, -1) < 0 ||
         count(fp, cache, mags, L.cache_allocated_objs, L.mags_allocated, 1) < 0)
         return HIT_ERROR;
@@ -527,12 +535,8 @@ free_hit(FastPath *fp, uint64_t cache, uint64_t obj, uint64_t cid, uint64_t op, 
     }
     ST(slot, obj);
     ST(mag + L.mag_busy, busy + 1);
-    if (UNLIKELY(fp->simulated)) {
-        if (sim_unlock(&fp->sim, lock + L.lock_holder, LOCK_KERNEL) < 0)
-            return -1;
-    } else {
-        unlock(fp, lock);
-    }
+    if (hit_unlock(fp, lock) < 0)
+        return -1;
     if (count(fp, cache, mags, L.cache_cached_objs, L.mags_cached, 1) < 0 ||
         count(fp, cache, mags, L.cache_allocated_objs, L.mags_allocated, -1) < 0)
         return -1;

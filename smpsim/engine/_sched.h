@@ -445,11 +445,7 @@ lax_acquire_loop(struct simcpu *s, uint64_t word, uint64_t owner, double timeout
     for (;;) {
         uint64_t h = __atomic_load_n(holder, __ATOMIC_ACQUIRE);
         if (h == 0) {
-            uint64_t line = word >> 6, e = 0, *tag = NULL;
-            if (s->timed && line < s->tag_lines) {
-                tag = s->tagbase + line * s->tag_stride;
-                e = ld_relaxed(tag);
-            }
+            uint64_t *tag = tag_of(s, word), e = tag ? ld_relaxed(tag) : 0;
             uint64_t t = take_time(s, s->cpu, word, ld_relaxed(MYCLOCK(s)));
             if (skew_wait_at(s, t, 0, 0) < 0)
                 return -2;

@@ -261,6 +261,26 @@ sim_init(struct simcpu *m, char *base, uint64_t len, uint32_t cpu, uint32_t ncpu
     m->on = 1;
 }
 
+/* The coherence tag of the line holding addr, or NULL where the model charges nothing (host
+ * time, or bookkeeping past the tag table). */
+static inline uint64_t *
+tag_of(struct simcpu *s, uint64_t addr)
+{
+    uint64_t line = addr >> 6;
+    return s->timed && line < s->tag_lines ? s->tagbase + line * s->tag_stride : NULL;
+}
+
+/* Whether a CPU other than `cpu` holds a copy of the tag's line. */
+static inline int
+copied_elsewhere(struct simcpu *s, uint64_t *tag, uint32_t cpu)
+{
+    for (uint64_t w = 0; w + TAG_COPIES < s->tag_words; w++)
+        if (ld_relaxed(tag + TAG_COPIES + w) &
+            ~(w == (cpu >> 6) ? UINT64_C(1) << (cpu & 63) : 0))
+            return 1;
+    return 0;
+}
+
 static long
 futex(uint64_t *word, int op, uint32_t val, long ns)
 {
@@ -345,50 +365,38 @@ recently_moved(struct simcpu *s, uint64_t *tag, uint64_t t)
 static inline int
 line_private(struct simcpu *s, uint64_t addr)
 {
-    uint64_t line = addr >> 6;
-    if (!s->timed || line >= s->tag_lines)
-        return 0;
-    uint64_t *tag = s->tagbase + line * s->tag_stride;
-    if ((ld_relaxed(tag) & OWNER_MASK) != s->me_tag ||
-        recently_moved(s, tag, ld_relaxed(s->clock)))
-        return 0;
-    for (uint64_t w = 0; w + TAG_COPIES < s->tag_words; w++)
-        if (ld_relaxed(tag + TAG_COPIES + w) & ~(w == (s->cpu >> 6) ? s->bit : 0))
-            return 0;
-    return 1;
+    uint64_t *tag = tag_of(s, addr);
+    return tag && (ld_relaxed(tag) & OWNER_MASK) == s->me_tag &&
+           !recently_moved(s, tag, ld_relaxed(s->clock)) && !copied_elsewhere(s, tag, s->cpu);
 }
 
 /* The time of the last write to the line holding addr (for choosing by clock). */
 static inline uint64_t
 line_time(struct simcpu *s, uint64_t addr)
 {
-    uint64_t line = addr >> 6;
-    if (!s->timed || line >= s->tag_lines)
-        return 0;
-    return ld_relaxed((uint64_t *)(s->base + s->tags) + line * s->tag_stride) & TIME_MASK;
+    uint64_t *tag = tag_of(s, addr);
+    return tag ? ld_relaxed(tag) & TIME_MASK : 0;
 }
 
-/* Where CPU i's clock stands for the skew bound, or UINT64_MAX when it does not hold the others
- * back: a running CPU's clock; a CPU spinning for a lock that is free now would take it at the
- * release plus a transfer; one whose lock is held waits for its holder (who counts itself); a
- * CPU at a barrier, finished or idle does not count. */
 /* When CPU i, now at clock c, can take the free lock whose word is at `lock`: at once if it
  * holds the lock's line alone (it released the lock last and no other CPU has looked), else
  * after the release plus a transfer. */
 static inline uint64_t
 take_time(struct simcpu *s, uint32_t i, uint64_t lock, uint64_t c)
 {
-    uint64_t line = lock >> 6;
-    if (!s->timed || line >= s->tag_lines)
+    uint64_t *tag = tag_of(s, lock);
+    if (!tag)
         return c;
-    uint64_t *tag = s->tagbase + line * s->tag_stride, e = ld_relaxed(tag);
-    int alone = (e & OWNER_MASK) == (uint64_t)(i + 1) << OWNER_SHIFT;
-    for (uint64_t w = 0; alone && w + TAG_COPIES < s->tag_words; w++)
-        if (ld_relaxed(tag + TAG_COPIES + w) & ~(w == (i >> 6) ? UINT64_C(1) << (i & 63) : 0))
-            alone = 0;
+    uint64_t e = ld_relaxed(tag);
+    int alone = (e & OWNER_MASK) == (uint64_t)(i + 1) << OWNER_SHIFT &&
+                !copied_elsewhere(s, tag, i);
     return alone ? c : umax(c, (e & TIME_MASK) + s->transfer);
 }
 
+/* Where CPU i's clock stands for the skew bound, or UINT64_MAX when it does not hold the others
+ * back: a running CPU's clock; a CPU spinning for a lock that is free now would take it at the
+ * release plus a transfer; one whose lock is held waits for its holder (who counts itself); a
+ * CPU at a barrier, finished or idle does not count. */
 static inline uint64_t
 lax_clock(struct simcpu *s, uint32_t i)
 {
@@ -519,16 +527,10 @@ lax_wait(struct simcpu *s)
 static inline __attribute__((always_inline)) int
 line_is_mine(struct simcpu *s, uint64_t *tag, uint64_t e, int kind)
 {
-    uint64_t me = s->me_tag, bit = s->bit;
-    uint64_t *mine = tag + TAG_COPIES + (s->cpu >> 6);
+    int owned = (e & OWNER_MASK) == s->me_tag || e == 0;
     if (kind == ACC_READ)
-        return (e & OWNER_MASK) == me || e == 0 || (ld_relaxed(mine) & bit);
-    if ((e & OWNER_MASK) != me && e != 0)
-        return 0;
-    for (uint64_t w = 0; w + TAG_COPIES < s->tag_words; w++)
-        if (ld_relaxed(tag + TAG_COPIES + w) & ~(tag + TAG_COPIES + w == mine ? bit : 0))
-            return 0;
-    return 1;
+        return owned || (ld_relaxed(tag + TAG_COPIES + (s->cpu >> 6)) & s->bit);
+    return owned && !copied_elsewhere(s, tag, s->cpu);
 }
 
 /* Record that the line moved between CPUs at time t (the later of two racing moves stays). */
@@ -578,12 +580,7 @@ charge_slow(struct simcpu *s, uint64_t *tag, int kind)
     /* A write or an atomic: the line must be this CPU's alone. */
     uint64_t cost = kind == ACC_RMW ? s->atomic : s->hit;
     for (;;) {
-        int alone = (e & OWNER_MASK) == me || e == 0;
-        for (uint64_t w = 0; alone && w + TAG_COPIES < s->tag_words; w++) {
-            uint64_t m = ld_relaxed(tag + TAG_COPIES + w);
-            if (m & ~(tag + TAG_COPIES + w == mine ? bit : 0))
-                alone = 0;
-        }
+        int alone = ((e & OWNER_MASK) == me || e == 0) && !copied_elsewhere(s, tag, s->cpu);
         uint64_t done = alone ? t + cost : umax(t, e & TIME_MASK) + s->transfer + cost;
         if ((e & OWNER_MASK) == me) {
             st_relaxed(tag, me | (done & TIME_MASK));
@@ -610,12 +607,9 @@ charge_slow(struct simcpu *s, uint64_t *tag, int kind)
 static inline __attribute__((always_inline)) void
 charge(struct simcpu *s, uint64_t addr, int kind)
 {
-    if (!s->timed)
+    uint64_t *tag = tag_of(s, addr);
+    if (!tag)
         return;
-    uint64_t line = addr >> 6;
-    if (line >= s->tag_lines)
-        return;
-    uint64_t *tag = s->tagbase + line * s->tag_stride;
     uint64_t e = ld_relaxed(tag), now = ld_relaxed(s->clock);
     if ((e & OWNER_MASK) == s->me_tag && s->tag_words == TAG_COPIES + 1 &&   /* <= 64 CPUs */
         (kind == ACC_READ || !(ld_relaxed(tag + TAG_COPIES) & ~s->bit)) &&

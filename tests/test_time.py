@@ -222,6 +222,12 @@ def test_simulated_stats_have_time_and_lock_cycles():
     ({"cost": {"transfer": 0}}, "Machine: 'cost' entry 'transfer' must be a positive int of "
                                 "cycles, got 0"),
     ({"cost": [1]}, "Machine: 'cost' must be a dict of hit, transfer, atomic, hz, got [1]"),
+    ({"quantum": 2 ** 70}, f"Machine: 'quantum' is {2 ** 70} cycles, past {2 ** 55 - 1}, the "
+                           f"most the model holds"),
+    ({"cost": {"hit": 2 ** 55}}, f"Machine: 'cost' entry 'hit' is {2 ** 55}, past "
+                                 f"{2 ** 55 - 1}, the most the model holds"),
+    ({"cost": {"hz": 2 ** 64}}, f"Machine: 'cost' entry 'hz' is {2 ** 64}, past {2 ** 64 - 1}, "
+                                f"the most the model holds"),
 ])
 def test_bad_time_arguments_are_refused_by_name(kw, message):
     with pytest.raises(ValueError) as e:

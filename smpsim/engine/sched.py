@@ -93,6 +93,10 @@ def check_cost(cost):
             raise BadArgument(f"Machine: 'cost' entry {key!r} must be a positive int of "
                               f"{'cycles per second' if key == 'hz' else 'cycles'}, "
                               f"got {value!r}")
+        limit = 2 ** 64 - 1 if key == "hz" else CLOCK_MAX
+        if value > limit:
+            raise BadArgument(f"Machine: 'cost' entry {key!r} is {value}, past {limit}, the "
+                              f"most the model holds")
         out[key] = value
     return out
 
@@ -108,6 +112,9 @@ def resolve_modes(cpus, time, quantum, cost, schedule, seed, depth, kill, max_st
     if quantum is not None and (type(quantum) is not int or quantum < 0):
         raise BadArgument(f"Machine: 'quantum' must be an int of cycles >= 0 or None, "
                           f"got {quantum!r}")
+    if quantum is not None and quantum > CLOCK_MAX:
+        raise BadArgument(f"Machine: 'quantum' is {quantum} cycles, past {CLOCK_MAX}, the most "
+                          f"the model holds")
     cost = check_cost(cost)
     if type(seed) is not int or seed < 0:
         raise BadArgument(f"Machine: 'seed' must be an int >= 0, got {seed!r}")

@@ -157,6 +157,8 @@ def test_options_on_change_the_trace():
     (dict(reap_every=-1.5), "Machine: 'reap_every' must be a positive number"),
     (dict(reap_every=True), "Machine: 'reap_every' must be a positive number"),
     (dict(reap_every=math.nan), "Machine: 'reap_every' must be a positive number"),
+    (dict(reap_every=2 ** 80), f"Machine: 'reap_every' is {2 ** 80} seconds, past 1e+09, the "
+                               f"longest period the timer holds (math.inf: only k.slab_reap())"),
     (dict(resize_threshold=-1), "Machine: 'resize_threshold' must be an int of at least 0, "
                                 "got -1"),
     (dict(resize_threshold=2.5), "Machine: 'resize_threshold' must be an int of at least 0"),

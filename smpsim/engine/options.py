@@ -69,6 +69,8 @@ COLOUR_STEP = 64
 # here is one second and the threshold theirs.
 RESIZE_THRESHOLD = 3
 RESIZE_PERIOD = 1.0
+# The longest period between periodic reaps (its nanoseconds go into a 64-bit timer word).
+REAP_EVERY_MAX = 1e9
 
 # What a CPU is doing inside an option's window (CPU_CTL.stage), for the checker's explanation
 # of what a CPU that died there left behind; index 0 is "no window".
@@ -122,6 +124,10 @@ class Options:
         if reap_every is not None and not _positive(reap_every):
             raise BadArgument(f"Machine: 'reap_every' must be a positive number of seconds "
                               f"(math.inf: only k.slab_reap()) or None, got {reap_every!r}")
+        if reap_every is not None and REAP_EVERY_MAX < reap_every < math.inf:
+            raise BadArgument(f"Machine: 'reap_every' is {reap_every!r} seconds, past "
+                              f"{REAP_EVERY_MAX:g}, the longest period the timer holds "
+                              f"(math.inf: only k.slab_reap())")
         if type(resize_threshold) is not int or resize_threshold < 0:
             raise BadArgument(f"Machine: 'resize_threshold' must be an int of at least 0, "
                               f"got {resize_threshold!r}")
